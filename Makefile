@@ -1,0 +1,36 @@
+# Two commands a new user needs: `make studio` and `make test`. Each creates .venv when it is
+# missing and installs only what the project declares (pyproject.toml); re-running is a no-op
+# until pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_STUDIO := $(VENV)/.installed-studio
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: studio test demo install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_STUDIO): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[studio]'
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[studio,test]'
+	touch $@
+
+install: $(STAMP_STUDIO)
+
+# The main job. Until the studio app lands this runs the end-to-end demo (see README).
+studio: $(STAMP_STUDIO)
+	$(VENV)/bin/e2gan demo
+
+demo: studio
+
+test: $(STAMP_TEST)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

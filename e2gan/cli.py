@@ -1,0 +1,395 @@
+"""The `e2gan` command line: one subcommand per step of the method, over the same functions the
+studio calls.
+
+Every subcommand takes `--json`, and then prints exactly one JSON object as its last stdout line
+(paths, counts, metrics, timings) for scripts and benchmarks. Progress goes to stderr. A user
+error (`E2GANError`: missing file, odd image, unknown concept, wrong base) is one line on stderr
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from e2gan.errors import E2GANError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {}
+
+
+def command(name: str):
+    def decorator(function):
+        COMMANDS[name] = function
+        return function
+    return decorator
+
+
+def _progress(args: argparse.Namespace, label: str):
+    def report(event: dict[str, Any]) -> None:
+        if args.quiet:
+            return
+        if "step" in event:
+            losses = " ".join(f"{k}={v:.3f}" for k, v in event["losses"].items())
+            print(f"[{label}] step {event['step']}/{event['total_steps']} {losses} "
+                  f"{event['images_per_second']:.1f} img/s eta {event['eta_seconds']:.0f}s",
+                  file=sys.stderr, flush=True)
+        elif "done" in event:
+            print(f"[{label}] {event['done']}/{event['total']} pairs", file=sys.stderr, flush=True)
+    return report
+
+
+# --- data -------------------------------------------------------------------------------------
+
+@command("pairs")
+def cmd_pairs(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.generate import generate_pairs
+    from e2gan.data.sources import open_source
+    from e2gan.teachers import create_teacher
+
+    teacher = create_teacher(args.teacher)
+    prompt, concept = _concept_prompt(teacher, args.concept)
+    source = open_source(args.source, count=args.count, size=args.size, seed=args.seed)
+    result = generate_pairs(teacher, source, prompt, args.out, concept=concept, seed=args.seed,
+                            test_fraction=args.test_fraction, on_progress=_progress(args, "pairs"))
+    return result.summary()
+
+
+def _concept_prompt(teacher, text: str) -> tuple[str, str]:
+    """(prompt, concept name): a named concept's canonical prompt, or free text as given."""
+    from e2gan.text import concept_key
+
+    known = teacher.concepts()
+    if known is None:
+        return text, concept_key(text)
+    from e2gan.teachers import resolve_builtin_concept
+    concept = resolve_builtin_concept(text)
+    return concept.prompt, concept.name
+
+
+@command("import")
+def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.importers import import_folders, import_img2img_turbo
+
+    if args.layout == "folders":
+        if not (args.source_dir and args.edited_dir and args.prompt):
+            raise E2GANError("import folders needs --source-dir, --edited-dir and --prompt")
+        dataset = import_folders(args.source_dir, args.edited_dir, args.prompt, args.out,
+                                 test_fraction=args.test_fraction, seed=args.seed)
+    else:
+        if not args.root:
+            raise E2GANError("import img2img-turbo needs --root")
+        dataset = import_img2img_turbo(args.root, args.out, test_fraction=args.test_fraction,
+                                       seed=args.seed)
+    return {"dataset": str(dataset.root), "pairs": len(dataset),
+            "train": len(dataset.split("train")), "test": len(dataset.split("test"))}
+
+
+@command("select")
+def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset, write_subset
+    from e2gan.selection import select_pairs
+
+    dataset = PairDataset.open(args.dataset)
+    ids = select_pairs(dataset, args.k, method=args.method, seed=args.seed)
+    subset = write_subset(dataset, ids, args.out, overwrite=args.overwrite) if args.out else None
+    return {"dataset": str(dataset.root), "method": args.method, "k": len(ids), "ids": ids,
+            "out": str(subset.root) if subset else None}
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def _settings(args: argparse.Namespace):
+    from e2gan.training.recipes import TrainingSettings
+
+    return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
+                            learning_rate=args.lr, seed=args.seed, device=args.device,
+                            max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+
+
+@command("train-base")
+def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.training.recipes import train_base
+
+    datasets = [PairDataset.open(path) for path in args.dataset]
+    outcome = train_base(datasets, args.out, _settings(args), resume=not args.restart,
+                         on_progress=_progress(args, "train-base"))
+    return {"out": str(outcome.output), **outcome.summary}
+
+
+@command("finetune")
+def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.training.recipes import finetune
+
+    dataset = PairDataset.open(args.dataset)
+    ranks = _load_ranks(args) if args.mode == "lora" else None
+    outcome = finetune(args.base, dataset, args.out, _settings(args), mode=args.mode, ranks=ranks,
+                       resume=not args.restart, on_progress=_progress(args, "finetune"))
+    return {"out": str(outcome.output), **outcome.summary}
+
+
+def _load_ranks(args: argparse.Namespace) -> dict[str, int] | None:
+    from e2gan.checkpoint import load_generator
+    from e2gan.training.recipes import uniform_ranks
+
+    if args.rank:
+        return uniform_ranks(load_generator(args.base).generator, args.rank)
+    path = Path(args.ranks) if args.ranks else Path(args.base) / "ranks.json"
+    if not path.is_file():
+        if args.ranks:
+            raise E2GANError(f"rank table not found: {path}")
+        return None  # recipes fall back to uniform rank 4
+    try:
+        table = json.loads(path.read_text())
+    except ValueError as error:
+        raise E2GANError(f"cannot read rank table {path}: {error}") from None
+    return {str(k): int(v) for k, v in table.get("ranks", table).items()}
+
+
+@command("train-pix2pix")
+def cmd_train_pix2pix(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.training.recipes import train_pix2pix
+
+    dataset = PairDataset.open(args.dataset)
+    outcome = train_pix2pix(dataset, args.out, _settings(args), resume=not args.restart,
+                            on_progress=_progress(args, "pix2pix"))
+    return {"out": str(outcome.output), **outcome.summary}
+
+
+@command("rank-search")
+def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.rank_search import RankSearchSettings, format_rank_table, search_ranks
+
+    datasets = [PairDataset.open(path) for path in args.dataset]
+    settings = RankSearchSettings(steps_per_round=args.steps_per_round, size=args.size,
+                                  batch_size=args.batch_size, learning_rate=args.lr,
+                                  seed=args.seed, device=args.device, max_rounds=args.max_rounds)
+    result = search_ranks(args.base, datasets, settings, on_progress=_progress(args, "rank-search"))
+    if not args.json:
+        print(format_rank_table(result))
+    if args.out:
+        from e2gan.files import atomic_write_json
+        atomic_write_json(args.out, result)
+    return result
+
+
+# --- judging ----------------------------------------------------------------------------------
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.evaluation import evaluate_pairs
+    from e2gan.pipeline import EditPipeline
+
+    dataset = PairDataset.open(args.dataset)
+    pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
+    if args.adapter:
+        pipeline.load_adapter(args.adapter)
+    prompt = pipeline.default_prompt(dataset.info.prompt)
+    metrics = evaluate_pairs(lambda images: pipeline(images, prompt, size=args.size), dataset,
+                             split=args.split, size=args.size)
+    return {"model": args.model, "adapter": args.adapter, "dataset": str(dataset.root), **metrics}
+
+
+@command("profile")
+def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.profiling import profile_architecture
+
+    return profile_architecture(args.arch, size=args.size, repeats=args.repeats)
+
+
+@command("edit")
+def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.files import atomic_save_image, load_image
+    from e2gan.pipeline import EditPipeline
+
+    pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
+    if args.adapter:
+        pipeline.load_adapter(args.adapter, scale=args.scale)
+    prompt = pipeline.default_prompt(args.prompt)
+    image = load_image(args.image)
+    started = time.perf_counter()
+    edited = pipeline([image], prompt, size=args.size)[0]
+    seconds = time.perf_counter() - started
+    atomic_save_image(args.out, edited)
+    return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4)}
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(concept=args.concept, size=args.size, pairs=args.pairs,
+                            subset=args.subset, finetune_minutes=args.minutes, seed=args.seed,
+                            base=args.base, device=args.device)
+    return run_demo(args.out, settings, log=None if args.quiet else
+                    (lambda line: print(line, file=sys.stderr, flush=True)))
+
+
+@command("concepts")
+def cmd_concepts(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.teachers import TEACHERS
+
+    teachers = {}
+    for name in TEACHERS:
+        teacher_class = TEACHERS.get(name)
+        usable, reason = teacher_class.available()
+        concepts = teacher_class().concepts() if usable else None
+        teachers[name] = {"available": usable, "reason": reason,
+                          "concepts": [c.name for c in concepts] if concepts else None}
+        if not args.json:
+            print(f"{name}: " + (", ".join(teachers[name]["concepts"] or ["any prompt"])
+                                 if usable else f"unavailable ({reason})"))
+    return {"teachers": teachers}
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int = 128) -> None:
+    parser.add_argument("--size", type=int, default=size, help="training resolution (pixels)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop cleanly after this much training time")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore a training checkpoint left by an interrupted run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2gan", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+        return p
+
+    p = add("pairs", "make a paired dataset with a teacher")
+    p.add_argument("--concept", required=True, help="a built-in concept name, or a prompt")
+    p.add_argument("--teacher", default="builtin")
+    p.add_argument("--source", default="builtin", help="'builtin', a folder or a .zip of images")
+    p.add_argument("--count", type=int, default=None, help="number of source images")
+    p.add_argument("--size", type=int, default=256, help="side of built-in photo crops")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+
+    p = add("import", "import your own pairs")
+    p.add_argument("layout", choices=["folders", "img2img-turbo"])
+    p.add_argument("--source-dir")
+    p.add_argument("--edited-dir")
+    p.add_argument("--prompt")
+    p.add_argument("--root", help="img2img-turbo dataset folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--test-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("select", "choose a representative subset of a dataset's training pairs")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--method", default="random", choices=["random"])
+    p.add_argument("--out", help="write the subset as a new dataset here")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("train-base", "train the shared base generator on several concepts")
+    p.add_argument("--dataset", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    _training_arguments(p, steps=5000)
+
+    p = add("finetune", "teach a base model a new concept (LoRA adapter or full fine-tune)")
+    p.add_argument("--base", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True, help="adapter file (lora) or model folder (full)")
+    p.add_argument("--mode", default="lora", choices=["lora", "full"])
+    p.add_argument("--ranks", help="rank table json (default: the base's ranks.json)")
+    p.add_argument("--rank", type=int, help="one rank for every crucial layer")
+    _training_arguments(p, steps=600)
+
+    p = add("train-pix2pix", "train the pix2pix baseline from scratch")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    _training_arguments(p, steps=600)
+
+    p = add("rank-search", "search LoRA ranks per crucial layer (Algorithm 1)")
+    p.add_argument("--base", required=True)
+    p.add_argument("--dataset", nargs="+", required=True, help="sample concepts' datasets")
+    p.add_argument("--steps-per-round", type=int, default=100)
+    p.add_argument("--max-rounds", type=int, default=5)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="write the rank table json here (e.g. BASE/ranks.json)")
+
+    p = add("evaluate", "judge a model (+ adapter) against a dataset's held-out teacher edits")
+    p.add_argument("--model", required=True, help="a model folder (base, full fine-tune, pix2pix)")
+    p.add_argument("--adapter")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+
+    p = add("profile", "parameters, MACs and latency of an architecture")
+    p.add_argument("--arch", default="e2gan", choices=["e2gan", "pix2pix"])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=10)
+
+    p = add("edit", "edit one image with a model (+ adapter)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--adapter")
+    p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
+    p.add_argument("--prompt", default=None)
+    p.add_argument("--image", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=None, help="resize the short side (default: keep)")
+    p.add_argument("--device", default="auto")
+
+    p = add("demo", "the end-to-end demo: pairs -> subset -> LoRA vs pix2pix -> table")
+    p.add_argument("--concept", default="winter")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--pairs", type=int, default=300)
+    p.add_argument("--subset", type=int, default=100)
+    p.add_argument("--minutes", type=float, default=4.0, help="training time for each model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base", default=None, help="base model folder (default: the shipped one)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs/demo")
+
+    add("concepts", "list teachers and the concepts they know")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except E2GANError as error:
+        print(f"error: {error}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(error)}))
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=str))
+    elif args.command not in ("concepts", "rank-search"):
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Bring your own pairs: turn folders of (before, after) images into an e2gan dataset.
+
+Two layouts are read:
+
+- two folders whose files are matched by name stem (``before/cat.jpg`` <-> ``after/cat.png``),
+  one prompt for all pairs (`import_folders`);
+- img2img-turbo's paired layout (`import_img2img_turbo`)::
+
+      train_A/  train_B/  train_prompts.json      {"cat.png": "a snowy photo of a cat", ...}
+      test_A/   test_B/   test_prompts.json       (optional)
+
+  A pair is a file name present in the prompts file, in the A (source) and B (target) folders.
+
+Images are read with `load_image` (so grayscale, palette, RGBA and 16-bit files become 8-bit RGB)
+and stored as PNG at their own sizes; the training loader resizes. The dataset is written into
+``<out_root>.partial/`` and renamed when complete, so a failed import leaves nothing at out_root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from e2gan.data.dataset import (
+    DatasetInfo,
+    PairDataset,
+    assign_splits,
+    atomic_dataset_writer,
+    unique_pair_ids,
+)
+from e2gan.errors import E2GANError
+from e2gan.files import IMAGE_SUFFIXES, list_images, load_image
+
+IMPORTED_TEACHER = "imported"
+# dataset.json lists the commonest phrasings only; every pair keeps its own prompt in its record.
+MAX_DATASET_PROMPTS = 16
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    by_stem: dict[str, Path] = {}
+    for path in list_images(folder):
+        if path.stem in by_stem:
+            raise E2GANError(
+                f"{folder} has two images named {path.stem!r} ({by_stem[path.stem].name}, {path.name}); "
+                "rename one so each pair is unambiguous"
+            )
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def import_folders(
+    source_dir: str | os.PathLike,
+    edited_dir: str | os.PathLike,
+    prompt: str,
+    out_root: str | os.PathLike,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    concept: str | None = None,
+    overwrite: bool = False,
+) -> PairDataset:
+    """Pair ``source_dir/<stem>.*`` with ``edited_dir/<stem>.*`` under one prompt.
+
+    The concept defaults to out_root's folder name. Stems found on one side only are an error
+    (listing a few), since a silently dropped pair is a surprise found much later.
+    """
+    source_dir, edited_dir, out_root = Path(source_dir), Path(edited_dir), Path(out_root)
+    if not prompt.strip():
+        raise E2GANError("the prompt describing the edit is empty")
+    sources, edits = _images_by_stem(source_dir), _images_by_stem(edited_dir)
+    only_source = sorted(set(sources) - set(edits))
+    only_edited = sorted(set(edits) - set(sources))
+    if only_source or only_edited:
+        problems = []
+        if only_source:
+            problems.append(f"{len(only_source)} only in {source_dir} ({_listing(only_source)})")
+        if only_edited:
+            problems.append(f"{len(only_edited)} only in {edited_dir} ({_listing(only_edited)})")
+        raise E2GANError("unmatched images: " + "; ".join(problems))
+    if not sources:
+        raise E2GANError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {source_dir}")
+
+    stems = sorted(sources)
+    ids = unique_pair_ids(stems)
+    splits = assign_splits(ids, test_fraction, seed)
+    info = DatasetInfo(
+        concept=concept or out_root.name,
+        prompt=prompt,
+        prompts=[prompt],
+        teacher=IMPORTED_TEACHER,
+        teacher_params={"source_dir": str(source_dir), "edited_dir": str(edited_dir)},
+    )
+    with atomic_dataset_writer(out_root, info, overwrite=overwrite) as writer:
+        for stem, pair_id in zip(stems, ids):
+            writer.add(
+                pair_id,
+                load_image(sources[stem]),
+                load_image(edits[stem]),
+                split=splits[pair_id],
+                origin=f"import:{sources[stem].name}",
+            )
+    return PairDataset.open(out_root)
+
+
+def _read_prompts(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise E2GANError(f"prompts file not found: {path} (img2img-turbo layout: a JSON dict file name -> prompt)")
+    try:
+        prompts = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise E2GANError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(prompts, dict) or not all(
+        isinstance(name, str) and isinstance(text, str) for name, text in prompts.items()
+    ):
+        raise E2GANError(f"{path} must be a JSON object mapping image file names to prompt strings")
+    if not prompts:
+        raise E2GANError(f"{path} lists no images")
+    return prompts
+
+
+def _find_image(folder: Path, name: str) -> Path | None:
+    """``folder/name``, or failing that an image with the same stem (a .jpg re-saved as .png)."""
+    exact = folder / name
+    if exact.is_file():
+        return exact
+    stem = Path(name).stem
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _turbo_split(root: Path, split: str) -> list[tuple[str, Path, Path, str]]:
+    """(file name, A path, B path, prompt) for each pair of one img2img-turbo split."""
+    folder_a, folder_b = root / f"{split}_A", root / f"{split}_B"
+    for folder in (folder_a, folder_b):
+        if not folder.is_dir():
+            raise E2GANError(f"folder not found: {folder} (img2img-turbo layout needs {split}_A/ and {split}_B/)")
+    prompts = _read_prompts(root / f"{split}_prompts.json")
+    pairs, missing = [], []
+    for name, prompt in prompts.items():
+        path_a, path_b = _find_image(folder_a, name), _find_image(folder_b, name)
+        if path_a is None:
+            missing.append(f"{folder_a.name}/{name}")
+        if path_b is None:
+            missing.append(f"{folder_b.name}/{name}")
+        if path_a is not None and path_b is not None:
+            pairs.append((name, path_a, path_b, prompt))
+    if missing:
+        raise E2GANError(f"{split}_prompts.json names images that do not exist: {_listing(missing)}")
+    return pairs
+
+
+def import_img2img_turbo(
+    root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    concept: str | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> PairDataset:
+    """Import an img2img-turbo paired dataset, keeping its train/test split and per-pair prompts.
+
+    The dataset prompt is the commonest prompt. When the layout has no test_A/test_B, a test split
+    is drawn with `test_fraction` and `seed` (they are unused otherwise). The concept defaults to
+    out_root's folder name.
+    """
+    root, out_root = Path(root), Path(out_root)
+    if not root.is_dir():
+        raise E2GANError(f"img2img-turbo dataset folder not found: {root}")
+    entries = [("train", pair) for pair in _turbo_split(root, "train")]
+    has_test = (root / "test_A").exists() or (root / "test_B").exists() or (root / "test_prompts.json").exists()
+    if has_test:
+        entries += [("test", pair) for pair in _turbo_split(root, "test")]
+
+    # Ids follow the file names; a name reused by train and test gets a -2 suffix on the test side.
+    ids = unique_pair_ids(Path(name).stem for _, (name, *_) in entries)
+    if has_test:
+        splits = {pair_id: split for pair_id, (split, _) in zip(ids, entries)}
+    else:
+        splits = assign_splits(ids, test_fraction, seed)
+
+    prompt_counts = Counter(prompt for _, (_, _, _, prompt) in entries)
+    common_prompts = [prompt for prompt, _ in prompt_counts.most_common(MAX_DATASET_PROMPTS)]
+    info = DatasetInfo(
+        concept=concept or out_root.name,
+        prompt=common_prompts[0],
+        prompts=common_prompts,
+        teacher=IMPORTED_TEACHER,
+        teacher_params={"format": "img2img-turbo", "root": str(root)},
+    )
+    with atomic_dataset_writer(out_root, info, overwrite=overwrite) as writer:
+        for pair_id, (split, (name, path_a, path_b, prompt)) in zip(ids, entries):
+            writer.add(
+                pair_id,
+                load_image(path_a),
+                load_image(path_b),
+                prompt=prompt,
+                split=splits[pair_id],
+                origin=f"import:img2img-turbo:{split}_A/{name}",
+            )
+    return PairDataset.open(out_root)

@@ -1,0 +1,202 @@
+"""Where source images come from: a folder, a zip archive, or photos that ship inside packages.
+
+A source is a fixed, ordered list of ids plus a way to load any one of them, so building a dataset
+can be resumed by skipping the ids already done, and nothing is decoded until it is asked for.
+Every id is safe to use as a file name.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from e2gan.errors import E2GANError
+from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, list_images, load_image, to_rgb
+
+DEFAULT_BUILTIN_COUNT = 200
+
+
+@dataclass
+class ImageSource:
+    """An ordered list of image ids and a loader for one id (lazy, deterministic)."""
+
+    ids: list[str]
+    loader: Callable[[str], Image.Image]
+    description: str
+
+    def __post_init__(self) -> None:
+        self._known = set(self.ids)
+
+    def load(self, source_id: str) -> Image.Image:
+        """The RGB image for `source_id`; unreadable images raise `E2GANError` naming them."""
+        if source_id not in self._known:
+            raise KeyError(f"{source_id!r} is not in {self.description}")
+        return self.loader(source_id)
+
+    def take(self, count: int | None) -> ImageSource:
+        """The first `count` images (all of them when `count` is None)."""
+        if count is None:
+            return self
+        if count < 1:
+            raise E2GANError(f"image count must be at least 1, got {count}")
+        return ImageSource(self.ids[:count], self.loader, self.description)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[tuple[str, Image.Image]]:
+        for source_id in self.ids:
+            yield source_id, self.loader(source_id)
+
+
+def _unique_ids(paths: list[str]) -> list[str]:
+    """File-name-safe ids for relative paths, one per path, in the same order.
+
+    The suffix is dropped ('cats/tom.jpg' -> 'cats__tom') since pairs are saved as PNG anyway.
+    Ids that would clash, including only by letter case (one file on macOS and Windows), get the
+    suffix back and then a counter.
+    """
+    ids: list[str] = []
+    taken: set[str] = set()
+    for path in paths:
+        pure = PurePosixPath(path)
+        parts = [*pure.parent.parts, pure.stem] if str(pure.parent) != "." else [pure.stem]
+        base = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("._") or "image" for part in parts)
+        base = base[:150]
+        candidate = base
+        if candidate.lower() in taken:
+            candidate = f"{base}-{pure.suffix.lstrip('.').lower()}"
+        counter = 2
+        while candidate.lower() in taken:
+            candidate = f"{base}-{counter}"
+            counter += 1
+        taken.add(candidate.lower())
+        ids.append(candidate)
+    return ids
+
+
+def folder_source(path: str | Path) -> ImageSource:
+    """The images directly inside a folder, sorted by file name."""
+    folder = Path(path)
+    files = list_images(folder)
+    if not files:
+        suffixes = ", ".join(IMAGE_SUFFIXES)
+        raise E2GANError(f"no images in folder {folder} (looked for {suffixes})")
+    by_id = dict(zip(_unique_ids([file.name for file in files]), files))
+    return ImageSource(list(by_id), lambda source_id: load_image(by_id[source_id]), f"folder {folder}")
+
+
+def _is_image_member(member: zipfile.ZipInfo) -> bool:
+    parts = PurePosixPath(member.filename).parts
+    return (
+        not member.is_dir()
+        and not any(part.startswith(".") or part == "__MACOSX" for part in parts)
+        and PurePosixPath(member.filename).suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def zip_source(path: str | Path) -> ImageSource:
+    """The images anywhere inside a .zip archive, sorted by their path in it."""
+    archive_path = Path(path)
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            members = sorted(m.filename for m in archive.infolist() if _is_image_member(m))
+    except FileNotFoundError:
+        raise E2GANError(f"zip file not found: {archive_path}") from None
+    except (zipfile.BadZipFile, OSError) as error:
+        raise E2GANError(f"cannot read zip file {archive_path}: {error}") from None
+    if not members:
+        raise E2GANError(f"no images in zip file {archive_path}")
+    by_id = dict(zip(_unique_ids(members), members))
+
+    def load(source_id: str) -> Image.Image:
+        member = by_id[source_id]
+        name = f"{archive_path}:{member}"
+        # Reopened per image so a source holds no file handle and can cross process boundaries.
+        try:
+            with zipfile.ZipFile(archive_path) as archive:
+                data = archive.read(member)
+            with Image.open(io.BytesIO(data)) as opened:
+                opened.load()
+                image = opened.copy()
+        except (zipfile.BadZipFile, UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                RuntimeError, Image.DecompressionBombError) as error:
+            raise E2GANError(f"cannot read image {name}: {error}") from None
+        return to_rgb(image, name=name)
+
+    return ImageSource(list(by_id), load, f"zip file {archive_path}")
+
+
+# Real colour photos that load offline: they ship inside scikit-image and scikit-learn wheels
+# (other skimage.data images need a download through pooch).
+_SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+@lru_cache(maxsize=1)
+def _packaged_photos() -> tuple[np.ndarray, ...]:
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    photos = [getattr(skimage.data, name)() for name in _SKIMAGE_PHOTOS]
+    photos.append(skimage.data.stereo_motorcycle()[0])
+    photos.extend(load_sample_images().images)  # china, flower
+    return tuple(np.ascontiguousarray(photo[..., :3]) for photo in photos)
+
+
+def _builtin_crop(index: int, size: int, seed: int) -> Image.Image:
+    photos = _packaged_photos()
+    # Photos are dealt in a seed-shuffled cycle so each is used equally; the crop of image
+    # `index` depends only on (seed, index), so any single id can be loaded on its own.
+    order = np.random.default_rng(seed).permutation(len(photos))
+    photo = photos[int(order[index % len(photos)])]
+    rng = np.random.default_rng([seed, index])
+    height, width = photo.shape[:2]
+    side = max(MIN_IMAGE_SIDE, int(round(min(height, width) * rng.uniform(0.35, 1.0))))
+    top = int(rng.integers(0, height - side + 1))
+    left = int(rng.integers(0, width - side + 1))
+    crop = Image.fromarray(photo[top:top + side, left:left + side])
+    if rng.random() < 0.5:
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return crop.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def builtin_photos(count: int, size: int = 256, seed: int = 0) -> ImageSource:
+    """`count` square crops of the packaged photos at `size` pixels, varied and reproducible."""
+    if count < 1:
+        raise E2GANError(f"image count must be at least 1, got {count}")
+    if size < MIN_IMAGE_SIDE:
+        raise E2GANError(f"image size must be at least {MIN_IMAGE_SIDE}, got {size}")
+    width = max(5, len(str(count - 1)))
+    ids = [f"builtin-{index:0{width}d}" for index in range(count)]
+
+    def load(source_id: str) -> Image.Image:
+        return _builtin_crop(int(source_id.removeprefix("builtin-")), size, seed)
+
+    return ImageSource(ids, load, f"built-in photos (seed {seed})")
+
+
+def open_source(spec: str, count: int | None = None, size: int = 256, seed: int = 0) -> ImageSource:
+    """'builtin', a folder or a .zip file, truncated to `count` images when given.
+
+    `size` and `seed` shape the built-in crops only; folder and zip images keep their own size.
+    """
+    if count is not None and count < 1:
+        raise E2GANError(f"image count must be at least 1, got {count}")
+    if spec == "builtin":
+        return builtin_photos(count or DEFAULT_BUILTIN_COUNT, size=size, seed=seed)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return folder_source(path).take(count)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        return zip_source(path).take(count)
+    if path.is_file():
+        raise E2GANError(f"image source must be a folder, a .zip file or 'builtin': {spec}")
+    raise E2GANError(f"image source not found: {spec}")

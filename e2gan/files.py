@@ -1,0 +1,115 @@
+"""Atomic file writes and careful image reading.
+
+Every file the project writes goes through here: written to a temporary name in the same folder,
+flushed, then renamed over the target, so an interrupted run leaves either the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from e2gan.errors import E2GANError
+
+# Smaller than this and a 7x7 reflect-padded stem plus three stride-2 convs has nothing to see.
+MIN_IMAGE_SIDE = 16
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save_image(path: str | os.PathLike, image: Image.Image) -> Path:
+    """Save as PNG (lossless: the teacher's edit is the training target)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
+    """Any PIL image (L, LA, P, RGBA, I;16, I, F, CMYK, ...) as 8-bit RGB.
+
+    16-bit and float images are rescaled by their own range rather than clipped, so a 16-bit
+    photo does not come out white. Alpha is composited over white, the convention of image viewers.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scale = 255.0 / (high - low) if high > low else 0.0
+        image = Image.fromarray(((array - low) * scale).round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    image = image.convert("RGB")
+    if min(image.size) < MIN_IMAGE_SIDE:
+        raise E2GANError(
+            f"{name} is {image.size[0]}x{image.size[1]} pixels; images need at least "
+            f"{MIN_IMAGE_SIDE} pixels on each side"
+        )
+    return image
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB, or raise `E2GANError` naming the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise E2GANError(f"image not found: {path}")
+    if not path.is_file():
+        raise E2GANError(f"not a file: {path}")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = opened.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise E2GANError(f"cannot read image {path}: {error}") from None
+    return to_rgb(image, name=str(path))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in `folder`, sorted by name (hidden files skipped)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise E2GANError(f"folder not found: {folder}")
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )

@@ -1,0 +1,130 @@
+"""Building blocks shared by the generators: residual and transformer blocks, sampling convs.
+
+Each sampling layer is a small module with a `.conv` child so LoRA can target it by name
+(`downsample.0.conv`, `upsample.1.conv`, ...) independently of the norm and activation around it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvNormAct(nn.Module):
+    """conv -> InstanceNorm -> ReLU, the unit of the pix2pix/CycleGAN ResNet generator.
+
+    InstanceNorm without affine parameters, as in the reference ResNet generator: it keeps batch-size-1
+    inference identical to training and adds no parameters.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, reflect_padding: int = 0) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(reflect_padding) if reflect_padding else nn.Identity()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+        self.norm = nn.InstanceNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(self.pad(x))))
+
+
+class UpNormAct(nn.Module):
+    """Stride-2 transposed conv -> InstanceNorm -> ReLU: exactly doubles height and width."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2,
+                                       padding=1, output_padding=1)
+        self.norm = nn.InstanceNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(self.conv(x)))
+
+
+class ResidualBlock(nn.Module):
+    """Two reflect-padded 3x3 convs with a skip connection (no activation after the sum)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3)
+        self.norm1 = nn.InstanceNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3)
+        self.norm2 = nn.InstanceNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.norm1(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
+        h = self.norm2(self.conv2(F.pad(h, (1, 1, 1, 1), mode="reflect")))
+        return x + h
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate q/k/v/out projections (LoRA targets them by name)."""
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        context_dim = context_dim or dim
+        self.num_heads = num_heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(context_dim, dim)
+        self.to_v = nn.Linear(context_dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        context = x if context is None else context
+        batch, length, dim = x.shape
+        heads = self.num_heads
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(batch, -1, heads, dim // heads).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(self.to_q(x)), split(self.to_k(context)),
+                                             split(self.to_v(context)))
+        return self.to_out(out.transpose(1, 2).reshape(batch, length, dim))
+
+
+class FeedForward(nn.Module):
+    """GEGLU MLP (as in Stable Diffusion's transformer blocks): gelu-gated hidden layer."""
+
+    def __init__(self, dim: int, mult: int = 4) -> None:
+        super().__init__()
+        hidden = dim * mult
+        self.proj_in = nn.Linear(dim, hidden * 2)
+        self.proj_out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj_in(x).chunk(2, dim=-1)
+        return self.proj_out(value * F.gelu(gate))
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention, cross-attention on the concept's text tokens, then an MLP, on a feature map.
+
+    Pre-norm residual layout. The 1x1 `proj_in`/`proj_out` let the block learn its own basis
+    for the tokens; no positional encoding is added, because the convolutions before it already
+    make features position-aware (as in Stable Diffusion's Transformer2DModel).
+    """
+
+    def __init__(self, channels: int, num_heads: int, text_dim: int, mlp_mult: int = 4) -> None:
+        super().__init__()
+        self.norm_in = nn.GroupNorm(32 if channels % 32 == 0 else 1, channels)
+        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.norm_self = nn.LayerNorm(channels)
+        self.self_attention = Attention(channels, num_heads)
+        self.norm_cross = nn.LayerNorm(channels)
+        self.cross_attention = Attention(channels, num_heads, context_dim=text_dim)
+        self.norm_mlp = nn.LayerNorm(channels)
+        self.feed_forward = FeedForward(channels, mlp_mult)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        h = self.proj_in(self.norm_in(x))
+        tokens = h.flatten(2).transpose(1, 2)
+        tokens = tokens + self.self_attention(self.norm_self(tokens))
+        tokens = tokens + self.cross_attention(self.norm_cross(tokens), context=text)
+        tokens = tokens + self.feed_forward(self.norm_mlp(tokens))
+        h = tokens.transpose(1, 2).reshape(batch, channels, height, width)
+        return x + self.proj_out(h)

@@ -1,0 +1,118 @@
+"""The one inference entry point: base weights + optional adapters + prompt -> edited images.
+
+The studio, `e2gan edit`, evaluation and export all go through `EditPipeline`, so what is
+measured is what users run.
+"""
+
+from __future__ import annotations
+
+import os
+import numpy as np
+import torch
+from PIL import Image
+
+from e2gan import lora
+from e2gan.checkpoint import Adapter, LoadedGenerator, apply_adapter, load_generator, read_adapter
+from e2gan.data.torch_data import tensor_to_image
+from e2gan.errors import E2GANError
+from e2gan.files import to_rgb
+from e2gan.text import LearnedConceptEncoder
+from e2gan.training.recipes import resolve_device
+
+
+class EditPipeline:
+    def __init__(self, loaded: LoadedGenerator, device: str | torch.device = "auto") -> None:
+        self.loaded = loaded
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.generator = loaded.generator.to(self.device).eval()
+        self.text_encoder = loaded.text_encoder
+        if self.text_encoder is not None:
+            self.text_encoder.to(self.device).eval()
+        self.adapters: dict[str, Adapter] = {}
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, device: str = "auto") -> "EditPipeline":
+        return cls(load_generator(folder), device)
+
+    @property
+    def info(self) -> dict:
+        return self.loaded.info
+
+    def load_adapter(self, adapter: str | os.PathLike | Adapter, scale: float = 1.0,
+                     name: str | None = None) -> str:
+        """Load an adapter and make it the only active one."""
+        if not isinstance(adapter, Adapter):
+            adapter = read_adapter(adapter)
+        name = name or adapter.concept
+        if name in self.adapters:
+            lora.delete_adapter(self.generator, name)
+        apply_adapter(self.loaded, adapter, name=name)
+        self.generator.to(self.device)
+        if self.text_encoder is not None:
+            self.text_encoder.to(self.device)
+        self.adapters[name] = adapter
+        self.use_adapter(name, scale)
+        return name
+
+    def use_adapter(self, name: str | None, scale: float = 1.0) -> None:
+        """Switch to one loaded adapter at `scale` (None: the bare base model)."""
+        if name is None:
+            lora.set_active_adapters(self.generator, [])
+            return
+        if name not in self.adapters:
+            raise E2GANError(f"adapter {name!r} is not loaded (loaded: {sorted(self.adapters)})")
+        lora.set_active_adapters(self.generator, [name])
+        lora.set_adapter_scale(self.generator, name, scale)
+
+    def default_prompt(self, prompt: str | None) -> str:
+        """The prompt to use when the caller gives none: the active adapter's, else an error."""
+        if prompt:
+            return prompt
+        active = lora.adapter_names(self.generator)
+        if len(self.adapters) == 1:
+            return next(iter(self.adapters.values())).prompt
+        if not getattr(self.generator, "uses_text", False):
+            return ""
+        raise E2GANError(f"give a prompt (adapters loaded: {active or 'none'})")
+
+    def prompts_known(self) -> list[str]:
+        encoder = self.text_encoder
+        return encoder.concepts if isinstance(encoder, LearnedConceptEncoder) else []
+
+    @torch.no_grad()
+    def __call__(self, images: list[Image.Image], prompt: str, size: int | None = None,
+                 batch_size: int = 8) -> list[Image.Image]:
+        """Edit images. `size`: resize the shorter side to this (rounded to the model's multiple);
+        None keeps each image's size, rounded down to that multiple."""
+        outputs = []
+        for start in range(0, len(images), batch_size):
+            chunk = [to_rgb(image, f"image {start + i}") for i, image in enumerate(images[start:start + batch_size])]
+            groups: dict[tuple[int, int], list[int]] = {}
+            tensors = []
+            for index, image in enumerate(chunk):
+                tensor = self._prepare(image, size)
+                tensors.append(tensor)
+                groups.setdefault(tuple(tensor.shape[-2:]), []).append(index)
+            results: list[Image.Image | None] = [None] * len(chunk)
+            for shape, indices in groups.items():
+                batch = torch.stack([tensors[i] for i in indices]).to(self.device)
+                text = None
+                if getattr(self.generator, "uses_text", False):
+                    text = self.text_encoder([prompt] * len(indices)).to(self.device)
+                edited = self.generator(batch, text)
+                for i, out in zip(indices, edited):
+                    results[i] = tensor_to_image(out.float().cpu())
+            outputs.extend(results)
+        return outputs
+
+    def _prepare(self, image: Image.Image, size: int | None) -> torch.Tensor:
+        multiple = self.generator.size_multiple
+        width, height = image.size
+        if size is not None:
+            scale = size / min(width, height)
+            width, height = round(width * scale), round(height * scale)
+        width, height = max(multiple, width // multiple * multiple), max(multiple, height // multiple * multiple)
+        if (width, height) != image.size:
+            image = image.resize((width, height), Image.BICUBIC)
+        array = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        return array.float() / 127.5 - 1.0

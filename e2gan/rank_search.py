@@ -1,0 +1,159 @@
+"""LoRA rank search (Algorithm 1 of the paper's appendix).
+
+For each sample concept: every crucial layer starts at rank 1; train for a round of steps;
+evaluate on the concept's held-out pairs; double every layer's rank (each capped by its own
+threshold, `lora.rank_cap`) and train on. The ranks of the best-scoring round are that concept's;
+the per-layer maximum over the sample concepts becomes the fixed rank table that every new concept
+then uses, so fine-tuning a new concept needs no search.
+
+Growing a rank mid-training keeps what was learned: the old low-rank factors are copied into the
+first rows/columns of the larger ones and the new B columns start at zero, so the function is
+unchanged at the moment of growth (the paper's "upscale the rank every E epochs").
+
+The score is pluggable; the default is the paired mean absolute error against the teacher's edits
+(lower is better). The paper uses FID, which needs far more held-out images than a CPU round can
+afford to be stable; pass `score=` to use it where you have them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from e2gan import lora
+from e2gan.checkpoint import load_generator
+from e2gan.data.dataset import PairDataset
+from e2gan.data.torch_data import PairTensorDataset
+from e2gan.evaluation import evaluate_pairs
+from e2gan.pipeline import EditPipeline
+from e2gan.text import concept_key
+from e2gan.training.gan import GANHyperparameters, PairedGAN
+from e2gan.training.loop import LoopConfig, run_training, seed_everything
+from e2gan.training.recipes import _prepare_concept, resolve_device
+
+
+@dataclass
+class RankSearchSettings:
+    steps_per_round: int = 100
+    max_rounds: int = 5
+    patience: int = 1  # rounds without improvement before a concept's search stops
+    size: int = 128
+    batch_size: int = 4
+    learning_rate: float = 2e-4
+    seed: int = 0
+    device: str = "auto"
+    eval_limit: int | None = 32
+
+
+def grow_adapter(generator: nn.Module, name: str, new_ranks: dict[str, int]) -> None:
+    """Replace adapter `name` by one with larger ranks that computes the same function."""
+    old_state = lora.adapter_state_dict(generator, name)
+    old_ranks = lora.adapter_ranks(generator, name)
+    types = lora.layer_types(generator, old_ranks)
+    lora.delete_adapter(generator, name)
+    lora.add_adapter(generator, name, new_ranks)
+    fresh = lora.adapter_state_dict(generator, name)  # new A random, new B zero
+    for layer, rank in old_ranks.items():
+        a_axis = lora.rank_axis(types[layer], "lora_A")
+        a, b = fresh[f"{layer}.lora_A"], fresh[f"{layer}.lora_B"]
+        a.narrow(a_axis, 0, rank).copy_(old_state[f"{layer}.lora_A"])
+        b.zero_()
+        b.narrow(1, 0, rank).copy_(old_state[f"{layer}.lora_B"])
+    lora.load_adapter_state_dict(generator, name, fresh)
+
+
+def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSettings,
+                    score: Callable[[EditPipeline, PairDataset], float],
+                    on_progress: Callable | None) -> dict[str, Any]:
+    seed_everything(settings.seed)
+    device = resolve_device(settings.device)
+    loaded = load_generator(base_dir, with_discriminator=True)
+    generator, encoder, discriminator = loaded.generator, loaded.text_encoder, loaded.discriminator
+    prompt = dataset.info.prompt
+    name = concept_key(prompt)
+    layers = lora.crucial_layers(generator)
+    modules = dict(generator.named_modules())
+    caps = {layer: lora.rank_cap(modules[layer]) for layer in layers}
+    ranks = {layer: 1 for layer in layers}
+    text_parameters = _prepare_concept(loaded, prompt)
+    generator.requires_grad_(False)
+    lora.add_adapter(generator, name, ranks)
+    data = PairTensorDataset(dataset, "train", settings.size, augment=True)
+    if discriminator is None:
+        from e2gan.models import build_model
+        discriminator = build_model("patchgan", {"text_dim": encoder.embedding_dim if encoder else 0})
+    rounds: list[dict[str, Any]] = []
+    best, since_best = None, 0
+    for round_index in range(settings.max_rounds):
+        parameters = [p for n, p in generator.named_parameters() if "lora_" in n] + text_parameters
+        gan = PairedGAN(generator, discriminator, encoder, parameters,
+                        GANHyperparameters(learning_rate=settings.learning_rate), device)
+        run_training(gan, data, LoopConfig(steps=settings.steps_per_round,
+                                           batch_size=settings.batch_size,
+                                           seed=settings.seed + round_index, checkpoint_every=0),
+                     modules={})
+        generator.eval()
+        pipeline = EditPipeline(loaded, device)
+        value = score(pipeline, dataset)
+        record = {"round": round_index, "ranks": dict(ranks), "score": value,
+                  "lora_parameters": lora.lora_parameter_count(generator, ranks)}
+        rounds.append(record)
+        if on_progress:
+            on_progress({"done": round_index + 1, "total": settings.max_rounds, **record})
+        if best is None or value < best["score"]:
+            best, since_best = record, 0
+        else:
+            since_best += 1
+        at_cap = all(ranks[layer] >= caps[layer] for layer in layers)
+        if since_best >= settings.patience or at_cap:
+            break
+        new_ranks = {layer: min(ranks[layer] * 2, caps[layer]) for layer in layers}
+        grow_adapter(generator, name, new_ranks)
+        ranks = new_ranks
+    return {"concept": name, "dataset": str(dataset.root), "rounds": rounds, "best": best,
+            "caps": caps}
+
+
+def default_score(settings: RankSearchSettings) -> Callable[[EditPipeline, PairDataset], float]:
+    def score(pipeline: EditPipeline, dataset: PairDataset) -> float:
+        prompt = dataset.info.prompt
+        metrics = evaluate_pairs(lambda images: pipeline(images, prompt), dataset, "test",
+                                 size=settings.size, limit=settings.eval_limit)
+        return metrics["mae"]
+    return score
+
+
+def search_ranks(base_dir: str, datasets: list[PairDataset], settings: RankSearchSettings,
+                 score: Callable[[EditPipeline, PairDataset], float] | None = None,
+                 on_progress: Callable | None = None) -> dict[str, Any]:
+    score_name = "custom" if score else "paired MAE on held-out pairs (lower is better)"
+    score = score or default_score(settings)
+    per_concept = [_search_concept(base_dir, dataset, settings, score, on_progress)
+                   for dataset in datasets]
+    layers = list(per_concept[0]["best"]["ranks"])
+    chosen = {layer: max(c["best"]["ranks"][layer] for c in per_concept) for layer in layers}
+    generator = load_generator(base_dir).generator
+    return {"ranks": chosen, "groups": {layer: lora.group_of(layer) for layer in layers},
+            "caps": per_concept[0]["caps"],
+            "lora_parameters": lora.lora_parameter_count(generator, chosen),
+            "score": score_name,
+            "settings": asdict(settings), "per_concept": per_concept}
+
+
+def format_rank_table(result: dict[str, Any]) -> str:
+    concepts = [c["concept"] for c in result["per_concept"]]
+    header = ["layer", "group", "cap", *concepts, "chosen"]
+    rows = [[layer, result["groups"][layer], str(result["caps"][layer]),
+             *[str(c["best"]["ranks"][layer]) for c in result["per_concept"]],
+             str(rank)] for layer, rank in result["ranks"].items()]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines.append(f"LoRA parameters with the chosen ranks: {result['lora_parameters']:,}")
+    for concept in result["per_concept"]:
+        scores = ", ".join(f"r{max(r['ranks'].values())}: {r['score']:.3f}" for r in concept["rounds"])
+        lines.append(f"{concept['concept']}: {scores} (best round {concept['best']['round']})")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""What a teacher is: something that edits images given a prompt, deterministically per seed.
+
+A teacher produces the training pairs the tiny GAN learns from. Every teacher, from the offline
+built-in one to a diffusion editor, answers the same four questions: edit these images, what knobs
+did you use (stored beside every pair so a dataset says how it was made), can you run here, and
+which named concepts do you know.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from PIL import Image
+
+from e2gan.errors import E2GANError
+from e2gan.registry import Registry
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A named edit a teacher knows.
+
+    `name` is a slug used in file and adapter names; `prompt` is the phrase fed to text
+    conditioning, so adapters trained from different teachers for one concept share a prompt.
+    """
+
+    name: str
+    prompt: str
+    description: str
+
+
+class Teacher:
+    """Base class for teachers; subclasses set `name` and implement `edit` and `parameters`."""
+
+    name: str = ""
+
+    def edit(self, images: list[Image.Image], prompt: str, seeds: list[int]) -> list[Image.Image]:
+        """Edit each image following `prompt`; one seed per image; RGB out, same size as in."""
+        raise NotImplementedError
+
+    def parameters(self) -> dict:
+        """JSON-serialisable description of this teacher's settings, stored with every pair."""
+        raise NotImplementedError
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this teacher can run on this machine, and if not, why (one line)."""
+        return True, ""
+
+    def concepts(self) -> list[Concept] | None:
+        """The named concepts this teacher knows, or None if it takes free text."""
+        return None
+
+
+TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+
+
+def create_teacher(name: str, **params) -> Teacher:
+    """Build the registered teacher `name` with `params`, refusing unknown names and knobs."""
+    teacher_class = TEACHERS.get(name)
+    usable, reason = teacher_class.available()
+    if not usable:
+        raise E2GANError(f"teacher {name!r} cannot run here: {reason}")
+    # Checking the signature first keeps a typo in a knob a one-line user error, while a
+    # TypeError raised inside a constructor still surfaces as the bug it is.
+    try:
+        inspect.signature(teacher_class).bind(**params)
+    except TypeError as error:
+        raise E2GANError(f"teacher {name!r}: {error}") from None
+    return teacher_class(**params)

@@ -1,0 +1,189 @@
+"""Text conditioning: a registry of text encoders that turn concept prompts into token embeddings.
+
+Every encoder maps a list of prompts to a (batch, tokens, dim) tensor for the generator's
+cross-attention. Two kinds ship here:
+
+- `learned`: no text model at all. Each concept owns a few learned tokens, trained with the base
+  model; a new concept adds one small trainable table that is saved inside its adapter. It works
+  offline with nothing downloaded, which is what this project's tests and shipped base use.
+- `clip`: open_clip's text tower (frozen). Its weights come from a local file or the local Hugging
+  Face cache; it never downloads unless the caller explicitly allows it.
+
+A checkpoint records the encoder's name and settings (`spec()`), and loading refuses a generator
+whose text width or encoder differs from the one it was trained with.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from e2gan.errors import E2GANError
+from e2gan.registry import Registry
+
+TEXT_ENCODERS: Registry[Callable[..., "TextEncoder"]] = Registry("text encoder")
+
+
+def concept_key(prompt: str) -> str:
+    """Normalise a prompt to a key: 'Pencil  Sketch!' -> 'pencil_sketch'."""
+    key = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")
+    if not key:
+        raise E2GANError(f"empty concept prompt: {prompt!r}")
+    return key
+
+
+class TextEncoder(nn.Module):
+    """Base class: `forward(prompts) -> (B, T, embedding_dim)`; `spec()` rebuilds it."""
+
+    name: str = ""
+    embedding_dim: int
+
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def knows(self, prompt: str) -> bool:
+        """Whether this encoder can embed `prompt` without new trainable parameters."""
+        return True
+
+
+@TEXT_ENCODERS.register("learned")
+class LearnedConceptEncoder(TextEncoder):
+    """One learned (tokens, dim) table per concept, keyed by the normalised prompt."""
+
+    name = "learned"
+
+    def __init__(self, embedding_dim: int = 768, tokens_per_concept: int = 4,
+                 concepts: list[str] | None = None) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.tokens_per_concept = tokens_per_concept
+        self.tables = nn.ParameterDict()
+        for concept in concepts or []:
+            self.add_concept(concept)
+
+    @property
+    def concepts(self) -> list[str]:
+        return list(self.tables.keys())
+
+    def knows(self, prompt: str) -> bool:
+        return concept_key(prompt) in self.tables
+
+    def add_concept(self, prompt: str, initial: torch.Tensor | None = None) -> nn.Parameter:
+        """Add a concept's table. New concepts start at the mean of the known ones (a point the
+        base generator already understands) rather than at random."""
+        key = concept_key(prompt)
+        if key in self.tables:
+            raise E2GANError(f"concept {key!r} already has an embedding")
+        if initial is None:
+            if len(self.tables):
+                initial = torch.stack([t.detach() for t in self.tables.values()]).mean(dim=0)
+                initial = initial + 0.01 * torch.randn_like(initial)
+            else:
+                initial = torch.randn(self.tokens_per_concept, self.embedding_dim) * 0.02
+        if initial.shape != (self.tokens_per_concept, self.embedding_dim):
+            raise E2GANError(
+                f"concept embedding for {key!r} has shape {tuple(initial.shape)}, expected "
+                f"({self.tokens_per_concept}, {self.embedding_dim})")
+        self.tables[key] = nn.Parameter(initial.clone())
+        return self.tables[key]
+
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        rows = []
+        for prompt in prompts:
+            key = concept_key(prompt)
+            if key not in self.tables:
+                known = ", ".join(self.tables.keys()) or "none"
+                raise E2GANError(
+                    f"the learned text encoder has no embedding for concept {key!r} (known: "
+                    f"{known}); fine-tune an adapter for it or use a text encoder such as 'clip'")
+            rows.append(self.tables[key])
+        return torch.stack(rows)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "embedding_dim": self.embedding_dim,
+                "tokens_per_concept": self.tokens_per_concept, "concepts": self.concepts}
+
+
+@TEXT_ENCODERS.register("clip")
+class OpenCLIPTextEncoder(TextEncoder):
+    """open_clip's frozen text tower; the pooled, normalised embedding is one token.
+
+    `pretrained` is an open_clip tag (e.g. 'laion2b_s34b_b79k', resolved in the local HF cache) or a
+    path to a checkpoint file. Downloads happen only with `allow_download=True`; otherwise a missing
+    file is an `E2GANError` that says what to fetch.
+    """
+
+    name = "clip"
+
+    def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = "laion2b_s34b_b79k",
+                 allow_download: bool = False, model: nn.Module | None = None,
+                 tokenizer: Callable | None = None) -> None:
+        super().__init__()
+        import open_clip  # heavy import only when this encoder is used
+
+        self.model_name = model_name
+        self.pretrained = pretrained
+        if model is None:
+            model = self._load(open_clip, model_name, pretrained, allow_download)
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer or open_clip.get_tokenizer(model_name)
+        self.embedding_dim = int(self.model.text_projection.shape[-1]
+                                 if self.model.text_projection is not None
+                                 else self.model.ln_final.normalized_shape[0])
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _load(open_clip, model_name: str, pretrained: str | None, allow_download: bool) -> nn.Module:
+        import os
+        from contextlib import nullcontext
+        from unittest import mock
+
+        env = nullcontext() if allow_download else mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"})
+        try:
+            with env:
+                model = open_clip.create_model(model_name, pretrained=pretrained)
+        except Exception as error:  # open_clip raises many kinds for a missing file
+            raise E2GANError(
+                f"open_clip weights {model_name}/{pretrained} are not on this machine ({error}); "
+                "put them in the Hugging Face cache or pass a local checkpoint path, or allow "
+                "downloads") from None
+        return model
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            device = next(self.model.parameters()).device
+            tokens = self.tokenizer(missing).to(device)
+            embeddings = self.model.encode_text(tokens, normalize=True).float()
+            for prompt, embedding in zip(missing, embeddings):
+                self._cache[prompt] = embedding
+        return torch.stack([self._cache[p] for p in prompts])[:, None, :]
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "embedding_dim": self.embedding_dim,
+                "model_name": self.model_name, "pretrained": self.pretrained}
+
+
+def build_text_encoder(spec: dict[str, Any], **overrides: Any) -> TextEncoder:
+    """Rebuild an encoder from its `spec()` (the learned tables' values come from the weights)."""
+    spec = {**spec, **overrides}
+    name = spec.pop("name", None)
+    if name is None:
+        raise E2GANError("text encoder spec has no 'name'")
+    spec.pop("embedding_dim", None) if name == "clip" else None
+    return TEXT_ENCODERS.get(name)(**spec)
+
+
+def check_compatible(trained_with: dict[str, Any], encoder: TextEncoder) -> None:
+    """Refuse to condition a generator on embeddings from another encoder."""
+    current = encoder.spec()
+    for field in ("name", "embedding_dim", "model_name", "pretrained"):
+        if trained_with.get(field) != current.get(field):
+            raise E2GANError(
+                f"this model was trained with text encoder {trained_with.get('name')!r} "
+                f"({field}={trained_with.get(field)!r}) but {current.get('name')!r} "
+                f"({field}={current.get(field)!r}) was given; use the encoder it was trained with")

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny datasets and a tiny base model, built in code (offline, seconds)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Never let any library reach the Hugging Face Hub from a test.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Tiny models gain nothing from intra-op threads, and OpenMP threads spinning against another
+# process (a benchmark, a second test run) can slow a step down tenfold.
+torch.set_num_threads(1)
+
+TINY_GENERATOR = {"num_filters": 8, "text_dim": 16, "num_heads": 2, "mlp_mult": 2}
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_pairs(tmp_path_factory):
+    """Three concepts x 16 built-in pairs at 32 px: {concept name: PairDataset}."""
+    from e2gan.data.generate import generate_pairs
+    from e2gan.data.sources import builtin_photos
+    from e2gan.teachers import create_teacher, resolve_builtin_concept
+
+    root = tmp_path_factory.mktemp("pairs")
+    teacher = create_teacher("builtin")
+    datasets = {}
+    for index, name in enumerate(["pencil_sketch", "night", "winter"]):
+        concept = resolve_builtin_concept(name)
+        result = generate_pairs(teacher, builtin_photos(16, size=32, seed=index), concept.prompt,
+                                root / name, concept=name, seed=index, test_fraction=0.25)
+        datasets[name] = result.dataset
+    return datasets
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_pairs):
+    """A tiny base generator trained a few steps on two concepts (winter held out)."""
+    from e2gan.training.recipes import TrainingSettings, train_base
+
+    out = tmp_path_factory.mktemp("base")
+    settings = TrainingSettings(size=32, steps=4, batch_size=4, checkpoint_every=0, device="cpu")
+    train_base([tiny_pairs["pencil_sketch"], tiny_pairs["night"]], out, settings,
+               generator_config=TINY_GENERATOR)
+    return out

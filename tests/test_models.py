@@ -1,0 +1,218 @@
+"""The generators and the discriminator: sizes against the paper, shapes, noise, text, registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from e2gan.errors import E2GANError
+from e2gan.models import (ARCHITECTURES, E2GANGenerator, PatchDiscriminator, Pix2PixGenerator,
+                          architecture_of, build_model, config_of)
+from e2gan.profiling import count_macs, count_parameters
+
+TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; two fight with anything else on a 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def tiny() -> E2GANGenerator:
+    torch.manual_seed(0)
+    return build_model("e2gan", TINY).eval()
+
+
+def inputs(batch: int = 2, height: int = 16, width: int = 16, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    source = torch.rand(batch, 3, height, width, generator=generator) * 2 - 1
+    text = torch.randn(batch, 4, TINY["text_dim"], generator=generator)
+    return source, text
+
+
+# --- sizes ----------------------------------------------------------------------------------
+
+
+def test_default_e2gan_has_the_papers_7_1m_parameters():
+    assert count_parameters(build_model("e2gan")) == pytest.approx(7.1e6, rel=0.05)
+
+
+def test_default_pix2pix_has_the_papers_11_4m_parameters():
+    assert count_parameters(build_model("pix2pix")) == pytest.approx(11.4e6, rel=0.02)
+
+
+@pytest.mark.slow
+def test_e2gan_costs_at_most_0_47x_pix2pix_macs_at_256():
+    torch.manual_seed(0)
+    e2gan = count_macs(build_model("e2gan"), 256)
+    pix2pix = count_macs(build_model("pix2pix"), 256)
+    for convention in ("macs", "macs_paper_convention"):
+        assert e2gan[convention] > 0
+        assert e2gan[convention] <= 0.47 * pix2pix[convention], convention
+    # The paper-convention figure counts transposed convs at output resolution: never less.
+    assert e2gan["macs_paper_convention"] > e2gan["macs"]
+    # pix2pix-9RB is 56.8-56.9G MACs in the literature (paper convention).
+    assert pix2pix["macs_paper_convention"] / 1e9 == pytest.approx(56.9, rel=0.02)
+
+
+# --- shapes and range -----------------------------------------------------------------------
+
+
+def test_output_shape_and_range_for_non_square_multiples(tiny):
+    assert tiny.size_multiple == 8
+    source, text = inputs(height=24, width=40)
+    out = tiny(source * 50, text)  # far outside [-1, 1] in: still a valid image out
+    assert out.shape == (2, 3, 24, 40)
+    assert torch.isfinite(out).all()
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_pix2pix_output_shape_and_ignores_text():
+    torch.manual_seed(0)
+    model = build_model("pix2pix", {"num_filters": 8, "num_residual_blocks": 2}).eval()
+    assert model.size_multiple == 4 and not model.uses_text
+    source, text = inputs(height=20, width=12)
+    out = model(source)
+    assert out.shape == (2, 3, 20, 12)
+    assert torch.equal(out, model(source, text))
+
+
+def test_size_multiple_follows_the_number_of_downsamplings():
+    model = build_model("e2gan", {**TINY, "num_downsamplings": 1})
+    assert model.size_multiple == 4
+    out = model.eval()(*inputs(height=12, width=20))
+    assert out.shape == (2, 3, 12, 20)
+
+
+# --- noise ----------------------------------------------------------------------------------
+
+
+def test_eval_mode_is_deterministic(tiny):
+    source, text = inputs()
+    torch.manual_seed(1)
+    first = tiny(source, text)
+    torch.manual_seed(2)
+    assert torch.equal(first, tiny(source, text))
+
+
+def test_train_mode_draws_fresh_noise(tiny):
+    tiny.train()
+    source, text = inputs()
+    with torch.no_grad():
+        first, second = tiny(source, text), tiny(source, text)
+    assert not torch.allclose(first, second, atol=1e-4)
+
+
+def test_explicit_noise_is_used(tiny):
+    source, text = inputs()
+    noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        eval_zero = tiny(source, text)
+        eval_noise = tiny(source, text, noise)
+        tiny.train()
+        train_noise_a = tiny(source, text, noise)
+        train_noise_b = tiny(source, text, noise)
+        train_zero = tiny(source, text, torch.zeros_like(noise))
+    assert not torch.allclose(eval_noise, eval_zero, atol=1e-4)  # the noise matters
+    assert torch.equal(train_noise_a, train_noise_b)  # and given noise replaces random noise
+    torch.testing.assert_close(train_noise_a, eval_noise, atol=1e-5, rtol=0)
+    torch.testing.assert_close(train_zero, eval_zero, atol=1e-5, rtol=0)  # eval noise is zeros
+
+
+def test_no_noise_channels_config():
+    model = build_model("e2gan", {**TINY, "noise_channels": 0}).train()
+    source, text = inputs()
+    with torch.no_grad():
+        assert torch.equal(model(source, text), model(source, text))
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def test_text_changes_the_output(tiny):
+    source, text = inputs()
+    other = torch.randn(text.shape, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        out, out_other = tiny(source, text), tiny(source, other)
+    assert (out - out_other).abs().max() > 1e-3
+    # And per sample: swapping the two texts of a batch swaps the outputs.
+    with torch.no_grad():
+        swapped = tiny(source, text.flip(0))
+        single = tiny(source[:1], text[1:])
+    torch.testing.assert_close(swapped[0], single[0], atol=1e-5, rtol=0)
+
+
+def test_text_with_a_different_number_of_tokens_works(tiny):
+    source, _ = inputs()
+    out = tiny(source, torch.randn(2, 1, TINY["text_dim"]))
+    assert out.shape == source.shape
+
+
+def test_text_with_the_wrong_width_is_refused(tiny):
+    source, _ = inputs()
+    with pytest.raises(RuntimeError):
+        tiny(source, torch.randn(2, 4, TINY["text_dim"] + 1))
+
+
+# --- discriminator --------------------------------------------------------------------------
+
+
+def test_concept_conditioned_discriminator_needs_text_and_uses_it():
+    torch.manual_seed(0)
+    model = build_model("patchgan", {"num_filters": 8, "text_dim": 16})
+    source, text = inputs(height=32, width=32)
+    image = torch.rand_like(source) * 2 - 1
+    with pytest.raises(ValueError, match="needs `text`"):
+        model(source, image)
+    logits = model(source, image, text)
+    assert logits.dim() == 4 and logits.shape[:2] == (2, 1)
+    other = model(source, image, torch.randn(text.shape, generator=torch.Generator().manual_seed(3)))
+    assert (logits - other).abs().max() > 1e-4
+    assert model(source, source, text).shape == logits.shape
+
+
+def test_unconditional_discriminator_ignores_text():
+    torch.manual_seed(0)
+    model = build_model("patchgan", {"num_filters": 8})
+    source, text = inputs(height=32, width=32)
+    image = torch.rand_like(source)
+    assert torch.equal(model(source, image), model(source, image, text))
+    # The default 70x70 PatchGAN on 256 px gives a 30x30 map of patch logits.
+    assert build_model("patchgan")(torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256)).shape \
+        == (1, 1, 30, 30)
+
+
+# --- registry and configs -------------------------------------------------------------------
+
+
+def test_build_model_rejects_unknown_config_keys():
+    with pytest.raises(E2GANError, match="num_filterz"):
+        build_model("e2gan", {"num_filterz": 8})
+    with pytest.raises(E2GANError, match="unknown architecture"):
+        build_model("unet")
+
+
+def test_registry_refuses_duplicate_names():
+    with pytest.raises(ValueError, match="already registered"):
+        ARCHITECTURES.add("e2gan", ARCHITECTURES.get("pix2pix"))
+    assert ARCHITECTURES.get("e2gan")[1] is E2GANGenerator  # and kept the original
+
+
+def test_config_round_trips_through_build_model(tiny):
+    rebuilt = build_model(architecture_of(tiny), config_of(tiny))
+    assert type(rebuilt) is E2GANGenerator and config_of(rebuilt) == config_of(tiny)
+    assert architecture_of(build_model("pix2pix", {"num_filters": 8})) == "pix2pix"
+    assert isinstance(build_model("patchgan"), PatchDiscriminator)
+    assert isinstance(build_model("pix2pix"), Pix2PixGenerator)
+    with pytest.raises(ValueError):
+        architecture_of(torch.nn.Linear(2, 2))
+
+
+def test_invalid_transformer_position_is_refused():
+    with pytest.raises(ValueError, match="transformer_after_block"):
+        build_model("e2gan", {**TINY, "transformer_after_block": 4})
