@@ -161,13 +161,17 @@ class Adapter:
 
 
 def adapter_from_model(generator: nn.Module, adapter_name: str, prompt: str, base_info: dict,
-                       text_encoder: TextEncoder | None, training: dict | None = None) -> Adapter:
+                       text_encoder: TextEncoder | None, training: dict | None = None,
+                       concept: str | None = None) -> Adapter:
+    """Package adapter `adapter_name` of `generator` with its metadata. `concept` is the short
+    name users call it by (default: derived from the prompt)."""
     tensors = lora.adapter_state_dict(generator, adapter_name)
     ranks = lora.adapter_ranks(generator, adapter_name)
     if isinstance(text_encoder, LearnedConceptEncoder) and text_encoder.knows(prompt):
         tensors["concept_embedding"] = text_encoder.tables[concept_key(prompt)].detach().cpu()
     metadata = {
-        "format": ADAPTER_FORMAT, "version": 1, "concept": concept_key(prompt), "prompt": prompt,
+        "format": ADAPTER_FORMAT, "version": 1, "concept": concept_key(concept or prompt),
+        "prompt": prompt,
         "ranks": ranks, "layer_types": lora.layer_types(generator, ranks),
         "base_sha256": base_info["sha256"], "base_arch": base_info["arch"],
         "text_encoder": {k: v for k, v in (base_info.get("text_encoder") or {}).items()

@@ -222,6 +222,39 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4)}
 
 
+@command("adapter")
+def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan import lora
+    from e2gan.checkpoint import (apply_adapter, blend_adapters, load_generator, read_adapter,
+                                  save_adapter, save_generator)
+
+    first = read_adapter(args.adapter)
+    if args.action == "info":
+        meta = first.metadata
+        return {"adapter": args.adapter, "bytes": Path(args.adapter).stat().st_size,
+                **{k: meta[k] for k in ("concept", "prompt", "ranks", "base_sha256",
+                                        "text_encoder", "trainable_parameters", "training")}}
+    if not args.out:
+        raise E2GANError(f"adapter {args.action} needs --out")
+    if args.action == "blend":
+        if not args.other:
+            raise E2GANError("adapter blend needs --other ADAPTER")
+        blended = blend_adapters(first, read_adapter(args.other), args.weight, prompt=args.prompt)
+        save_adapter(args.out, blended)
+        return {"out": args.out, "concept": blended.concept, "ranks": blended.metadata["ranks"],
+                "bytes": Path(args.out).stat().st_size}
+    # merge: a plain model folder with the concept folded in (what export and devices want)
+    if not args.base:
+        raise E2GANError("adapter merge needs --base MODEL")
+    loaded = load_generator(args.base)
+    name = apply_adapter(loaded, first)
+    lora.set_adapter_scale(loaded.generator, name, args.weight)
+    lora.remove_adapters(loaded.generator, merge=True)
+    save_generator(args.out, loaded.generator, loaded.text_encoder,
+                   {"merged_from": {"base": args.base, "adapter": args.adapter, "scale": args.weight}})
+    return {"out": args.out, "concept": first.concept, "prompt": first.prompt}
+
+
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.demo import DemoSettings, run_demo
@@ -356,6 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=None, help="resize the short side (default: keep)")
     p.add_argument("--device", default="auto")
+
+    p = add("adapter", "inspect, blend or merge concept adapters")
+    p.add_argument("action", choices=["info", "blend", "merge"])
+    p.add_argument("adapter", help="adapter file (.safetensors)")
+    p.add_argument("--other", help="blend: the second adapter")
+    p.add_argument("--weight", type=float, default=1.0,
+                   help="blend: weight of the first adapter (0-1); merge: adapter strength")
+    p.add_argument("--prompt", help="blend: prompt of the blended concept")
+    p.add_argument("--base", help="merge: the base model folder the adapter was trained on")
+    p.add_argument("--out", help="blend: adapter file; merge: model folder")
 
     p = add("demo", "the end-to-end demo: pairs -> subset -> LoRA vs pix2pix -> table")
     p.add_argument("--concept", default="winter")

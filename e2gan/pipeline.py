@@ -16,7 +16,7 @@ from e2gan.checkpoint import Adapter, LoadedGenerator, apply_adapter, load_gener
 from e2gan.data.torch_data import tensor_to_image
 from e2gan.errors import E2GANError
 from e2gan.files import to_rgb
-from e2gan.text import LearnedConceptEncoder
+from e2gan.text import LearnedConceptEncoder, concept_key
 from e2gan.training.recipes import resolve_device
 
 
@@ -67,6 +67,9 @@ class EditPipeline:
     def default_prompt(self, prompt: str | None) -> str:
         """The prompt to use when the caller gives none: the active adapter's, else an error."""
         if prompt:
+            for adapter in self.adapters.values():  # a concept's short name stands for its prompt
+                if concept_key(prompt) == adapter.concept:
+                    return adapter.prompt
             return prompt
         active = lora.adapter_names(self.generator)
         if len(self.adapters) == 1:

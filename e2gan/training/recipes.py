@@ -114,7 +114,9 @@ def train_base(datasets: list[PairDataset], out_dir: str | os.PathLike,
     prompts = [d.info.prompt for d in datasets]
     if text_encoder is None:
         dim = (generator_config or {}).get("text_dim", 768)
-        text_encoder = LearnedConceptEncoder(embedding_dim=dim, concepts=prompts)
+        # Several datasets may share a concept (generated + imported pairs): one table each.
+        unique = list({concept_key(prompt): prompt for prompt in prompts}.values())
+        text_encoder = LearnedConceptEncoder(embedding_dim=dim, concepts=unique)
     generator = build_model("e2gan", {**(generator_config or {}),
                                       "text_dim": text_encoder.embedding_dim})
     _check_size(generator, settings.size)
@@ -201,7 +203,7 @@ def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os
         encoder.cpu()
     if mode == "lora":
         adapter = adapter_from_model(generator, concept_key(prompt), prompt, loaded.info, encoder,
-                                     training=summary)
+                                     training=summary, concept=dataset.info.concept)
         save_adapter(output, adapter)
         summary["adapter_bytes"] = output.stat().st_size
     else:
