@@ -213,7 +213,11 @@ def apply_adapter(loaded: LoadedGenerator, adapter: Adapter, name: str | None = 
         check_compatible(meta["text_encoder"], loaded.text_encoder)
     name = name or meta["concept"]
     lora.add_adapter(loaded.generator, name, meta["ranks"])
-    lora.load_adapter_state_dict(loaded.generator, name, adapter.lora_tensors)
+    try:
+        lora.load_adapter_state_dict(loaded.generator, name, adapter.lora_tensors)
+    except E2GANError:
+        lora.delete_adapter(loaded.generator, name)  # leave nothing half-applied behind
+        raise
     encoder = loaded.text_encoder
     if "concept_embedding" in adapter.tensors and isinstance(encoder, LearnedConceptEncoder):
         key = concept_key(meta["prompt"])

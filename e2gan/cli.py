@@ -107,7 +107,7 @@ def _settings(args: argparse.Namespace):
 
     return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
                             learning_rate=args.lr, seed=args.seed, device=args.device,
-                            max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+                            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
 
 
 @command("train-base")
@@ -239,7 +239,8 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "blend":
         if not args.other:
             raise E2GANError("adapter blend needs --other ADAPTER")
-        blended = blend_adapters(first, read_adapter(args.other), args.weight, prompt=args.prompt)
+        weight = 0.5 if args.weight is None else args.weight
+        blended = blend_adapters(first, read_adapter(args.other), weight, prompt=args.prompt)
         save_adapter(args.out, blended)
         return {"out": args.out, "concept": blended.concept, "ranks": blended.metadata["ranks"],
                 "bytes": Path(args.out).stat().st_size}
@@ -248,7 +249,7 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
         raise E2GANError("adapter merge needs --base MODEL")
     loaded = load_generator(args.base)
     name = apply_adapter(loaded, first)
-    lora.set_adapter_scale(loaded.generator, name, args.weight)
+    lora.set_adapter_scale(loaded.generator, name, 1.0 if args.weight is None else args.weight)
     lora.remove_adapters(loaded.generator, merge=True)
     save_generator(args.out, loaded.generator, loaded.text_encoder,
                    {"merged_from": {"base": args.base, "adapter": args.adapter, "scale": args.weight}})
@@ -394,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["info", "blend", "merge"])
     p.add_argument("adapter", help="adapter file (.safetensors)")
     p.add_argument("--other", help="blend: the second adapter")
-    p.add_argument("--weight", type=float, default=1.0,
-                   help="blend: weight of the first adapter (0-1); merge: adapter strength")
+    p.add_argument("--weight", type=float, default=None,
+                   help="blend: weight of the first adapter, 0-1 (default 0.5); "
+                        "merge: adapter strength (default 1)")
     p.add_argument("--prompt", help="blend: prompt of the blended concept")
     p.add_argument("--base", help="merge: the base model folder the adapter was trained on")
     p.add_argument("--out", help="blend: adapter file; merge: model folder")

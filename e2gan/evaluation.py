@@ -19,6 +19,7 @@ from e2gan.data.dataset import PairDataset
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
 
+MAX_PSNR = 100.0
 ImageMaker = Callable[[list[Image.Image]], list[Image.Image]]
 
 
@@ -26,7 +27,8 @@ def paired_metrics(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict
     """Mean PSNR (dB), SSIM and MAE (0-255 scale) over uint8 HxWx3 pairs."""
     psnr, ssim, mae = [], [], []
     for output, target in zip(outputs, targets):
-        psnr.append(peak_signal_noise_ratio(target, output, data_range=255))
+        # Identical images have infinite PSNR; cap it so reports stay valid JSON.
+        psnr.append(min(MAX_PSNR, peak_signal_noise_ratio(target, output, data_range=255)))
         ssim.append(structural_similarity(target, output, channel_axis=2, data_range=255))
         mae.append(np.abs(output.astype(np.float64) - target.astype(np.float64)).mean())
     return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "mae": float(np.mean(mae))}

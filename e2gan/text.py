@@ -137,20 +137,11 @@ class OpenCLIPTextEncoder(TextEncoder):
 
     @staticmethod
     def _load(open_clip, model_name: str, pretrained: str | None, allow_download: bool) -> nn.Module:
-        import os
-        from contextlib import nullcontext
-        from unittest import mock
-
-        env = nullcontext() if allow_download else mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "1"})
+        path = resolve_open_clip_weights(model_name, pretrained, allow_download)
         try:
-            with env:
-                model = open_clip.create_model(model_name, pretrained=pretrained)
-        except Exception as error:  # open_clip raises many kinds for a missing file
-            raise E2GANError(
-                f"open_clip weights {model_name}/{pretrained} are not on this machine ({error}); "
-                "put them in the Hugging Face cache or pass a local checkpoint path, or allow "
-                "downloads") from None
-        return model
+            return open_clip.create_model(model_name, pretrained=path)
+        except Exception as error:  # a corrupt or mismatched file
+            raise E2GANError(f"cannot load open_clip weights {path} for {model_name}: {error}") from None
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> torch.Tensor:
@@ -166,6 +157,43 @@ class OpenCLIPTextEncoder(TextEncoder):
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "embedding_dim": self.embedding_dim,
                 "model_name": self.model_name, "pretrained": self.pretrained}
+
+
+def resolve_open_clip_weights(model_name: str, pretrained: str | None,
+                              allow_download: bool = False) -> str | None:
+    """A local file for open_clip weights: a path as given, else the file in the local Hugging
+    Face cache. We look the file up ourselves with `local_files_only` rather than let open_clip
+    call the Hub, so an offline machine gets an immediate, clear error instead of a hang."""
+    import os
+
+    import open_clip
+    from huggingface_hub import hf_hub_download
+
+    if pretrained is None:
+        return None  # random weights (tests, or a user training the text side from scratch)
+    if os.path.isfile(pretrained):
+        return pretrained
+    config = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not config:
+        raise E2GANError(f"open_clip has no pretrained weights {pretrained!r} for {model_name!r} "
+                         "and no such file exists")
+    repository = config.get("hf_hub", "")
+    if not repository:
+        if allow_download:
+            return open_clip.download_pretrained(config)
+        raise E2GANError(f"open_clip weights {model_name}/{pretrained} are only available by URL "
+                         f"({config.get('url')}); download them and pass the file path")
+    model_id, filename = os.path.split(repository)  # "org/repo/" means the default file name
+    candidates = ["open_clip_model.safetensors", filename or "open_clip_pytorch_model.bin"]
+    for candidate in candidates:
+        try:
+            return hf_hub_download(model_id, candidate, local_files_only=not allow_download)
+        except Exception:  # not cached (or not on the Hub): try the next name
+            continue
+    raise E2GANError(
+        f"open_clip weights {model_name}/{pretrained} are not on this machine (looked for "
+        f"{model_id}/{candidates[-1]} in the Hugging Face cache); download them where the network "
+        "allows (huggingface-cli download " + model_id + ") or pass a local file")
 
 
 def build_text_encoder(spec: dict[str, Any], **overrides: Any) -> TextEncoder:

@@ -14,7 +14,10 @@ from e2gan.checkpoint import adapter_from_model, load_generator, save_adapter, s
 from e2gan.cli import main
 from e2gan.data.dataset import PairDataset
 from e2gan.data.generate import generate_pairs
+from e2gan.errors import E2GANError
 from e2gan.data.sources import builtin_photos
+from e2gan.data.torch_data import resize_and_center_crop
+from e2gan.evaluation import evaluate_pairs, paired_metrics
 from e2gan.models import build_model
 from e2gan.teachers import BuiltinTeacher
 from e2gan.text import LearnedConceptEncoder
@@ -22,13 +25,6 @@ from e2gan.text import LearnedConceptEncoder
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
 TRAINING = ["--size", "32", "--steps", "2", "--batch-size", "2", "--device", "cpu"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def run(capsys, *argv: str) -> tuple[int, list[str], list[str]]:
@@ -97,6 +93,25 @@ def test_pairs_json(capsys, tmp_path):
     code, out, _ = run(capsys, "pairs", "--concept", "cartoon", "--count", "5", "--size", "32",
                        "--out", str(tmp_path / "ds"), "--json", "--quiet")
     assert code == 0 and last_json(out)["made"] == 0 and last_json(out)["skipped_existing"] == 5
+
+
+def test_generate_pairs_resumes_with_identical_pairs(tmp_path):
+    teacher, photos = BuiltinTeacher(), builtin_photos(count=5, size=32)
+    straight = generate_pairs(teacher, photos, "a cartoon", tmp_path / "straight", batch_size=2)
+    calls = iter(range(100))
+    stopped = generate_pairs(teacher, photos, "a cartoon", tmp_path / "resumed", batch_size=2,
+                             should_stop=lambda: next(calls) >= 1)
+    assert stopped.stopped_early and stopped.made == 2 and not stopped.dataset.info.complete
+    resumed = generate_pairs(teacher, photos, "a cartoon", tmp_path / "resumed", batch_size=2)
+    assert (resumed.made, resumed.skipped) == (3, 2) and resumed.dataset.info.complete
+    assert resumed.dataset.ids == straight.dataset.ids
+    for a, b in zip(straight.dataset.records, resumed.dataset.records):
+        assert a.split == b.split and a.seed == b.seed
+        for which in ("source", "edited"):
+            assert (straight.dataset.path_of(a, which).read_bytes()
+                    == resumed.dataset.path_of(b, which).read_bytes())
+    with pytest.raises(E2GANError, match="concept"):  # one folder, one concept
+        generate_pairs(teacher, photos, "a pencil sketch", tmp_path / "resumed")
 
 
 def test_unknown_concept_is_a_one_line_error(capsys, tmp_path):
@@ -201,6 +216,40 @@ def test_finetune_and_evaluate(capsys, workspace, tmp_path):
     assert 0 < metrics["mae"] < 255 and -1 <= metrics["ssim"] <= 1 and metrics["psnr"] > 0
 
 
+def test_paired_metrics():
+    rng = np.random.default_rng(0)
+    target = rng.integers(20, 200, (16, 16, 3), dtype=np.uint8)
+    shifted = target + np.uint8(10)
+    exact = paired_metrics([target], [target])
+    assert exact["mae"] == 0 and exact["ssim"] == pytest.approx(1.0)
+    off = paired_metrics([shifted, target], [target, target])
+    assert off["mae"] == pytest.approx(5.0)
+    assert paired_metrics([shifted], [target])["psnr"] == pytest.approx(20 * np.log10(255 / 10))
+
+
+def test_evaluate_pairs_judges_any_image_maker(workspace, tmp_path):
+    dataset = PairDataset.open(workspace / "pairs")
+    seen = []
+
+    def shrink(images):
+        seen.extend(images)
+        return [image.resize((8, 8)) for image in images]  # another size: resized back
+
+    metrics = evaluate_pairs(shrink, dataset, split="test", size=24)
+    assert metrics["pairs"] == len(dataset.split("test")) == len(seen) == 2
+    assert all(image.size == (24, 24) for image in seen)
+    assert 0 < metrics["mae"] < 255 and metrics["seconds_per_image"] >= 0
+    targets = [np.asarray(resize_and_center_crop(dataset.load_pair(r)[1], 24))
+               for r in dataset.split("test")]
+    perfect = iter([Image.fromarray(t) for t in targets])
+    assert evaluate_pairs(lambda images: [next(perfect) for _ in images], dataset,
+                          size=24)["mae"] == 0
+    no_test = generate_pairs(BuiltinTeacher(), builtin_photos(count=2, size=32), "a cartoon",
+                             tmp_path / "no_test", test_fraction=0.0).dataset
+    with pytest.raises(E2GANError, match="no 'test' pairs"):
+        evaluate_pairs(shrink, no_test, split="test", size=24)
+
+
 def test_profile_json(capsys):
     code, out, _ = run(capsys, "profile", "--arch", "e2gan", "--size", "64", "--repeats", "1",
                        "--json")
@@ -253,3 +302,43 @@ def test_edit_errors(capsys, workspace, tmp_path):
                          "--image", str(workspace / "photo.png"), "--out", str(tmp_path / "x.png"))
     assert_user_error(code, out, err, "not a model folder")
     assert not (tmp_path / "x.png").exists()
+
+
+def edit_pixels(capsys, workspace, out_path, *model_args: str) -> np.ndarray:
+    code, out, err = run(capsys, "edit", *model_args, "--image", str(workspace / "photo.png"),
+                         "--out", str(out_path), "--device", "cpu", "--json")
+    assert code == 0, err
+    with Image.open(out_path) as image:
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def test_adapter_info_blend_and_merge(capsys, workspace, tmp_path):
+    adapter, base = str(workspace / "pop_art.safetensors"), str(workspace / "base")
+    code, out, _ = run(capsys, "adapter", "info", adapter, "--json")
+    info = last_json(out)
+    assert code == 0 and info["concept"] == "pop_art" and info["prompt"] == "pop art"
+    assert info["ranks"] == {"upsample.0.conv": 2, "downsample.1.conv": 2} and info["bytes"] > 0
+    expected = edit_pixels(capsys, workspace, tmp_path / "a.png", "--model", base, "--adapter", adapter)
+
+    # Half of an adapter plus half of itself is the adapter again.
+    blend = str(tmp_path / "blend.safetensors")
+    code, out, _ = run(capsys, "adapter", "blend", adapter, "--other", adapter, "--weight", "0.5",
+                       "--prompt", "pop art", "--out", blend, "--json")
+    assert code == 0 and last_json(out)["ranks"]["upsample.0.conv"] == 4
+    blended = edit_pixels(capsys, workspace, tmp_path / "b.png", "--model", base, "--adapter", blend)
+    assert np.abs(blended - expected).max() <= 1
+
+    # A merged model folder edits like base + adapter, with no adapter file.
+    merged = str(tmp_path / "merged")
+    code, out, _ = run(capsys, "adapter", "merge", adapter, "--base", base, "--out", merged, "--json")
+    assert code == 0
+    from_merged = edit_pixels(capsys, workspace, tmp_path / "m.png", "--model", merged,
+                              "--prompt", "pop art")
+    assert np.abs(from_merged - expected).max() <= 1
+
+    code, out, err = run(capsys, "adapter", "merge", adapter, "--base",
+                         str(workspace / "other_base"), "--out", str(tmp_path / "bad"))
+    assert_user_error(code, out, err, "base")
+    assert not (tmp_path / "bad").exists()
+    code, out, err = run(capsys, "adapter", "blend", adapter, "--out", str(tmp_path / "x"))
+    assert_user_error(code, out, err, "--other")

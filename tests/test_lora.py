@@ -16,13 +16,6 @@ from e2gan.models import build_model
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture
 def tiny() -> nn.Module:

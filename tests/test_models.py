@@ -13,14 +13,6 @@ from e2gan.profiling import count_macs, count_parameters
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two fight with anything else on a 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture
 def tiny() -> E2GANGenerator:

@@ -26,13 +26,6 @@ TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
 CONCEPTS = {"sketch": "a pencil sketch", "cartoon": "a cartoon", "bw": "a black and white photo"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
@@ -331,3 +324,38 @@ def test_finetune_lowers_the_l1_loss(datasets, mode, learning_rate, ratio):
     assert len(l1) == 30 and all(math.isfinite(v) for v in l1)
     first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
     assert last < ratio * first, (first, last)
+
+
+def test_generator_step_does_not_move_the_text_through_the_discriminator():
+    """G may learn the concept's tokens through its own cross-attention, but must not 'fool' D by
+    changing the condition D is given (the concept tokens are D's input, not G's output)."""
+    gan, modules = tiny_gan()
+    batch = Pairs(2, augment=False)
+    source, target = batch.sources, batch.targets
+    table = modules["text_encoder"].tables["a_cartoon"]
+    before = table.detach().clone()
+    text = gan.encode_text(["a cartoon", "a cartoon"])
+    fake = target.clone().requires_grad_(True)  # an 'edit' that does not depend on the text
+    gan.generator_step(source, target, fake, text)
+    assert table.grad is None or not table.grad.any()
+    assert torch.equal(table.detach(), before)
+    # Through G's own use of the text, the tokens do learn.
+    losses = gan.train_step({"source": source, "edited": target, "prompt": ["a cartoon"] * 2})
+    assert finite_losses(losses) and not torch.equal(table.detach(), before)
+
+
+def test_a_checkpoint_from_another_run_is_a_clear_error(datasets, tmp_path):
+    out = tmp_path / "base"
+    calls = iter(range(100))
+    train_base([datasets["sketch"]], out, settings(steps=4, batch_size=2), generator_config=TINY,
+               should_stop=lambda: next(calls) >= 1)
+    assert (out / "training_state.pt").is_file()
+    with pytest.raises(E2GANError, match="restart"):  # a second concept: other text tables
+        train_base([datasets["sketch"], datasets["cartoon"]], out, settings(steps=4, batch_size=2),
+                   generator_config=TINY)
+    (out / "training_state.pt").write_bytes(b"garbage")
+    with pytest.raises(E2GANError, match="training_state.pt"):
+        train_base([datasets["sketch"]], out, settings(steps=4, batch_size=2), generator_config=TINY)
+    outcome = train_base([datasets["sketch"], datasets["cartoon"]], out,
+                         settings(steps=2, batch_size=2), generator_config=TINY, resume=False)
+    assert outcome.result.steps_done == 2

@@ -72,8 +72,11 @@ class PairedGAN:
         """Fool D while staying close to the teacher's edit (Eq. 1)."""
         self.discriminator.requires_grad_(False)  # D's weights are not G's to change
         self.generator_optimizer.zero_grad(set_to_none=True)
+        # Nor is D's condition: G learns the concept tokens through its own cross-attention only,
+        # not by moving the tokens D is shown until any image looks real to it.
+        condition = text.detach() if text is not None else None
         with self.autocast:
-            loss_adversarial = adversarial_loss(self.discriminator(source, fake, text), True)
+            loss_adversarial = adversarial_loss(self.discriminator(source, fake, condition), True)
             loss_l1 = reconstruction_loss(fake.float(), target)
             loss = loss_adversarial + self.hyperparameters.l1_weight * loss_l1
         loss.backward()

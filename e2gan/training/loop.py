@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -82,11 +84,20 @@ def save_state(path: Path, modules: dict[str, nn.Module], trainer: Any, step: in
 
 
 def load_state(path: Path, modules: dict[str, nn.Module], trainer: Any) -> dict[str, Any]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
-    trainer.load_state_dict(state["trainer"])
-    torch.set_rng_state(state["rng"]["torch"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["rng"]["torch"])
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError,
+            pickle.UnpicklingError) as error:
+        # Left by a run with other models, concepts or settings (or cut short): a user's choice
+        # to make, not a traceback.
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+        raise E2GANError(
+            f"cannot resume from the training checkpoint {path} ({reason}); it is from a "
+            "different run: delete it or restart training (--restart)") from None
     return state
 
 

@@ -134,6 +134,7 @@ def train_base(datasets: list[PairDataset], out_dir: str | os.PathLike,
     summary = _summary("base", settings, result, device, trainable, len(data),
                        concepts=prompts, datasets=[str(d.root) for d in datasets])
     save_generator(out_dir, generator.cpu().eval(), text_encoder.cpu(), summary, discriminator.cpu())
+    _forget_state_if_finished(out_dir / "training_state.pt", result)
     return TrainingOutcome(out_dir, result, trainable, summary)
 
 
@@ -208,7 +209,7 @@ def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os
         summary["adapter_bytes"] = output.stat().st_size
     else:
         save_generator(output, generator, encoder, summary)
-    state_path.unlink(missing_ok=True)
+    _forget_state_if_finished(state_path, result)
     return TrainingOutcome(output, result, trainable, summary)
 
 
@@ -233,8 +234,15 @@ def train_pix2pix(dataset: PairDataset, out_dir: str | os.PathLike, settings: Tr
     summary = _summary("pix2pix", settings, result, device, trainable, len(data),
                        dataset=str(dataset.root), concept=dataset.info.prompt)
     save_generator(out_dir, generator.cpu().eval(), None, summary)
-    (out_dir / "training_state.pt").unlink(missing_ok=True)
+    _forget_state_if_finished(out_dir / "training_state.pt", result)
     return TrainingOutcome(out_dir, result, trainable, summary)
+
+
+def _forget_state_if_finished(state_path: Path, result: LoopResult) -> None:
+    """A finished run's resumable state is dead weight (optimiser moments: 3x the model); a run
+    that was stopped or ran out of time keeps it, so rerunning the command continues it."""
+    if not result.stopped_early:
+        state_path.unlink(missing_ok=True)
 
 
 def uniform_ranks(generator: nn.Module, rank: int) -> dict[str, int]:
