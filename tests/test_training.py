@@ -359,3 +359,13 @@ def test_a_checkpoint_from_another_run_is_a_clear_error(datasets, tmp_path):
     outcome = train_base([datasets["sketch"], datasets["cartoon"]], out,
                          settings(steps=2, batch_size=2), generator_config=TINY, resume=False)
     assert outcome.result.steps_done == 2
+
+
+@pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", 0), ("size", -8),
+                                         ("learning_rate", 0.0), ("max_seconds", -1.0)])
+def test_training_settings_refuse_nonsense_with_a_clear_error(field, value):
+    from e2gan.errors import E2GANError
+    from e2gan.training.recipes import TrainingSettings
+
+    with pytest.raises(E2GANError, match="must"):
+        TrainingSettings(**{field: value})

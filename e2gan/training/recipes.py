@@ -47,6 +47,15 @@ class TrainingSettings:
     max_seconds: float | None = None
     augment: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("size", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise E2GANError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise E2GANError(f"learning rate must be positive, got {self.learning_rate}")
+        if self.max_seconds is not None and self.max_seconds < 0:
+            raise E2GANError(f"time limit must not be negative, got {self.max_seconds}")
+
 
 @dataclass
 class TrainingOutcome:
