@@ -102,11 +102,13 @@ def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
 
 # --- training ---------------------------------------------------------------------------------
 
-def _settings(args: argparse.Namespace):
-    from e2gan.training.recipes import TrainingSettings
+def _settings(args: argparse.Namespace, default_lr: float | None = None):
+    from e2gan.training.recipes import FULL_LEARNING_RATE, TrainingSettings
 
+    lr = args.lr if args.lr is not None else (default_lr or FULL_LEARNING_RATE)
     return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
-                            learning_rate=args.lr, seed=args.seed, device=args.device,
+                            learning_rate=lr, discriminator_learning_rate=args.d_lr,
+                            seed=args.seed, device=args.device,
                             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
 
 
@@ -124,11 +126,12 @@ def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
 @command("finetune")
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset
-    from e2gan.training.recipes import finetune
+    from e2gan.training.recipes import LORA_LEARNING_RATE, finetune
 
     dataset = PairDataset.open(args.dataset)
     ranks = _load_ranks(args) if args.mode == "lora" else None
-    outcome = finetune(args.base, dataset, args.out, _settings(args), mode=args.mode, ranks=ranks,
+    settings = _settings(args, LORA_LEARNING_RATE if args.mode == "lora" else None)
+    outcome = finetune(args.base, dataset, args.out, settings, mode=args.mode, ranks=ranks,
                        resume=not args.restart, on_progress=_progress(args, "finetune"))
     return {"out": str(outcome.output), **outcome.summary}
 
@@ -290,7 +293,11 @@ def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int =
     parser.add_argument("--size", type=int, default=size, help="training resolution (pixels)")
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate, generator side (default: 3e-3 for LoRA, "
+                             "2e-4 otherwise)")
+    parser.add_argument("--d-lr", type=float, default=None,
+                        help="discriminator learning rate (default: same as --lr)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop cleanly after this much training time")
     parser.add_argument("--seed", type=int, default=0)
@@ -363,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rounds", type=int, default=5)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write the rank table json here (e.g. BASE/ranks.json)")
@@ -407,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--pairs", type=int, default=300)
     p.add_argument("--subset", type=int, default=100)
-    p.add_argument("--minutes", type=float, default=4.0, help="training time for each model")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time for each model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", default=None, help="base model folder (default: the shipped one)")
     p.add_argument("--device", default="auto")

@@ -31,7 +31,8 @@ from e2gan.pipeline import EditPipeline
 from e2gan.selection import select_pairs
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 from e2gan.text import concept_key
-from e2gan.training.recipes import TrainingSettings, finetune, train_pix2pix
+from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingSettings,
+                                    finetune, train_pix2pix)
 
 
 @dataclass
@@ -49,11 +50,11 @@ class DemoSettings:
     batch_size: int = 4
 
 
-def _budget_settings(settings: DemoSettings) -> TrainingSettings:
+def _budget_settings(settings: DemoSettings, learning_rate: float) -> TrainingSettings:
     # A step budget far beyond what fits: the wall-clock limit is what ends both trainings, so the
     # two methods get exactly the same time.
     return TrainingSettings(size=settings.size, steps=1_000_000, batch_size=settings.batch_size,
-                            seed=settings.seed, device=settings.device,
+                            learning_rate=learning_rate, seed=settings.seed, device=settings.device,
                             max_seconds=settings.finetune_minutes * 60, checkpoint_every=0)
 
 
@@ -83,14 +84,15 @@ def run_demo(out_dir: str, settings: DemoSettings,
     ids = select_pairs(dataset, min(settings.subset, train_count), "random", settings.seed)
     subset = write_subset(dataset, ids, out / "subset", overwrite=True)
 
-    budget = _budget_settings(settings)
     log(f"3/5 E2GAN: LoRA fine-tune of the base on {len(ids)} pairs for "
         f"{settings.finetune_minutes:g} min")
-    lora_outcome = finetune(base_dir, subset, out / f"{concept.name}.safetensors", budget,
+    lora_outcome = finetune(base_dir, subset, out / f"{concept.name}.safetensors",
+                            _budget_settings(settings, LORA_LEARNING_RATE),
                             mode="lora", ranks=_shipped_ranks(base_dir), resume=False)
     log(f"4/5 pix2pix: 9-block generator from scratch on all {train_count} training pairs for "
         f"{settings.finetune_minutes:g} min")
-    pix2pix_outcome = train_pix2pix(dataset, out / "pix2pix", budget, resume=False)
+    pix2pix_outcome = train_pix2pix(dataset, out / "pix2pix",
+                                    _budget_settings(settings, FULL_LEARNING_RATE), resume=False)
 
     log(f"5/5 evaluation on {test_count} held-out pairs")
     e2gan_pipeline = EditPipeline.from_pretrained(base_dir, device=settings.device)

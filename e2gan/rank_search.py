@@ -42,7 +42,7 @@ class RankSearchSettings:
     patience: int = 1  # rounds without improvement before a concept's search stops
     size: int = 128
     batch_size: int = 4
-    learning_rate: float = 2e-4
+    learning_rate: float = 3e-3  # LoRA's (see training.recipes.LORA_LEARNING_RATE)
     seed: int = 0
     device: str = "auto"
     eval_limit: int | None = 32
