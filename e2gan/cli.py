@@ -95,7 +95,9 @@ def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
 
     dataset = PairDataset.open(args.dataset)
     ids = select_pairs(dataset, args.k, method=args.method, seed=args.seed)
-    subset = write_subset(dataset, ids, args.out, overwrite=args.overwrite) if args.out else None
+    # The subset keeps every held-out pair: it is what the fine-tune is judged on.
+    kept = ids + [record.id for record in dataset.split("test")]
+    subset = write_subset(dataset, kept, args.out, overwrite=args.overwrite) if args.out else None
     return {"dataset": str(dataset.root), "method": args.method, "k": len(ids), "ids": ids,
             "out": str(subset.root) if subset else None}
 

@@ -82,7 +82,8 @@ def run_demo(out_dir: str, settings: DemoSettings,
 
     log(f"2/5 subset: {settings.subset} of {train_count} training pairs (random)")
     ids = select_pairs(dataset, min(settings.subset, train_count), "random", settings.seed)
-    subset = write_subset(dataset, ids, out / "subset", overwrite=True)
+    subset = write_subset(dataset, ids + [r.id for r in dataset.split("test")], out / "subset",
+                          overwrite=True)
 
     log(f"3/5 E2GAN: LoRA fine-tune of the base on {len(ids)} pairs for "
         f"{settings.finetune_minutes:g} min")

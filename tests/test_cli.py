@@ -180,7 +180,10 @@ def test_select(capsys, workspace, tmp_path):
     assert code == 0
     result = last_json(out)
     assert result["k"] == 4 and len(set(result["ids"])) == 4
-    assert sorted(PairDataset.open(tmp_path / "subset").ids) == sorted(result["ids"])
+    subset, original = PairDataset.open(tmp_path / "subset"), PairDataset.open(dataset)
+    assert sorted(r.id for r in subset.split("train")) == sorted(result["ids"])
+    # The held-out pairs come along, so the subset's fine-tune can be judged.
+    assert [r.id for r in subset.split("test")] == [r.id for r in original.split("test")]
 
 
 # --- training and judging -------------------------------------------------------------------
