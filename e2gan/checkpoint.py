@@ -138,6 +138,23 @@ def load_generator(folder: str | os.PathLike, text_encoder: TextEncoder | None =
     return LoadedGenerator(generator.eval(), text_encoder, info, discriminator)
 
 
+def load_rank_table(path: str | os.PathLike) -> dict[str, int] | None:
+    """A rank table (`e2gan rank-search --out`): a model folder's `ranks.json` or a json file.
+    None when a model folder has none."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ranks.json"
+        if not path.is_file():
+            return None
+    if not path.is_file():
+        raise E2GANError(f"rank table not found: {path}")
+    try:
+        table = json.loads(path.read_text())
+        return {str(k): int(v) for k, v in table.get("ranks", table).items()}
+    except (ValueError, AttributeError, TypeError) as error:
+        raise E2GANError(f"cannot read rank table {path}: {error}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Adapters
 

@@ -139,21 +139,12 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load_ranks(args: argparse.Namespace) -> dict[str, int] | None:
-    from e2gan.checkpoint import load_generator
+    from e2gan.checkpoint import load_generator, load_rank_table
     from e2gan.training.recipes import uniform_ranks
 
     if args.rank:
         return uniform_ranks(load_generator(args.base).generator, args.rank)
-    path = Path(args.ranks) if args.ranks else Path(args.base) / "ranks.json"
-    if not path.is_file():
-        if args.ranks:
-            raise E2GANError(f"rank table not found: {path}")
-        return None  # recipes fall back to uniform rank 4
-    try:
-        table = json.loads(path.read_text())
-    except ValueError as error:
-        raise E2GANError(f"cannot read rank table {path}: {error}") from None
-    return {str(k): int(v) for k, v in table.get("ranks", table).items()}
+    return load_rank_table(args.ranks) if args.ranks else None  # None: the base's ranks.json
 
 
 @command("train-pix2pix")

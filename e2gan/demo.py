@@ -10,7 +10,6 @@ setting on a GPU.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,7 +88,7 @@ def run_demo(out_dir: str, settings: DemoSettings,
         f"{settings.finetune_minutes:g} min")
     lora_outcome = finetune(base_dir, subset, out / f"{concept.name}.safetensors",
                             _budget_settings(settings, LORA_LEARNING_RATE),
-                            mode="lora", ranks=_shipped_ranks(base_dir), resume=False)
+                            mode="lora", resume=False)
     log(f"4/5 pix2pix: 9-block generator from scratch on all {train_count} training pairs for "
         f"{settings.finetune_minutes:g} min")
     pix2pix_outcome = train_pix2pix(dataset, out / "pix2pix",
@@ -133,11 +132,6 @@ def run_demo(out_dir: str, settings: DemoSettings,
     log(table)
     report["table"] = table
     return report
-
-
-def _shipped_ranks(base_dir: Path) -> dict[str, int] | None:
-    path = base_dir / "ranks.json"
-    return {k: int(v) for k, v in json.loads(path.read_text())["ranks"].items()} if path.is_file() else None
 
 
 def _comparison_picture(dataset: PairDataset, size: int, makers, count: int = 4) -> Image.Image:

@@ -369,3 +369,20 @@ def test_training_settings_refuse_nonsense_with_a_clear_error(field, value):
 
     with pytest.raises(E2GANError, match="must"):
         TrainingSettings(**{field: value})
+
+
+def test_finetune_uses_the_rank_table_shipped_with_its_base(tiny_base, tiny_pairs, tmp_path):
+    import json
+    import shutil
+
+    from e2gan.checkpoint import read_adapter
+    from e2gan.training.recipes import TrainingSettings, finetune
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base, base)
+    layers = lora.crucial_layers(load_generator(base).generator)
+    table = {layer: (2 if index % 2 else 1) for index, layer in enumerate(layers)}
+    (base / "ranks.json").write_text(json.dumps({"ranks": table}))
+    settings = TrainingSettings(size=32, steps=1, batch_size=4, device="cpu", checkpoint_every=0)
+    outcome = finetune(base, tiny_pairs["winter"], tmp_path / "w.safetensors", settings)
+    assert read_adapter(outcome.output).metadata["ranks"] == table

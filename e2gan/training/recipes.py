@@ -22,13 +22,13 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
 from e2gan import lora
-from e2gan.checkpoint import (Adapter, LoadedGenerator, adapter_from_model, load_generator,
-                              save_adapter, save_generator)
+from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, load_generator,
+                              load_rank_table, save_adapter, save_generator)
 from e2gan.data.dataset import PairDataset
 from e2gan.data.torch_data import PairTensorDataset
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
-from e2gan.text import LearnedConceptEncoder, TextEncoder, build_text_encoder, concept_key
+from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
 from e2gan.training.gan import GANHyperparameters, PairedGAN
 from e2gan.training.loop import LoopConfig, LoopResult, run_training, seed_everything
 
@@ -196,7 +196,8 @@ def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os
         "patchgan", {"text_dim": encoder.embedding_dim if encoder else 0})
     text_parameters = _prepare_concept(loaded, prompt)
     if mode == "lora":
-        ranks = ranks or uniform_ranks(generator, 4)
+        # The searched table shipped with the base, else rank 4 everywhere.
+        ranks = ranks or load_rank_table(base_dir) or uniform_ranks(generator, 4)
         generator.requires_grad_(False)
         lora.add_adapter(generator, concept_key(prompt), ranks)
         generator_parameters = [p for n, p in generator.named_parameters() if "lora_" in n]
