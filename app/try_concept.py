@@ -1,0 +1,83 @@
+"""A first page of the studio: try the shipped base's concepts and any adapter on an image.
+
+The callbacks are plain functions (`edit`) so they can be tested and scripted without a browser;
+`build_demo` only wires them to components.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from e2gan.data.sources import builtin_photos
+from e2gan.errors import E2GANError
+from e2gan.paths import REPOSITORY, default_base_dir
+from e2gan.pipeline import EditPipeline
+from e2gan.teachers import create_teacher, resolve_builtin_concept
+
+RUNS = REPOSITORY / "runs"
+
+
+class ConceptTrier:
+    """Holds one base pipeline and the adapters loaded into it (loading is the slow part)."""
+
+    def __init__(self, base_dir: str | Path | None = None, device: str = "auto") -> None:
+        self.pipeline = EditPipeline.from_pretrained(base_dir or default_base_dir(), device=device)
+        self.teacher = create_teacher("builtin")
+
+    def choices(self) -> list[str]:
+        """The base's own concepts, then every adapter file found under runs/."""
+        adapters = sorted(str(p.relative_to(REPOSITORY)) for p in RUNS.glob("**/*.safetensors"))
+        return self.pipeline.prompts_known() + adapters
+
+    def edit(self, image: Image.Image | None, choice: str, scale: float = 1.0,
+             size: int = 256) -> tuple[Image.Image, Image.Image, str]:
+        """(teacher's edit, E2GAN's edit, timing line) for one image and one concept."""
+        if image is None:
+            raise E2GANError("pick or upload an image first")
+        if not choice:
+            raise E2GANError("pick a concept")
+        image = image.convert("RGB")
+        if choice.endswith(".safetensors"):
+            name = self.pipeline.load_adapter(REPOSITORY / choice, scale=scale)
+            prompt = self.pipeline.adapters[name].prompt
+        else:
+            self.pipeline.use_adapter(None)
+            prompt = choice
+        started = time.perf_counter()
+        edited = self.pipeline([image], prompt, size=size)[0]
+        seconds = time.perf_counter() - started
+        concept = resolve_builtin_concept(prompt.replace("_", " "))
+        teacher = self.teacher.edit([image.resize(edited.size)], concept.prompt, [0])[0]
+        return teacher, edited, f"E2GAN: {seconds * 1000:.0f} ms at {edited.size[0]}x{edited.size[1]} on {self.pipeline.device}"
+
+
+def build_demo(base_dir: str | Path | None = None) -> gr.Blocks:
+    trier = ConceptTrier(base_dir)
+    examples = [image for _, image in builtin_photos(4, size=256, seed=3)]
+
+    def on_edit(image, choice, scale):
+        try:
+            return trier.edit(image, choice, scale)
+        except E2GANError as error:
+            raise gr.Error(str(error)) from None
+
+    with gr.Blocks(title="E2GAN Studio") as demo:
+        gr.Markdown("# E2GAN Studio — try a concept\nThe shipped base model's concepts and any "
+                    "adapter under `runs/` (e.g. from `make studio`), next to the built-in teacher.")
+        with gr.Row():
+            source = gr.Image(type="pil", label="image", value=examples[0])
+            teacher = gr.Image(type="pil", label="teacher", interactive=False)
+            edited = gr.Image(type="pil", label="E2GAN", interactive=False)
+        with gr.Row():
+            choice = gr.Dropdown(trier.choices(), value=(trier.choices() or [None])[0],
+                                 label="concept or adapter")
+            scale = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="adapter strength")
+            run = gr.Button("Edit", variant="primary")
+        timing = gr.Markdown()
+        gr.Examples([[e] for e in examples], inputs=[source])
+        run.click(on_edit, [source, choice, scale], [teacher, edited, timing], api_name="edit")
+    return demo
