@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP_STUDIO := $(VENV)/.installed-studio
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: studio test demo install clean
+.PHONY: studio test demo app install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ studio: $(STAMP_STUDIO)
 	$(VENV)/bin/e2gan demo
 
 demo: studio
+
+# The studio's first page (Gradio), on http://127.0.0.1:7860
+app: $(STAMP_STUDIO)
+	$(PY) app.py
 
 test: $(STAMP_TEST)
 	$(PY) -m pytest -q
