@@ -91,10 +91,10 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
 @command("select")
 def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset, write_subset
-    from e2gan.selection import select_pairs
+    from e2gan.selection import select
 
     dataset = PairDataset.open(args.dataset)
-    ids = select_pairs(dataset, args.k, method=args.method, seed=args.seed)
+    ids = select(dataset, args.k, method=args.method, seed=args.seed).ids
     # The subset keeps every held-out pair: it is what the fine-tune is judged on.
     kept = ids + [record.id for record in dataset.split("test")]
     subset = write_subset(dataset, kept, args.out, overwrite=args.overwrite) if args.out else None
@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("select", "choose a representative subset of a dataset's training pairs")
     p.add_argument("--dataset", required=True)
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--method", default="random", choices=["random"])
+    p.add_argument("--method", default="cluster", choices=["cluster", "random"],
+                   help="cluster: K-means on pair embeddings, nearest pair to each centre")
     p.add_argument("--out", help="write the subset as a new dataset here")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--seed", type=int, default=0)

@@ -1,21 +1,37 @@
 """Choosing which training pairs a concept's fine-tune sees.
 
-The paper's similarity clustering (embed, K-means with k = samples wanted, keep the pair nearest
-each centre) arrives with the embedders; random selection, its baseline, is here.
+`cluster` is the paper's similarity clustering (Sec. 4.2.3): embed every training pair, run
+K-means with k = the number of pairs wanted, and keep the pair nearest each centre, so the few
+pairs kept still cover the variety of the data. `random` is its baseline. Both are deterministic
+given the seed.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 
 from e2gan.data.dataset import PairDataset
+from e2gan.embedders import EMBEDDERS
 from e2gan.errors import E2GANError
 
-METHODS = ("random",)
+METHODS = ("cluster", "random")
 
 
-def select_pairs(dataset: PairDataset, k: int, method: str = "random", seed: int = 0) -> list[str]:
-    """Ids of `k` training pairs of `dataset`, deterministic given `seed`."""
+@dataclass
+class Selection:
+    ids: list[str]  # the chosen training pairs
+    method: str
+    all_ids: list[str] = field(default_factory=list)  # every training pair, in dataset order
+    labels: list[int] = field(default_factory=list)  # cluster of each pair in all_ids (cluster)
+    distances: list[float] = field(default_factory=list)  # to its cluster centre (cluster)
+    projection: list[list[float]] = field(default_factory=list)  # 2-D PCA of the embeddings
+
+
+def _check(dataset: PairDataset, k: int, method: str) -> list[str]:
     if method not in METHODS:
         raise E2GANError(f"unknown selection method {method!r}; known: {', '.join(METHODS)}")
     train = [record.id for record in dataset.split("train")]
@@ -23,5 +39,36 @@ def select_pairs(dataset: PairDataset, k: int, method: str = "random", seed: int
         raise E2GANError(f"k must be at least 1, got {k}")
     if k > len(train):
         raise E2GANError(f"asked for {k} pairs but {dataset.root} has only {len(train)} training pairs")
-    chosen = np.random.default_rng(seed).choice(len(train), size=k, replace=False)
-    return [train[i] for i in sorted(chosen)]
+    return train
+
+
+def embed_pairs(dataset: PairDataset, ids: list[str], embedder: str = "builtin") -> np.ndarray:
+    """One row per pair: the source's and the edit's embeddings side by side."""
+    embed = EMBEDDERS.get(embedder)()
+    sources, edits = zip(*(dataset.load_pair(dataset.get(pair_id)) for pair_id in ids))
+    return np.concatenate([embed(list(sources)), embed(list(edits))], axis=1)
+
+
+def select(dataset: PairDataset, k: int, method: str = "cluster", seed: int = 0,
+           embedder: str = "builtin") -> Selection:
+    train = _check(dataset, k, method)
+    if method == "random":
+        chosen = np.random.default_rng(seed).choice(len(train), size=k, replace=False)
+        return Selection([train[i] for i in sorted(chosen)], method, train)
+    embeddings = embed_pairs(dataset, train, embedder)
+    kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embeddings)
+    distances = np.linalg.norm(embeddings - kmeans.cluster_centers_[kmeans.labels_], axis=1)
+    chosen = []
+    for cluster in range(k):
+        members = np.flatnonzero(kmeans.labels_ == cluster)
+        chosen.append(int(members[np.argmin(distances[members])]))
+    components = min(2, embeddings.shape[0], embeddings.shape[1])
+    projection = PCA(n_components=components, random_state=seed).fit_transform(embeddings)
+    return Selection([train[i] for i in sorted(chosen)], method, train,
+                     kmeans.labels_.tolist(), distances.round(5).tolist(),
+                     projection.round(5).tolist())
+
+
+def select_pairs(dataset: PairDataset, k: int, method: str = "random", seed: int = 0) -> list[str]:
+    """Ids of `k` training pairs of `dataset`."""
+    return select(dataset, k, method, seed).ids
