@@ -34,8 +34,8 @@ class ConceptTrier:
         return self.pipeline.prompts_known() + adapters
 
     def edit(self, image: Image.Image | None, choice: str, scale: float = 1.0,
-             size: int = 256) -> tuple[Image.Image, Image.Image, str]:
-        """(teacher's edit, E2GAN's edit, timing line) for one image and one concept."""
+             size: int = 256) -> tuple[Image.Image | None, Image.Image, str]:
+        """(teacher's edit or None, E2GAN's edit, timing line) for one image and one concept."""
         if image is None:
             raise E2GANError("pick or upload an image first")
         if not choice:
@@ -50,8 +50,11 @@ class ConceptTrier:
         started = time.perf_counter()
         edited = self.pipeline([image], prompt, size=size)[0]
         seconds = time.perf_counter() - started
-        concept = resolve_builtin_concept(prompt.replace("_", " "))
-        teacher = self.teacher.edit([image.resize(edited.size)], concept.prompt, [0])[0]
+        try:
+            concept = resolve_builtin_concept(prompt.replace("_", " "))
+            teacher = self.teacher.edit([image.resize(edited.size)], concept.prompt, [0])[0]
+        except E2GANError:  # a concept the built-in teacher does not know (e.g. imported pairs)
+            teacher = None
         return teacher, edited, f"E2GAN: {seconds * 1000:.0f} ms at {edited.size[0]}x{edited.size[1]} on {self.pipeline.device}"
 
 

@@ -7,6 +7,7 @@ measured is what users run.
 from __future__ import annotations
 
 import os
+
 import numpy as np
 import torch
 from PIL import Image
