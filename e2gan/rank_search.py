@@ -31,7 +31,7 @@ from e2gan.pipeline import EditPipeline
 from e2gan.text import concept_key
 from e2gan.training.gan import GANHyperparameters, PairedGAN
 from e2gan.training.loop import LoopConfig, run_training, seed_everything
-from e2gan.training.recipes import _prepare_concept, resolve_device
+from e2gan.training.recipes import prepare_concept, resolve_device, starting_discriminator
 
 
 @dataclass
@@ -70,20 +70,18 @@ def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSet
     seed_everything(settings.seed)
     device = resolve_device(settings.device)
     loaded = load_generator(base_dir, with_discriminator=True)
-    generator, encoder, discriminator = loaded.generator, loaded.text_encoder, loaded.discriminator
+    generator, encoder = loaded.generator, loaded.text_encoder
+    discriminator = starting_discriminator(loaded)
     prompt = dataset.info.prompt
     name = concept_key(prompt)
     layers = lora.crucial_layers(generator)
     modules = dict(generator.named_modules())
     caps = {layer: lora.rank_cap(modules[layer]) for layer in layers}
     ranks = {layer: 1 for layer in layers}
-    text_parameters = _prepare_concept(loaded, prompt)
+    text_parameters = prepare_concept(loaded, prompt)
     generator.requires_grad_(False)
     lora.add_adapter(generator, name, ranks)
     data = PairTensorDataset(dataset, "train", settings.size, augment=True)
-    if discriminator is None:
-        from e2gan.models import build_model
-        discriminator = build_model("patchgan", {"text_dim": encoder.embedding_dim if encoder else 0})
     rounds: list[dict[str, Any]] = []
     best, since_best = None, 0
     for round_index in range(settings.max_rounds):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.data.dataset import DatasetInfo, PairDataset, PairDatasetWriter
+from e2gan.data.dataset import DatasetInfo, PairDatasetWriter
 from e2gan.errors import E2GANError
 from e2gan.selection import select, select_pairs
 

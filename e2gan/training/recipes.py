@@ -161,7 +161,14 @@ def _hyper(settings: TrainingSettings) -> GANHyperparameters:
                               l1_weight=settings.l1_weight)
 
 
-def _prepare_concept(loaded: LoadedGenerator, prompt: str) -> list[nn.Parameter]:
+def starting_discriminator(loaded: LoadedGenerator) -> nn.Module:
+    """The D a fine-tune starts from: the base's own when it was saved, else a fresh one."""
+    encoder = loaded.text_encoder
+    return loaded.discriminator or build_model(
+        "patchgan", {"text_dim": encoder.embedding_dim if encoder else 0})
+
+
+def prepare_concept(loaded: LoadedGenerator, prompt: str) -> list[nn.Parameter]:
     """Give a learned text encoder a trainable table for a concept the base has never seen."""
     encoder = loaded.text_encoder
     if isinstance(encoder, LearnedConceptEncoder):
@@ -192,9 +199,8 @@ def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os
     generator, encoder = loaded.generator, loaded.text_encoder
     _check_size(generator, settings.size)
     prompt = dataset.info.prompt
-    discriminator = loaded.discriminator or build_model(
-        "patchgan", {"text_dim": encoder.embedding_dim if encoder else 0})
-    text_parameters = _prepare_concept(loaded, prompt)
+    discriminator = starting_discriminator(loaded)
+    text_parameters = prepare_concept(loaded, prompt)
     if mode == "lora":
         # The searched table shipped with the base, else rank 4 everywhere.
         ranks = ranks or load_rank_table(base_dir) or uniform_ranks(generator, 4)
