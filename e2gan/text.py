@@ -8,6 +8,9 @@ cross-attention. Two kinds ship here:
   offline with nothing downloaded, which is what this project's tests and shipped base use.
 - `clip`: open_clip's text tower (frozen). Its weights come from a local file or the local Hugging
   Face cache; it never downloads unless the caller explicitly allows it.
+- `teacher-clip`: the diffusion teacher's own CLIP text encoder (a diffusers pipeline's
+  `text_encoder/` and `tokenizer/`), so a base trained on InstructPix2Pix pairs conditions on the
+  very token embeddings the teacher was steered by, with nothing more to download.
 
 A checkpoint records the encoder's name and settings (`spec()`), and loading refuses a generator
 whose text width or encoder differs from the one it was trained with.
@@ -194,6 +197,63 @@ def resolve_open_clip_weights(model_name: str, pretrained: str | None,
         f"open_clip weights {model_name}/{pretrained} are not on this machine (looked for "
         f"{model_id}/{candidates[-1]} in the Hugging Face cache); download them where the network "
         "allows (huggingface-cli download " + model_id + ") or pass a local file")
+
+
+@TEXT_ENCODERS.register("teacher-clip")
+class TeacherCLIPTextEncoder(TextEncoder):
+    """A Stable Diffusion pipeline's frozen CLIP text encoder: all token states (B, 77, 768 for
+    SD 1.x), exactly what the teacher's UNet cross-attends to.
+
+    `model_name` is the pipeline's folder or Hugging Face repo id (local cache only unless
+    `allow_download`); only its `text_encoder/` and `tokenizer/` are read.
+    """
+
+    name = "teacher-clip"
+
+    def __init__(self, model_name: str = "timbrooks/instruct-pix2pix", pretrained: str | None = None,
+                 embedding_dim: int | None = None, allow_download: bool = False) -> None:
+        super().__init__()
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        from e2gan.teachers.weights import resolve_model_folder
+
+        folder = resolve_model_folder(model_name, allow_download, parts=("text_encoder", "tokenizer"))
+        try:
+            self.tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
+            model = CLIPTextModel.from_pretrained(str(folder / "text_encoder"), local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise E2GANError(f"cannot load the CLIP text encoder of {model_name}: "
+                             f"{str(error).splitlines()[0][:300]}") from None
+        self.model = model.eval().requires_grad_(False)
+        self.model_name = model_name
+        self.pretrained = pretrained  # kept for the spec's shape; the folder decides the weights
+        self.embedding_dim = int(model.config.hidden_size)
+        if embedding_dim is not None and embedding_dim != self.embedding_dim:
+            raise E2GANError(f"the text encoder of {model_name} is {self.embedding_dim}-d, but "
+                             f"{embedding_dim}-d was expected")
+        self.max_tokens = int(min(self.tokenizer.model_max_length, model.config.max_position_embeddings))
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            device = next(self.model.parameters()).device
+            # Padded to full length as the diffusers pipelines do: same tokens, same embeddings.
+            tokens = self.tokenizer(missing, padding="max_length", max_length=self.max_tokens,
+                                    truncation=True, return_tensors="pt").input_ids.to(device)
+            states = self.model(tokens)[0].float()
+            for prompt, state in zip(missing, states):
+                self._cache[prompt] = state
+        return torch.stack([self._cache[p] for p in prompts])
+
+    def _apply(self, fn, recurse=True):
+        self._cache.clear()  # cached embeddings live on the old device
+        return super()._apply(fn, recurse)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "embedding_dim": self.embedding_dim,
+                "model_name": self.model_name, "pretrained": self.pretrained}
 
 
 def build_text_encoder(spec: dict[str, Any], **overrides: Any) -> TextEncoder:

@@ -32,6 +32,11 @@ whatever quality filters measured; ``origin`` says where the source image came f
 ASCII letters, digits, ``.``, ``_`` and ``-`` (they are file names on every operating system).
 ``metadata.jsonl`` is the truth about which pairs exist; ``num_pairs`` is a summary.
 
+Sharded writing (several processes making one dataset, `e2gan.data.generate`): each process
+appends its pairs to its own ``metadata-<shard>.jsonl`` (images have distinct ids, so no file is
+written by two processes); readers take the union of ``metadata.jsonl`` and the shard files, and
+`merge_metadata_shards` folds the shards into ``metadata.jsonl`` once the processes are done.
+
 Crash safety: a pair's two PNGs are written (atomically) before its metadata line is appended and
 fsynced, so a crash leaves at most orphan images or a truncated last line, never a line that points
 at a missing file. Reopening with `PairDatasetWriter` repairs both; `PairDataset.open` ignores an
@@ -66,6 +71,7 @@ METADATA_FILE = "metadata.jsonl"
 IMAGE_FOLDERS = ("source", "edited")
 SPLITS = ("train", "test")
 PARTIAL_SUFFIX = ".partial"
+SHARD_METADATA_PREFIX = "metadata-"
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -236,6 +242,54 @@ def _parse_metadata(data: bytes, path: Path) -> tuple[list[PairRecord], int]:
     return records, complete_length
 
 
+def _metadata_line(record: PairRecord) -> bytes:
+    return (json.dumps(record.to_dict(), sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def shard_metadata_paths(root: Path) -> list[Path]:
+    """The per-process metadata files of a sharded generation, in shard order."""
+    return sorted(Path(root).glob(f"{SHARD_METADATA_PREFIX}*.jsonl"))
+
+
+def _read_all_metadata(root: Path) -> list[PairRecord]:
+    """Records of metadata.jsonl followed by those of any shard files not already in it.
+
+    A record found in both with identical content is what a merge cut off between writing
+    metadata.jsonl and deleting the shard files leaves; it counts once.
+    """
+    path = root / METADATA_FILE
+    records, _ = _parse_metadata(path.read_bytes(), path)
+    by_id = {record.id.casefold(): record for record in records}
+    for shard_path in shard_metadata_paths(root):
+        for record in _parse_metadata(shard_path.read_bytes(), shard_path)[0]:
+            known = by_id.get(record.id.casefold())
+            if known is None:
+                records.append(record)
+                by_id[record.id.casefold()] = record
+            elif known.to_dict() != record.to_dict():
+                raise E2GANError(f"{shard_path}: pair id {record.id!r} is also in another metadata "
+                                 "file, with different content")
+    return records
+
+
+def merge_metadata_shards(root: str | os.PathLike, order: list[str] | None = None) -> list[PairRecord]:
+    """Fold the shard files into metadata.jsonl (atomically), ordering the records by their
+    position in `order` (ids) when given, so a sharded run ends with the lines a single process
+    would have written. Call only while no process is writing. Returns the records."""
+    root = Path(root)
+    shard_paths = shard_metadata_paths(root)
+    records = _read_all_metadata(root)
+    merged = records
+    if order is not None:
+        position = {pair_id: index for index, pair_id in enumerate(order)}
+        merged = sorted(records, key=lambda record: position.get(record.id, len(position)))
+    if shard_paths or [r.id for r in merged] != [r.id for r in records]:
+        atomic_write_bytes(root / METADATA_FILE, b"".join(_metadata_line(r) for r in merged))
+        for shard_path in shard_paths:
+            shard_path.unlink()
+    return merged
+
+
 def _check_images_exist(root: Path, records: list[PairRecord]) -> None:
     missing = [
         getattr(record, folder)
@@ -270,7 +324,7 @@ class PairDataset:
         metadata_path = root / METADATA_FILE
         if not metadata_path.is_file():
             raise E2GANError(f"{root} is not an e2gan dataset (no {METADATA_FILE})")
-        records, _ = _parse_metadata(metadata_path.read_bytes(), metadata_path)
+        records = _read_all_metadata(root)
         _check_images_exist(root, records)
         return cls(root, info, records)
 
@@ -312,13 +366,21 @@ class PairDatasetWriter:
     dataset's; its prompt, prompts and teacher_params are updated from `info` (each pair keeps the
     ones it was made with in its own record). Leaving a ``with`` block does not finalize: a
     generation that was stopped early is not complete, and only its caller knows.
+
+    With `shard` (an int), the writer is one of several processes adding to a dataset another
+    process created: it appends to ``metadata-<shard>.jsonl`` only, never rewrites dataset.json
+    and never deletes files (another process's images may not have their line yet).
     """
 
-    def __init__(self, root: str | os.PathLike, info: DatasetInfo) -> None:
+    def __init__(self, root: str | os.PathLike, info: DatasetInfo, shard: int | None = None) -> None:
         self.root = Path(root)
         self.info = dataclasses.replace(info, complete=False)
+        self.shard = shard
         self._metadata_path = self.root / METADATA_FILE
-        if (self.root / INFO_FILE).is_file():
+        if shard is not None:
+            self._metadata_path = self.root / f"{SHARD_METADATA_PREFIX}{int(shard):05d}.jsonl"
+            self._records = self._open_shard()
+        elif (self.root / INFO_FILE).is_file():
             self._records = self._reopen()
         elif self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
             raise E2GANError(f"{self.root} exists and is not an e2gan dataset; refusing to write into it")
@@ -332,7 +394,7 @@ class PairDatasetWriter:
         self._ids_folded = {record.id.casefold() for record in self._records}
         self._write_info()
 
-    def _reopen(self) -> list[PairRecord]:
+    def _check_same_dataset(self) -> None:
         existing = _read_info(self.root)
         for name in ("concept", "teacher"):
             if getattr(existing, name) != getattr(self.info, name):
@@ -341,6 +403,29 @@ class PairDatasetWriter:
                     f"{getattr(self.info, name)!r}; use another folder or the same {name}"
                 )
         self.info.created = existing.created
+
+    def _truncate_unfinished_line(self) -> None:
+        """Cut a last line left without its newline by a crash (safe to repeat)."""
+        data = self._metadata_path.read_bytes() if self._metadata_path.is_file() else b""
+        complete_length = data.rfind(b"\n") + 1
+        if complete_length < len(data) or not self._metadata_path.is_file():
+            with open(self._metadata_path, "ab") as handle:
+                handle.truncate(complete_length)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def _open_shard(self) -> list[PairRecord]:
+        if not (self.root / INFO_FILE).is_file():
+            raise E2GANError(f"{self.root} is not an e2gan dataset yet; the main process creates it "
+                             "before the shard writers open it")
+        self._check_same_dataset()
+        self._truncate_unfinished_line()
+        return _read_all_metadata(self.root)
+
+    def _reopen(self) -> list[PairRecord]:
+        self._check_same_dataset()
+        if (self.root / METADATA_FILE).is_file():
+            merge_metadata_shards(self.root)  # shards left by a killed sharded run
         for folder in IMAGE_FOLDERS:
             (self.root / folder).mkdir(exist_ok=True)
         data = self._metadata_path.read_bytes() if self._metadata_path.is_file() else b""
@@ -368,6 +453,8 @@ class PairDatasetWriter:
                     path.unlink()
 
     def _write_info(self) -> None:
+        if self.shard is not None:
+            return  # dataset.json belongs to the main process
         self.info.num_pairs = len(self._records)
         atomic_write_json(self.root / INFO_FILE, self.info.to_dict())
 
@@ -440,9 +527,8 @@ class PairDatasetWriter:
 
     def _append(self, record: PairRecord) -> PairRecord:
         # One write call per line, then fsync: a crash leaves a whole line or an unterminated tail.
-        line = json.dumps(record.to_dict(), sort_keys=True, ensure_ascii=False) + "\n"
         with open(self._metadata_path, "ab") as handle:
-            handle.write(line.encode("utf-8"))
+            handle.write(_metadata_line(record))
             handle.flush()
             os.fsync(handle.fileno())
         self._records.append(record)
@@ -451,6 +537,8 @@ class PairDatasetWriter:
 
     def finalize(self) -> PairDataset:
         """Mark the dataset complete (dataset.json: complete=true, num_pairs) and open it."""
+        if self.shard is not None:
+            raise E2GANError("a shard writer cannot finalize; the main process merges and finalizes")
         self.info.complete = True
         self._write_info()
         return PairDataset.open(self.root)

@@ -2,20 +2,47 @@
 
 Resumable by construction: pairs are written one by one (each atomically), ids come from the source
 images, and a rerun with the same arguments skips the ids already present, so a killed run never
-duplicates or loses pairs. `should_stop` is polled between batches for cooperative cancelling.
+duplicates or loses pairs. `should_stop` is polled between batches, and teachers that can stop
+inside a batch (the diffusion ones) poll it after every denoising step; a stopped batch is dropped
+whole and made again by the rerun.
+
+Candidate selection: with `candidates` > 1 (or several teachers) every image gets several edits
+(other knobs and seeds), a `CandidateFilter` scores them with CLIP and the best passing one is
+kept, its scores stored in the pair's record. Images whose candidates all fail are logged in
+``rejected.jsonl`` (with the filter settings), so a rerun does not make them again.
+
+Sharding: given an accelerate `PartialState` of several processes (`accelerate launch -m e2gan.cli
+pairs ...`), the main process creates (or repairs) the dataset, the images still to make are split
+between the processes, each appends to its own metadata and rejection files, and the main process
+merges them in source order at the end: the same dataset a single process makes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from e2gan.data.dataset import DatasetInfo, PairDataset, PairDatasetWriter, assign_splits, unique_pair_ids
+from e2gan.data.dataset import (
+    DatasetInfo,
+    PairDataset,
+    PairDatasetWriter,
+    assign_splits,
+    merge_metadata_shards,
+    unique_pair_ids,
+)
 from e2gan.errors import E2GANError
-from e2gan.teachers import Teacher
+from e2gan.files import atomic_write_bytes
+from e2gan.teachers import GenerationStopped, Teacher
+from e2gan.teachers.candidates import CandidateFilter
+
+REJECTED_FILE = "rejected.jsonl"
+# Candidate c of pair i is made with seed + i + c * stride: candidate 0 is the plain run's edit,
+# and the other candidates' seeds never meet another pair's.
+CANDIDATE_SEED_STRIDE = 1_000_003
 
 
 @dataclass
@@ -25,51 +52,294 @@ class GenerationResult:
     skipped: int
     seconds: float
     stopped_early: bool
+    rejected: int = 0
+    process_index: int = 0
+    num_processes: int = 1
 
     def summary(self) -> dict[str, Any]:
         return {"dataset": str(self.dataset.root), "pairs": len(self.dataset), "made": self.made,
-                "skipped_existing": self.skipped, "seconds": round(self.seconds, 3),
+                "rejected": self.rejected, "skipped_existing": self.skipped,
+                "seconds": round(self.seconds, 3),
                 "pairs_per_second": round(self.made / max(self.seconds, 1e-9), 3),
-                "complete": self.dataset.info.complete, "stopped_early": self.stopped_early}
+                "complete": self.dataset.info.complete, "stopped_early": self.stopped_early,
+                "processes": self.num_processes}
 
 
-def generate_pairs(teacher: Teacher, source, prompt: str, out_root: str | os.PathLike,
-                   concept: str | None = None, seed: int = 0, test_fraction: float = 0.2,
-                   batch_size: int = 8, on_progress: Callable[[dict], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> GenerationResult:
+def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
+                   out_root: str | os.PathLike, concept: str | None = None, seed: int = 0,
+                   test_fraction: float = 0.2, batch_size: int = 8,
+                   on_progress: Callable[[dict], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None, *,
+                   phrasings: dict[str, str] | None = None, candidates: int = 1,
+                   candidate_filter: CandidateFilter | None = None,
+                   distributed: Any = None) -> GenerationResult:
     """Edit every image of `source` (an `ImageSource`) with `teacher` into `out_root`.
+
+    `prompt` is what the GAN will be conditioned on (stored with every pair); a teacher is given
+    `phrasings[teacher.phrasing]` when present (an instruction for InstructPix2Pix). `teacher` may
+    be several teachers, each contributing `candidates` candidate settings. `distributed` is an
+    accelerate `PartialState` (or None for one process).
 
     The seed of pair i is `seed + i` over the source's order, so a pair's edit does not depend on
     which other pairs were made in the same run (resume gives identical pairs).
     """
     if not 0.0 <= test_fraction < 1.0:
         raise E2GANError(f"test fraction must be in [0, 1), got {test_fraction}")
+    if batch_size < 1:
+        raise E2GANError(f"batch size must be at least 1, got {batch_size}")
+    teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
+    if not teachers:
+        raise E2GANError("no teacher given")
     ids = unique_pair_ids(source.ids)
     if not ids:
         raise E2GANError("the image source has no images")
+    for each in teachers:
+        each.prepare()  # a missing model fails here, before anything is written
+    pool = [variant for each in teachers for variant in each.variants(candidates)]
+    if len(pool) > 1 and candidate_filter is None:
+        raise E2GANError(f"{len(pool)} candidate edits per image need a CLIP filter to choose "
+                         "between them (--clip-filter)")
+    phrasings = {kind: text for kind, text in (phrasings or {}).items() if text}
     splits = assign_splits(ids, test_fraction, seed)
-    info = DatasetInfo(concept=concept or prompt, prompt=prompt, prompts=[prompt],
-                       teacher=teacher.name, teacher_params=teacher.parameters())
-    writer = PairDatasetWriter(Path(out_root), info)
-    done = writer.existing_ids()
+    info = DatasetInfo(concept=concept or prompt, prompt=prompt,
+                       prompts=list(dict.fromkeys([prompt, *phrasings.values()])),
+                       teacher="+".join(dict.fromkeys(each.name for each in teachers)),
+                       teacher_params=_dataset_parameters(teachers, len(pool), candidate_filter))
+    root = Path(out_root)
+    rank = distributed.process_index if distributed is not None else 0
+    processes = distributed.num_processes if distributed is not None else 1
+    if rank == 0:
+        writer = PairDatasetWriter(root, info)  # creates, or repairs what a killed run left
+    if processes > 1:
+        distributed.wait_for_everyone()
+        writer = PairDatasetWriter(root, info, shard=rank)
+    rejections = _Rejections(root, candidate_filter, shard=rank if processes > 1 else None)
+    done, rejected_before = writer.existing_ids(), len(rejections.ids)
     todo = [(index, source_id, pair_id) for index, (source_id, pair_id)
-            in enumerate(zip(source.ids, ids)) if pair_id not in done]
-    started, made, stopped = time.perf_counter(), 0, False
-    for start in range(0, len(todo), batch_size):
-        if should_stop and should_stop():
-            stopped = True
-            break
-        chunk = todo[start:start + batch_size]
-        images = [source.load(source_id) for _, source_id, _ in chunk]
-        seeds = [seed + index for index, _, _ in chunk]
-        edits = teacher.edit(images, prompt, seeds)
-        for (index, source_id, pair_id), image, edit, pair_seed in zip(chunk, images, edits, seeds):
-            writer.add(pair_id, image, edit, seed=pair_seed, split=splits[pair_id], origin=source_id)
-            made += 1
-        if on_progress:
-            elapsed = time.perf_counter() - started
-            rate = made / max(elapsed, 1e-9)
-            on_progress({"done": len(done) + made, "total": len(ids), "made": made,
-                         "seconds": elapsed, "eta_seconds": (len(todo) - made) / max(rate, 1e-9)})
-    dataset = writer.finalize() if not stopped else PairDataset.open(writer.root)
-    return GenerationResult(dataset, made, len(done), time.perf_counter() - started, stopped)
+            in enumerate(zip(source.ids, ids)) if pair_id not in done and pair_id not in rejections.ids]
+    if processes > 1:
+        with distributed.split_between_processes(todo) as share:
+            todo = list(share)
+
+    run = _Run(pool, candidate_filter, prompt, phrasings, seed)
+    started, made, rejected, stopped = time.perf_counter(), 0, 0, False
+    for member in pool:
+        member.stop_requested = should_stop
+    try:
+        for start in range(0, len(todo), batch_size):
+            if should_stop and should_stop():
+                stopped = True
+                break
+            chunk = todo[start:start + batch_size]
+            images = [source.load(source_id) for _, source_id, _ in chunk]
+            try:
+                chosen = run.edit_batch(images, [index for index, _, _ in chunk])
+            except GenerationStopped:
+                stopped = True
+                break
+            for (index, source_id, pair_id), image, choice in zip(chunk, images, chosen):
+                if choice.edit is None:
+                    rejections.add(pair_id, choice.scores)
+                    rejected += 1
+                    continue
+                writer.add(pair_id, image, choice.edit, seed=choice.seed, split=splits[pair_id],
+                           origin=source_id, scores=choice.scores, teacher=choice.teacher.name,
+                           teacher_params=choice.parameters)
+                made += 1
+            if on_progress:
+                elapsed = time.perf_counter() - started
+                rate = (made + rejected) / max(elapsed, 1e-9)
+                on_progress({"done": len(done) + len(rejections.ids) + made, "total": len(ids),
+                             "made": made, "rejected": rejected, "seconds": elapsed,
+                             "eta_seconds": (len(todo) - made - rejected) / max(rate, 1e-9)})
+    finally:
+        for member in pool:
+            member.stop_requested = None
+
+    if processes > 1:
+        distributed.wait_for_everyone()
+    if rank == 0:
+        records = merge_metadata_shards(root, order=ids)
+        rejections.merge(order=ids)
+        all_rejected = _Rejections(root, candidate_filter).ids
+        if processes > 1:  # the main process reports what every process made
+            made = len(records) - len(done)
+            rejected = len(all_rejected) - rejected_before
+        if not stopped and {record.id for record in records} | all_rejected >= set(ids):
+            PairDatasetWriter(root, info).finalize()
+    if processes > 1:
+        distributed.wait_for_everyone()  # every process returns the merged dataset
+    return GenerationResult(PairDataset.open(root), made, len(done), time.perf_counter() - started,
+                            stopped, rejected, rank, processes)
+
+
+@dataclass
+class _Choice:
+    edit: Any  # the kept edit (PIL image), or None when every candidate failed the filter
+    teacher: Teacher
+    seed: int
+    scores: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+class _Run:
+    """Makes every candidate edit of a batch and picks one per image."""
+
+    def __init__(self, pool: list[Teacher], candidate_filter: CandidateFilter | None, prompt: str,
+                 phrasings: dict[str, str], seed: int) -> None:
+        self.pool, self.filter, self.prompt, self.seed = pool, candidate_filter, prompt, seed
+        self.phrasings = phrasings
+        self.parameters = [member.parameters() for member in pool]
+
+    def prompt_for(self, member: Teacher) -> str:
+        return self.phrasings.get(member.phrasing, self.prompt)
+
+    def edit_batch(self, images: list, indices: list[int]) -> list[_Choice]:
+        candidate_edits = []
+        for number, member in enumerate(self.pool):
+            seeds = [self.seed + index + number * CANDIDATE_SEED_STRIDE for index in indices]
+            candidate_edits.append(member.edit(images, self.prompt_for(member), seeds))
+        scores = None
+        if self.filter is not None:
+            caption = self.phrasings.get("description", self.prompt)
+            scores = self.filter.score(images, candidate_edits, caption)
+        choices = []
+        for position, index in enumerate(indices):
+            kept, best = 0, 0
+            if scores is not None:
+                kept, best = self.filter.choose([scores[c][position] for c in range(len(self.pool))])
+            number = best if kept is None else kept
+            member = self.pool[number]
+            parameters = dict(self.parameters[number])
+            if self.prompt_for(member) != self.prompt:
+                parameters["teacher_prompt"] = self.prompt_for(member)
+            if len(self.pool) > 1:
+                parameters["candidate"] = number
+            choices.append(_Choice(
+                edit=None if kept is None else candidate_edits[number][position], teacher=member,
+                seed=self.seed + index + number * CANDIDATE_SEED_STRIDE,
+                scores={} if scores is None else dict(scores[number][position]),
+                parameters=parameters))
+        return choices
+
+
+def _dataset_parameters(teachers: list[Teacher], num_candidates: int,
+                        candidate_filter: CandidateFilter | None) -> dict[str, Any]:
+    parameters = (teachers[0].parameters() if len(teachers) == 1
+                  else {"teachers": [each.parameters() for each in teachers]})
+    if num_candidates > 1 or candidate_filter is not None:
+        parameters = {**parameters, "candidates": num_candidates}
+    if candidate_filter is not None:
+        parameters["clip_filter"] = candidate_filter.settings()
+    return parameters
+
+
+class _Rejections:
+    """The log of images whose candidates all failed the filter: ``rejected.jsonl`` (one
+    ``{"id", "scores", "filter"}`` per line, fsynced like the metadata), ``rejected-<shard>.jsonl``
+    per process in a sharded run. Only lines made with the current filter settings count."""
+
+    def __init__(self, root: Path, candidate_filter: CandidateFilter | None,
+                 shard: int | None = None) -> None:
+        self.root = root
+        self.settings = candidate_filter.settings() if candidate_filter is not None else None
+        self.path = root / (REJECTED_FILE if shard is None else f"rejected-{shard:05d}.jsonl")
+        self.ids = {line["id"] for line in self._lines()} if self.settings is not None else set()
+        if self.path.is_file():  # cut a line a crash left unfinished, or the next one joins it
+            data = self.path.read_bytes()
+            if not data.endswith(b"\n") and data:
+                with open(self.path, "ab") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+
+    def _paths(self) -> list[Path]:
+        return [self.root / REJECTED_FILE, *sorted(self.root.glob("rejected-*.jsonl"))]
+
+    def _lines(self) -> list[dict]:
+        lines = []
+        for path in self._paths():
+            if not path.is_file():
+                continue
+            for text in path.read_text(encoding="utf-8").splitlines(keepends=True):
+                try:
+                    entry = json.loads(text) if text.endswith("\n") else None
+                except ValueError:
+                    entry = None  # a damaged line: that image is simply made again
+                if isinstance(entry, dict) and entry.get("filter") == self.settings:
+                    lines.append(entry)
+        return lines
+
+    def add(self, pair_id: str, scores: dict[str, Any]) -> None:
+        line = json.dumps({"id": pair_id, "scores": scores, "filter": self.settings}, sort_keys=True)
+        with open(self.path, "ab") as handle:
+            handle.write((line + "\n").encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.ids.add(pair_id)
+
+    def merge(self, order: list[str]) -> None:
+        """Fold the shard logs into rejected.jsonl in source order (lines of other filter settings
+        are dropped: they no longer decide anything)."""
+        shards = sorted(self.root.glob("rejected-*.jsonl"))
+        if not shards or self.settings is None:
+            return
+        position = {pair_id: index for index, pair_id in enumerate(order)}
+        lines = {entry["id"]: entry for entry in self._lines()}
+        ordered = sorted(lines.values(), key=lambda entry: position.get(entry["id"], len(position)))
+        atomic_write_bytes(self.root / REJECTED_FILE, b"".join(
+            (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8") for entry in ordered))
+        for shard in shards:
+            shard.unlink()
+
+
+# --- setting a run up (the CLI and the studio) -------------------------------------------------
+
+def resolve_concept(teachers: Sequence[Teacher], text: str, instruction: str | None = None,
+                    description: str | None = None) -> tuple[str, str, dict[str, str]]:
+    """(prompt, concept name, phrasings) for `text`: a built-in concept (by name, prompt or
+    instruction) brings both of its phrasings; free text is taken as given for every phrasing
+    unless `instruction` / `description` phrase it otherwise. The prompt (what the GAN is
+    conditioned on) is the description."""
+    from e2gan.teachers import resolve_builtin_concept
+    from e2gan.text import concept_key
+
+    try:
+        concept = resolve_builtin_concept(text)
+    except E2GANError:
+        if any(each.concepts() is not None for each in teachers):
+            raise  # a teacher that knows only named concepts (the built-in one)
+        concept = None
+    if concept is not None:
+        phrasings = concept.phrasings()
+        name = concept.name
+    else:
+        phrasings = {"description": text, "instruction": text}
+        name = concept_key(text)
+    phrasings.update({kind: value for kind, value in
+                      (("instruction", instruction), ("description", description)) if value})
+    return phrasings["description"], name, phrasings
+
+
+def build_candidate_filter(spec: str, device: str = "cpu", **thresholds: Any) -> CandidateFilter:
+    """A CLIP candidate filter from 'MODEL' or 'MODEL:PRETRAINED' (an open_clip tag or a weights
+    file; the local HF cache only), or 'tiny-random' (meaningless scores: for tests and dry runs).
+    `thresholds` are CandidateFilter fields; None keeps a default."""
+    from e2gan.clip_scores import ClipScorer
+
+    if spec == "tiny-random":
+        scorer = ClipScorer.tiny_random(device=device)
+    else:
+        model_name, _, pretrained = spec.partition(":")
+        scorer = ClipScorer.from_pretrained(model_name or "ViT-B-32", pretrained or None, device=device)
+    return CandidateFilter(scorer, **{k: v for k, v in thresholds.items() if v is not None})
+
+
+def distributed_state():
+    """accelerate's `PartialState` when this process is one of several (`accelerate launch`,
+    torchrun), else None: a plain run never initialises torch.distributed."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    # Without cpu=True accelerate treats CPU-only processes as one unsharded run.
+    return PartialState(cpu=not torch.cuda.is_available())

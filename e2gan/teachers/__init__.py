@@ -1,16 +1,21 @@
 """Teachers: image editors whose edits the tiny GAN learns to imitate.
 
-Importing this package registers the built-in teachers in `TEACHERS`.
+Importing this package registers the built-in and diffusion teachers in `TEACHERS` (diffusers
+itself is imported only when a diffusion teacher loads its model).
 """
 
-from e2gan.teachers.base import TEACHERS, Concept, Teacher, create_teacher
+from e2gan.teachers.base import PHRASINGS, TEACHERS, Concept, GenerationStopped, Teacher, create_teacher
 from e2gan.teachers.builtin import BUILTIN_CONCEPTS, BuiltinTeacher, resolve_builtin_concept
+from e2gan.teachers.diffusion import DiffusionTeacher  # registers the diffusers-backed teachers
 
 __all__ = [
     "BUILTIN_CONCEPTS",
     "TEACHERS",
     "BuiltinTeacher",
     "Concept",
+    "DiffusionTeacher",
+    "GenerationStopped",
+    "PHRASINGS",
     "Teacher",
     "create_teacher",
     "resolve_builtin_concept",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Callable
 
 from PIL import Image
 
@@ -28,12 +29,40 @@ class Concept:
     name: str
     prompt: str
     description: str
+    instruction: str = ""
+
+    def phrasing(self, kind: str) -> str:
+        """The concept phrased the way a teacher wants it: "description" ("a snowy winter
+        scene", for img2img teachers and text conditioning) or "instruction" ("make it winter",
+        for InstructPix2Pix)."""
+        if kind == "instruction":
+            return self.instruction or f"turn it into {self.prompt}"
+        if kind == "description":
+            return self.prompt
+        raise E2GANError(f"unknown phrasing {kind!r}; known: {', '.join(PHRASINGS)}")
+
+    def phrasings(self) -> dict[str, str]:
+        return {kind: self.phrasing(kind) for kind in PHRASINGS}
+
+
+# How a teacher wants a concept phrased; a dataset keeps every phrasing (DatasetInfo.prompts).
+PHRASINGS = ("description", "instruction")
+
+
+class GenerationStopped(Exception):
+    """Raised inside `Teacher.edit` when its `stop_requested` callable says stop: the batch being
+    made is dropped (nothing of it was written) and a rerun makes it again."""
 
 
 class Teacher:
     """Base class for teachers; subclasses set `name` and implement `edit` and `parameters`."""
 
     name: str = ""
+    # Which phrasing of a concept this teacher's prompt should be (see `Concept.phrasing`).
+    phrasing: str = "description"
+    # Set by whoever runs the teacher (generation, the studio) to cancel work inside a batch;
+    # a teacher that can stop mid-batch polls it and raises `GenerationStopped`.
+    stop_requested: Callable[[], bool] | None = None
 
     def edit(self, images: list[Image.Image], prompt: str, seeds: list[int]) -> list[Image.Image]:
         """Edit each image following `prompt`; one seed per image; RGB out, same size as in."""
@@ -51,6 +80,17 @@ class Teacher:
     def concepts(self) -> list[Concept] | None:
         """The named concepts this teacher knows, or None if it takes free text."""
         return None
+
+    def prepare(self) -> None:
+        """Load whatever the teacher needs (weights), so a missing model is reported before any
+        dataset is written. The default has nothing to load."""
+
+    def variants(self, count: int) -> list[Teacher]:
+        """`count` candidate settings of this teacher for candidate selection. The default is
+        this teacher `count` times: candidates then differ by their seeds only."""
+        if count < 1:
+            raise E2GANError(f"the number of candidates must be at least 1, got {count}")
+        return [self] * count
 
 
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")

@@ -22,33 +22,53 @@ from e2gan.teachers.base import TEACHERS, Concept, Teacher
 
 ConceptFunction = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-# In the order they are offered. A concept's name is its effect function's name.
-_CATALOGUE: list[tuple[ConceptFunction, str, str]] = [
-    (effects.pencil_sketch, "a pencil sketch", "graphite lines and hatching on white paper"),
-    (effects.watercolor, "a watercolor painting", "soft washes, pigment granulation, dark rims"),
-    (effects.cartoon, "a cartoon", "flat posterised colours with black outlines"),
-    (effects.old_photo, "an old photo", "faded sepia print with vignette, grain and scratches"),
-    (effects.black_and_white, "a black and white photo", "contrasty monochrome film with grain"),
-    (effects.low_quality_photo, "a low quality photo", "small, noisy, blocky JPEG snapshot"),
-    (effects.pop_art, "pop art", "four loud flat tones, outlines and halftone dots"),
-    (effects.autumn_foliage, "autumn foliage", "greens turned to reds and golds in warm light"),
-    (effects.winter, "a snowy winter scene", "cold light, settled snow and falling flakes"),
-    (effects.night, "a scene at night", "dark moonlit blue grade with a starry sky"),
-    (effects.oil_painting, "an oil painting", "thick paint daubs and brush-stroke relief"),
-    (effects.stained_glass, "a stained glass window", "glowing coloured panes between lead lines"),
-    (effects.thermal_camera, "a thermal camera image", "heat map in an inferno palette"),
-    (effects.silver_sculpture, "a silver sculpture", "polished metal relief with highlights"),
-    (effects.pixel_art, "pixel art", "big square pixels in a small palette"),
-    (effects.neon_glow, "neon glow", "outlines as glowing neon tubes on a dark scene"),
-    (effects.golden_hour, "golden hour sunlight", "warm low sun with flare and bloom"),
-    (effects.blueprint, "a blueprint", "white technical lines on cyanotype blue"),
+# In the order they are offered. A concept's name is its effect function's name. Each has its
+# prompt phrased two ways: a description (img2img teachers, text conditioning) and an instruction
+# (InstructPix2Pix), so a diffusion teacher can make the same concept.
+_CATALOGUE: list[tuple[ConceptFunction, str, str, str]] = [
+    (effects.pencil_sketch, "a pencil sketch", "graphite lines and hatching on white paper",
+     "turn it into a pencil sketch"),
+    (effects.watercolor, "a watercolor painting", "soft washes, pigment granulation, dark rims",
+     "make it a watercolor painting"),
+    (effects.cartoon, "a cartoon", "flat posterised colours with black outlines",
+     "make it a cartoon"),
+    (effects.old_photo, "an old photo", "faded sepia print with vignette, grain and scratches",
+     "make it an old faded photo"),
+    (effects.black_and_white, "a black and white photo", "contrasty monochrome film with grain",
+     "make it black and white"),
+    (effects.low_quality_photo, "a low quality photo", "small, noisy, blocky JPEG snapshot",
+     "make it a low quality photo"),
+    (effects.pop_art, "pop art", "four loud flat tones, outlines and halftone dots",
+     "make it pop art"),
+    (effects.autumn_foliage, "autumn foliage", "greens turned to reds and golds in warm light",
+     "make it autumn"),
+    (effects.winter, "a snowy winter scene", "cold light, settled snow and falling flakes",
+     "make it winter"),
+    (effects.night, "a scene at night", "dark moonlit blue grade with a starry sky",
+     "make it night"),
+    (effects.oil_painting, "an oil painting", "thick paint daubs and brush-stroke relief",
+     "make it an oil painting"),
+    (effects.stained_glass, "a stained glass window", "glowing coloured panes between lead lines",
+     "turn it into a stained glass window"),
+    (effects.thermal_camera, "a thermal camera image", "heat map in an inferno palette",
+     "make it a thermal camera image"),
+    (effects.silver_sculpture, "a silver sculpture", "polished metal relief with highlights",
+     "turn it into a silver sculpture"),
+    (effects.pixel_art, "pixel art", "big square pixels in a small palette",
+     "make it pixel art"),
+    (effects.neon_glow, "neon glow", "outlines as glowing neon tubes on a dark scene",
+     "make it glow with neon lights"),
+    (effects.golden_hour, "golden hour sunlight", "warm low sun with flare and bloom",
+     "make it golden hour"),
+    (effects.blueprint, "a blueprint", "white technical lines on cyanotype blue",
+     "turn it into a blueprint"),
 ]
 
 BUILTIN_CONCEPTS: dict[str, Concept] = {
-    function.__name__: Concept(function.__name__, prompt, description)
-    for function, prompt, description in _CATALOGUE
+    function.__name__: Concept(function.__name__, prompt, description, instruction)
+    for function, prompt, description, instruction in _CATALOGUE
 }
-CONCEPT_FUNCTIONS: dict[str, ConceptFunction] = {function.__name__: function for function, _, _ in _CATALOGUE}
+CONCEPT_FUNCTIONS: dict[str, ConceptFunction] = {function.__name__: function for function, *_ in _CATALOGUE}
 
 
 def _normalise(text: str) -> str:
@@ -60,10 +80,11 @@ def _normalise(text: str) -> str:
 
 
 def resolve_builtin_concept(text: str) -> Concept:
-    """The built-in concept named or prompted by `text`, spelt loosely."""
+    """The built-in concept named, prompted or instructed by `text`, spelt loosely."""
     wanted = _normalise(text)
     for concept in BUILTIN_CONCEPTS.values():
-        if wanted and wanted in (_normalise(concept.name), _normalise(concept.prompt)):
+        spellings = (concept.name, concept.prompt, concept.instruction)
+        if wanted and wanted in {_normalise(spelling) for spelling in spellings}:
             return concept
     known = ", ".join(BUILTIN_CONCEPTS)
     raise E2GANError(f"unknown built-in concept {text!r}; known: {known}")
