@@ -3,19 +3,21 @@
 `cluster` is the paper's similarity clustering (Sec. 4.2.3): embed every training pair, run
 K-means with k = the number of pairs wanted, and keep the pair nearest each centre, so the few
 pairs kept still cover the variety of the data. `random` is its baseline. Both are deterministic
-given the seed.
+given the seed. The embedder defaults to CLIP's image tower where its weights are on this machine
+and to the weight-free built-in features elsewhere; the `Selection` says which and why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from e2gan.data.dataset import PairDataset
-from e2gan.embedders import EMBEDDERS
+from e2gan.embedders import Embedder, create_embedder
 from e2gan.errors import E2GANError
 
 METHODS = ("cluster", "random")
@@ -29,6 +31,8 @@ class Selection:
     labels: list[int] = field(default_factory=list)  # cluster of each pair in all_ids (cluster)
     distances: list[float] = field(default_factory=list)  # to its cluster centre (cluster)
     projection: list[list[float]] = field(default_factory=list)  # 2-D PCA of the embeddings
+    embedder: str = ""  # what embedded the pairs (cluster)
+    embedder_note: str = ""  # why that embedder, when it was chosen automatically
 
 
 def _check(dataset: PairDataset, k: int, method: str) -> list[str]:
@@ -42,20 +46,32 @@ def _check(dataset: PairDataset, k: int, method: str) -> list[str]:
     return train
 
 
-def embed_pairs(dataset: PairDataset, ids: list[str], embedder: str = "builtin") -> np.ndarray:
-    """One row per pair: the source's and the edit's embeddings side by side."""
-    embed = EMBEDDERS.get(embedder)()
+def embed_pairs(dataset: PairDataset, ids: list[str],
+                embedder: str | Embedder = "builtin") -> np.ndarray:
+    """One row per pair: the source's and the edit's embeddings side by side.
+
+    All images go to the embedder in one call: the built-in embedder standardises its features
+    over the set it is given, so embedding in chunks would put the chunks on different scales.
+    """
+    embed = create_embedder(embedder)[0] if isinstance(embedder, str) else embedder
     sources, edits = zip(*(dataset.load_pair(dataset.get(pair_id)) for pair_id in ids))
     return np.concatenate([embed(list(sources)), embed(list(edits))], axis=1)
 
 
 def select(dataset: PairDataset, k: int, method: str = "cluster", seed: int = 0,
-           embedder: str = "builtin") -> Selection:
+           embedder: str | Embedder | None = None,
+           embedder_settings: dict[str, Any] | None = None) -> Selection:
+    """k training pairs of `dataset`. `embedder` is a registry name (None: `default_embedder`)
+    with `embedder_settings` for its factory, or an `Embedder` function."""
     train = _check(dataset, k, method)
     if method == "random":
         chosen = np.random.default_rng(seed).choice(len(train), size=k, replace=False)
         return Selection([train[i] for i in sorted(chosen)], method, train)
-    embeddings = embed_pairs(dataset, train, embedder)
+    if callable(embedder):
+        embed, name, note = embedder, getattr(embedder, "__name__", "custom"), ""
+    else:
+        embed, name, note = create_embedder(embedder, **(embedder_settings or {}))
+    embeddings = embed_pairs(dataset, train, embed)
     kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embeddings)
     distances = np.linalg.norm(embeddings - kmeans.cluster_centers_[kmeans.labels_], axis=1)
     chosen = []
@@ -66,9 +82,10 @@ def select(dataset: PairDataset, k: int, method: str = "cluster", seed: int = 0,
     projection = PCA(n_components=components, random_state=seed).fit_transform(embeddings)
     return Selection([train[i] for i in sorted(chosen)], method, train,
                      kmeans.labels_.tolist(), distances.round(5).tolist(),
-                     projection.round(5).tolist())
+                     projection.round(5).tolist(), name, note)
 
 
-def select_pairs(dataset: PairDataset, k: int, method: str = "random", seed: int = 0) -> list[str]:
+def select_pairs(dataset: PairDataset, k: int, method: str = "random", seed: int = 0,
+                 embedder: str | Embedder | None = None) -> list[str]:
     """Ids of `k` training pairs of `dataset`."""
-    return select(dataset, k, method, seed).ids
+    return select(dataset, k, method, seed, embedder).ids

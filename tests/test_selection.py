@@ -27,7 +27,7 @@ def three_kinds(tmp_path):
 
 
 def test_cluster_selection_keeps_one_pair_of_each_kind(three_kinds):
-    selection = select(three_kinds, 3, "cluster", seed=0)
+    selection = select(three_kinds, 3, "cluster", seed=0, embedder="builtin")
     assert sorted(i.split("-")[0] for i in selection.ids) == ["green", "red", "stripes"]
     # Each chosen pair is the one nearest its cluster's centre.
     labels, distances = np.array(selection.labels), np.array(selection.distances)
@@ -51,3 +51,55 @@ def test_selection_is_deterministic_given_a_seed(three_kinds):
 def test_bad_selection_requests_are_clear_errors(three_kinds, k, method, message):
     with pytest.raises(E2GANError, match=message):
         select(three_kinds, k, method)
+
+
+def test_cluster_selection_with_the_clip_image_tower(three_kinds):
+    from e2gan.clip_scores import ClipScorer
+
+    scorer = ClipScorer.tiny_random(seed=0)
+    selection = select(three_kinds, 3, "cluster", seed=0, embedder="clip",
+                       embedder_settings={"scorer": scorer})
+    assert selection.embedder == "clip" and len(selection.ids) == 3
+    assert len(selection.labels) == 12 and len(set(selection.labels)) == 3
+    # An embedder function works the same way as its registry name.
+    direct = select(three_kinds, 3, "cluster", seed=0, embedder=scorer.embed_images)
+    assert direct.ids == selection.ids and direct.labels == selection.labels
+
+
+def test_default_embedder_falls_back_to_builtin_and_says_why(three_kinds, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    selection = select(three_kinds, 3, "cluster", seed=0)
+    assert selection.embedder == "builtin" and "no CLIP weights" in selection.embedder_note
+    assert selection.ids == select(three_kinds, 3, "cluster", seed=0, embedder="builtin").ids
+
+
+def _select_cli(capsys, *argv):
+    import json
+
+    from e2gan.cli import main
+
+    code = main(["select", *argv, "--json"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out.splitlines()[-1]), captured.err
+
+
+def test_select_cli_embedders(capsys, three_kinds, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from test_embedders import _tiny_onnx_face_model
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    dataset = str(three_kinds.root)
+    code, result, err = _select_cli(capsys, "--dataset", dataset, "--k", "3")
+    assert code == 0 and result["embedder"] == "builtin" and "no CLIP weights" in err
+    _tiny_onnx_face_model(tmp_path / "face.onnx")
+    code, result, _ = _select_cli(capsys, "--dataset", dataset, "--k", "3", "--embedder", "face",
+                                  "--face-weights", str(tmp_path / "face.onnx"))
+    assert code == 0 and result["embedder"] == "face" and len(result["ids"]) == 3
+    for argv, message in [(["--embedder", "clip"], "huggingface-cli download"),
+                          (["--embedder", "colour"], "unknown image embedder 'colour'"),
+                          (["--face-weights", "f.onnx"], "goes with --embedder face")]:
+        code, result, err = _select_cli(capsys, "--dataset", dataset, "--k", "3", *argv)
+        assert code == 2 and message in result["error"] and err.startswith("error: ")
