@@ -1,8 +1,12 @@
-"""Entry point for `python app.py`, `gradio app.py` (reload mode) and Hugging Face Spaces."""
+"""Entry point for `python app.py`, `gradio app.py` (reload mode) and Hugging Face Spaces.
 
-from app.try_concept import build_demo
+Building `demo` at import is what `gradio app.py` and Spaces expect; launching happens only when
+run as a script.
+"""
+
+from app.studio import build_demo, launch_options
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_options())

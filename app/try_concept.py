@@ -1,7 +1,7 @@
-"""A first page of the studio: try the shipped base's concepts and any adapter on an image.
+"""The studio's "Try the base" tab: the shipped base's concepts and any adapter on an image.
 
 The callbacks are plain functions (`edit`) so they can be tested and scripted without a browser;
-`build_demo` only wires them to components.
+`build_try_tab` only wires them to components.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ class ConceptTrier:
         return teacher, edited, f"E2GAN: {seconds * 1000:.0f} ms at {edited.size[0]}x{edited.size[1]} on {self.pipeline.device}"
 
 
-def build_demo(base_dir: str | Path | None = None) -> gr.Blocks:
-    trier = ConceptTrier(base_dir)
+def build_try_tab(trier: ConceptTrier) -> None:
+    """A tab: the shipped base's concepts and any adapter under runs/, next to the teacher.
+    Its `/edit` endpoint is public."""
     examples = [image for _, image in builtin_photos(4, size=256, seed=3)]
 
     def on_edit(image, choice, scale):
@@ -68,9 +69,9 @@ def build_demo(base_dir: str | Path | None = None) -> gr.Blocks:
         except E2GANError as error:
             raise gr.Error(str(error)) from None
 
-    with gr.Blocks(title="E2GAN Studio") as demo:
-        gr.Markdown("# E2GAN Studio — try a concept\nThe shipped base model's concepts and any "
-                    "adapter under `runs/` (e.g. from `make studio`), next to the built-in teacher.")
+    with gr.Tab("Try the base", id="try"):
+        gr.Markdown("The shipped base model's concepts and any adapter under `runs/` (e.g. from "
+                    "`e2gan demo`), next to the built-in teacher.")
         with gr.Row():
             source = gr.Image(type="pil", label="image", value=examples[0])
             teacher = gr.Image(type="pil", label="teacher", interactive=False)
@@ -82,5 +83,5 @@ def build_demo(base_dir: str | Path | None = None) -> gr.Blocks:
             run = gr.Button("Edit", variant="primary")
         timing = gr.Markdown()
         gr.Examples([[e] for e in examples], inputs=[source])
-        run.click(on_edit, [source, choice, scale], [teacher, edited, timing], api_name="edit")
-    return demo
+        run.click(on_edit, [source, choice, scale], [teacher, edited, timing], api_name="edit",
+                  concurrency_limit=1)

@@ -1,0 +1,121 @@
+"""Step 5, Compare: one image through the teacher, the base and the adapters, with latencies.
+
+Pipelines are cached per adapter file (keyed by its path and modification time, so a retrained
+adapter is reloaded) because loading the base is the slow part of an edit; a lock per pipeline
+keeps two sessions from switching one generator's adapter under each other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image
+
+from e2gan.checkpoint import read_adapter
+from e2gan.errors import E2GANError
+from e2gan.files import to_rgb
+from e2gan.paths import default_base_dir
+from e2gan.pipeline import EditPipeline
+
+from app.concepts import get_teacher
+from app.settings import SETTINGS
+from app.workspace import ConceptFolder, Workspace
+
+_CACHE_SIZE = 6
+_cache: OrderedDict[tuple, tuple[EditPipeline, threading.Lock]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def adapter_pipeline(adapter_file: Path, base_dir=None) -> tuple[EditPipeline, threading.Lock]:
+    """A pipeline with `adapter_file` loaded (cached), and the lock to hold while using it."""
+    base_dir = Path(base_dir or default_base_dir())
+    key = (str(base_dir), str(adapter_file), adapter_file.stat().st_mtime_ns)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    pipeline = EditPipeline.from_pretrained(base_dir, device=SETTINGS.device)
+    pipeline.load_adapter(adapter_file)
+    with _cache_lock:
+        _cache[key] = (pipeline, threading.Lock())
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+        return _cache[key]
+
+
+def apply_adapter(adapter_file: Path, image: Image.Image, scale: float = 1.0,
+                  size: int | None = None, base_dir=None, adapter_on: bool = True
+                  ) -> tuple[Image.Image, float]:
+    """(edited image, seconds) for one image through base + adapter at `scale`."""
+    if image is None:
+        raise E2GANError("pick or upload an image first")
+    if not 0.0 <= scale <= 2.0:
+        raise E2GANError(f"adapter strength must lie in [0, 2], got {scale}")
+    pipeline, lock = adapter_pipeline(Path(adapter_file), base_dir)
+    name = next(iter(pipeline.adapters))
+    prompt = pipeline.adapters[name].prompt
+    with lock:
+        pipeline.use_adapter(name if adapter_on else None, scale)
+        started = time.perf_counter()
+        edited = pipeline([to_rgb(image)], prompt, size=size)[0]
+        seconds = time.perf_counter() - started
+        pipeline.use_adapter(name, 1.0)
+    return edited, seconds
+
+
+def teacher_edit(folder: ConceptFolder, image: Image.Image, size: int) -> tuple[Image.Image | None, float, str]:
+    """The concept's teacher on the image at the compared size, or None and why not."""
+    spec = folder.spec()
+    try:
+        teacher = get_teacher(spec.teacher, spec.teacher_params)
+        small = image.resize(_fitted(image, size))
+        started = time.perf_counter()
+        edited = teacher.edit([small], spec.prompt, [spec.seed])[0]
+        return edited, time.perf_counter() - started, ""
+    except E2GANError as error:
+        return None, 0.0, str(error)
+
+
+def _fitted(image: Image.Image, size: int) -> tuple[int, int]:
+    scale = size / min(image.size)
+    return max(4, round(image.width * scale) // 4 * 4), max(4, round(image.height * scale) // 4 * 4)
+
+
+def adapter_files(workspace: Workspace) -> dict[str, Path]:
+    """Every adapter in this workspace, by concept name."""
+    return {folder.name: folder.adapter_file for folder in workspace.concepts() if folder.has_adapter()}
+
+
+def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
+            other: str | None = None, size: int | None = None, base_dir=None) -> dict:
+    """Teacher, base, this concept's adapter (and another adapter) on one image.
+
+    Returns {"images": {label: image}, "latency": {label: seconds}, "notes": [...]}.
+    """
+    if image is None:
+        raise E2GANError("pick or upload an image first")
+    folder = workspace.current()
+    if not folder.has_adapter():
+        raise E2GANError(f"concept {folder.name!r} has no adapter yet: fine-tune first")
+    image = to_rgb(image)
+    size = size or int(read_adapter(folder.adapter_file).metadata["training"].get(
+        "settings", {}).get("size", SETTINGS.train_size))
+    images, latency, notes = {}, {}, []
+    teacher, seconds, why = teacher_edit(folder, image, size)
+    if teacher is not None:
+        images["teacher"], latency["teacher"] = teacher, seconds
+    else:
+        notes.append(f"teacher: {why}")
+    images["base model"], latency["base model"] = apply_adapter(
+        folder.adapter_file, image, scale, size, base_dir, adapter_on=False)
+    label = f"{folder.name} (strength {scale:g})"
+    images[label], latency[label] = apply_adapter(folder.adapter_file, image, scale, size, base_dir)
+    if other and other != folder.name:
+        files = adapter_files(workspace)
+        if other not in files:
+            raise E2GANError(f"no adapter {other!r} in this workspace")
+        images[other], latency[other] = apply_adapter(files[other], image, 1.0, size, base_dir)
+    return {"images": images, "latency": latency, "notes": notes, "adapter_label": label}

@@ -1,0 +1,165 @@
+"""Step 1, Concept: which teacher, which concept, which source images; preview the teacher's edit.
+
+Plain functions over `e2gan` (no Gradio), so scripts and tests use exactly what the UI uses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import threading
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+from e2gan.data.sources import ImageSource, builtin_photos, open_source
+from e2gan.errors import E2GANError
+from e2gan.teachers import TEACHERS, Teacher, create_teacher, resolve_builtin_concept
+from e2gan.text import concept_key
+
+from app.settings import SETTINGS
+from app.workspace import ConceptSpec, Workspace
+
+# Knobs a teacher may take; each is offered only to teachers whose constructor accepts it.
+TEACHER_KNOBS = ("strength", "guidance_scale", "image_guidance_scale", "num_inference_steps")
+
+_teacher_cache: dict[tuple, Teacher] = {}
+_teacher_lock = threading.Lock()
+
+
+def teacher_table() -> list[dict]:
+    """Every registered teacher: can it run here (packages and weights found offline), and if
+    not, what it needs. Looking for weights only reads the local cache; nothing is downloaded."""
+    rows = []
+    for name in TEACHERS.names():
+        teacher_class = TEACHERS.get(name)
+        usable, reason = teacher_class.available()
+        if usable and hasattr(teacher_class, "weights_present"):
+            usable, where = teacher_class.weights_present()
+            reason = "" if usable else f"weights not on this machine ({where})"
+        rows.append({"name": name, "available": usable, "reason": reason})
+    return rows
+
+
+def available_teachers() -> list[str]:
+    return [row["name"] for row in teacher_table() if row["available"]]
+
+
+def teacher_knobs(name: str) -> list[str]:
+    teacher_class = TEACHERS.get(name)
+    # Diffusion teachers declare their knobs in `defaults`; others take them as arguments.
+    accepted = set(getattr(teacher_class, "defaults", {}) or {})
+    accepted |= set(inspect.signature(teacher_class).parameters)
+    return [knob for knob in TEACHER_KNOBS if knob in accepted]
+
+
+def get_teacher(name: str, params: dict | None = None) -> Teacher:
+    """A teacher built once per (name, knobs): diffusion teachers take seconds to load."""
+    params = {key: value for key, value in (params or {}).items()
+              if key in teacher_knobs(name) and value is not None}
+    key = (name, tuple(sorted(params.items())))
+    with _teacher_lock:
+        if key not in _teacher_cache:
+            teacher = create_teacher(name, **params)
+            teacher.prepare()  # loads weights now, so a missing model is a clear error here
+            _teacher_cache[key] = teacher
+        return _teacher_cache[key]
+
+
+def builtin_concept_choices() -> list[str]:
+    from e2gan.teachers import BUILTIN_CONCEPTS
+    return list(BUILTIN_CONCEPTS)
+
+
+def resolve_concept(text: str, teacher: str) -> tuple[str, str]:
+    """(slug, prompt) for what the user typed. The built-in teacher knows named concepts only;
+    other teachers take free text."""
+    text = (text or "").strip()
+    if not text:
+        raise E2GANError("type a concept (e.g. 'a snowy winter scene') or pick a built-in one")
+    if teacher == "builtin":
+        concept = resolve_builtin_concept(text)
+        return concept.name, concept.prompt
+    return concept_key(text)[:60], text
+
+
+def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
+    """Copy uploaded images (or one zip) into the workspace; the source spec to use, or None."""
+    if not files:
+        return None
+    paths = [Path(file) for file in files]
+    if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
+        target = workspace.uploads_dir / paths[0].name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths[0], target)
+        try:
+            zipfile.ZipFile(target).close()
+        except zipfile.BadZipFile:
+            target.unlink()
+            raise E2GANError(f"{paths[0].name} is not a readable zip file") from None
+        return str(target)
+    folder = workspace.uploads_dir / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.copyfile(path, folder / path.name)
+    return str(folder)
+
+
+def resolve_source(kind: str, local_path: str = "", upload: str | None = None) -> str:
+    """The source spec for `open_source` from the UI's choice."""
+    if kind == "built-in photos":
+        return "builtin"
+    if kind == "upload":
+        if not upload:
+            raise E2GANError("upload images or a zip file first")
+        return upload
+    if kind == "local path":
+        if SETTINGS.on_space:
+            raise E2GANError("local paths are off on a hosted Space; upload images instead")
+        if not local_path.strip():
+            raise E2GANError("type a folder or .zip path")
+        return local_path.strip()
+    raise E2GANError(f"unknown source kind {kind!r}")
+
+
+def open_concept_source(spec: ConceptSpec, count: int | None) -> ImageSource:
+    # Built-in crops are made at 256 px: sharper than any training size the studio offers on CPU.
+    return open_source(spec.source, count=count, size=256, seed=spec.seed + 7)
+
+
+def set_concept(workspace: Workspace, text: str, teacher: str, source: str,
+                teacher_params: dict | None = None, seed: int = 0) -> ConceptSpec:
+    """Make `text` the workspace's current concept (its folder keeps earlier pairs: resumable)."""
+    if teacher not in TEACHERS.names():
+        raise E2GANError(f"unknown teacher {teacher!r}; known: {', '.join(TEACHERS.names())}")
+    row = next(row for row in teacher_table() if row["name"] == teacher)
+    if not row["available"]:
+        raise E2GANError(f"teacher {teacher!r} cannot run here: {row['reason']}")
+    name, prompt = resolve_concept(text, teacher)
+    open_source(source, count=1, size=64)  # a missing folder or empty zip fails now, not later
+    params = {key: value for key, value in (teacher_params or {}).items()
+              if key in teacher_knobs(teacher) and value is not None}
+    spec = ConceptSpec(name=name, prompt=prompt, teacher=teacher, teacher_params=params,
+                       source=source, seed=int(seed))
+    folder = workspace.concept(name)
+    existing = folder.dataset() if folder.spec_file.is_file() else None
+    if existing is not None and len(existing) and existing.info.teacher != teacher:
+        raise E2GANError(f"concept {name!r} already has pairs from teacher {existing.info.teacher!r} "
+                         "in this workspace; keep that teacher or pick another concept name")
+    folder.save_spec(spec)
+    workspace.set_current(name)
+    return spec
+
+
+def preview(spec: ConceptSpec, count: int = 4) -> list[tuple[Image.Image, Image.Image]]:
+    """(source, teacher's edit) for the first `count` source images, with the concept's seeds."""
+    source = open_concept_source(spec, count)
+    images = [source.load(source_id) for source_id in source.ids]
+    teacher = get_teacher(spec.teacher, spec.teacher_params)
+    edits = teacher.edit(images, spec.prompt, [spec.seed + index for index in range(len(images))])
+    return list(zip(images, edits))
+
+
+def example_images(count: int = 6, size: int = 256) -> list[Image.Image]:
+    return [image for _, image in builtin_photos(count, size=size, seed=3)]

@@ -1,0 +1,112 @@
+"""The studio: Concept -> Pairs -> Curate -> Fine-tune -> Compare -> Library & export.
+
+`build_demo` wires the tabs; `launch_options` holds the Gradio 6 launch settings (theme and css
+belong to `launch()`). Public API endpoints (stable names, for gradio_client): /concept,
+/generate_pairs, /stop, /select, /drop_pair, /finetune, /compare, /apply_adapter, /library,
+/export, /blend, /edit, /status. Everything else is UI-only and private.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import gradio as gr
+
+from e2gan.checkpoint import load_generator
+from e2gan.paths import default_base_dir
+
+from app.concepts import teacher_table
+from app.jobs import BOARD
+from app.settings import SETTINGS
+from app.tabs.compare import build_compare_tab
+from app.tabs.concept import build_concept_tab, build_pairs_tab
+from app.tabs.curate import build_curate_tab
+from app.tabs.finetune import build_finetune_tab
+from app.tabs.library import build_library_tab
+from app.try_concept import ConceptTrier, build_try_tab
+from app.ui import Context
+from app.workspace import default_workspace_root
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+CSS = """
+.status-line { font-size: 0.9em; padding: 6px 10px; border-radius: 8px;
+               background: var(--block-background-fill); }
+"""
+
+
+def _clip_line() -> str:
+    try:
+        from e2gan.clip_scores import clip_weights_available
+    except ImportError:
+        return "CLIP: not installed"
+    found, where = clip_weights_available()
+    return "CLIP weights: found" if found else "CLIP weights: not found (built-in embedder in use)"
+
+
+@functools.lru_cache(maxsize=4)
+def _base_and_teachers(base_dir: Path) -> tuple[int, list[dict], str]:
+    """Loading the base and looking for weights takes seconds: done once per process."""
+    info = load_generator(base_dir).info
+    return len((info.get("text_encoder") or {}).get("concepts", [])), teacher_table(), _clip_line()
+
+
+def status_text(base_dir: Path, workspace_id: str | None = None) -> str:
+    """One status line: device, base, teachers, weights, Space mode, what is running."""
+    concepts, teachers, clip_line = _base_and_teachers(base_dir)
+    usable = [row["name"] for row in teachers if row["available"]]
+    missing = [row["name"] for row in teachers if not row["available"]]
+    running = BOARD.running()
+    mine = [job.kind for job in running if job.workspace_id == workspace_id]
+    parts = [f"**Device** {SETTINGS.device_label}",
+             f"**Base** `{base_dir.name}` ({concepts} concepts)",
+             f"**Teachers** {', '.join(usable)}" + (f" (not usable here, no weights: {', '.join(missing)})"
+                                                    if missing else ""),
+             clip_line]
+    if usable == ["builtin"]:
+        parts.append("offline: the built-in teacher carries the whole flow")
+    if SETTINGS.on_space:
+        parts.append("Hugging Face Space" + (" (ZeroGPU)" if SETTINGS.zero_gpu else ""))
+    parts.append(f"**Running** {', '.join(mine) if mine else 'nothing in your session'}"
+                 f" · {len(running)} job(s) on this machine")
+    return " · ".join(parts)
+
+
+def build_demo(base_dir: str | Path | None = None,
+               workspace_root: str | Path | None = None) -> gr.Blocks:
+    context = Context(Path(workspace_root or default_workspace_root()),
+                      Path(base_dir or default_base_dir()))
+    context.workspace_root.mkdir(parents=True, exist_ok=True)
+    trier = ConceptTrier(context.base_dir)
+    with gr.Blocks(title="E2GAN Studio") as demo:
+        workspace_state = gr.State(None)
+        gr.Markdown("# E2GAN Studio\nDistil a slow image editor into a tiny real-time GAN, one "
+                    "concept at a time: **Concept → Pairs → Curate → Fine-tune → Compare → Library**.")
+        status = gr.Markdown(elem_classes="status-line")
+        with gr.Tabs():
+            build_concept_tab(context, workspace_state)
+            build_pairs_tab(context, workspace_state)
+            build_curate_tab(context, workspace_state)
+            build_finetune_tab(context, workspace_state)
+            build_compare_tab(context, workspace_state)
+            build_library_tab(context, workspace_state)
+            build_try_tab(trier)
+
+        def start(workspace_id):
+            workspace = context.workspace(workspace_id)
+            return workspace.id, status_text(context.base_dir, workspace.id)
+
+        def refresh(workspace_id):
+            return status_text(context.base_dir, workspace_id)
+
+        demo.load(start, workspace_state, [workspace_state, status], api_visibility="private")
+        gr.Button("refresh status", size="sm").click(refresh, workspace_state, status,
+                                                      api_name="status")
+    demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def launch_options() -> dict:
+    """Gradio 6 takes the theme and css at launch."""
+    return {"theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS,
+            "favicon_path": str(ASSETS / "favicon.png") if (ASSETS / "favicon.png").is_file() else None}

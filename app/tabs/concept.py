@@ -1,0 +1,125 @@
+"""Tabs 1 and 2: choose and preview a concept, then generate its pairs (streamed, stoppable)."""
+
+from __future__ import annotations
+
+import gradio as gr
+from PIL import Image
+
+from app import concepts, pairs
+from app.settings import SETTINGS
+from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
+
+SOURCE_KINDS = ["built-in photos", "upload"] + ([] if SETTINGS.on_space else ["local path"])
+
+
+def side_by_side(source: Image.Image, edited: Image.Image, height: int = 192) -> Image.Image:
+    left = source.resize((round(source.width * height / source.height), height))
+    right = edited.resize((round(edited.width * height / edited.height), height))
+    sheet = Image.new("RGB", (left.width + right.width + 4, height), "white")
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (left.width + 4, 0))
+    return sheet
+
+
+def teacher_note() -> str:
+    lines = []
+    for row in concepts.teacher_table():
+        mark = "✅" if row["available"] else "⛔"
+        lines.append(f"- {mark} `{row['name']}`" + ("" if row["available"] else f": {row['reason']}"))
+    return "**Teachers on this machine**\n" + "\n".join(lines)
+
+
+def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
+    with gr.Tab("1 · Concept", id="concept"):
+        gr.Markdown("Type a concept or pick a built-in one, choose the teacher and the source "
+                    "photos, and preview the teacher's edit before making any pairs.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                concept_text = gr.Textbox(label="concept", value="winter",
+                                          info="built-in teacher: a named concept; diffusion "
+                                               "teachers: any text")
+                builtin = gr.Dropdown(concepts.builtin_concept_choices(), value=None,
+                                      label="or pick a built-in concept")
+                teacher = gr.Dropdown(concepts.available_teachers(), value="builtin", label="teacher")
+                source_kind = gr.Radio(SOURCE_KINDS, value="built-in photos", label="source images")
+                upload = gr.File(label="images or one .zip", file_count="multiple", visible=False)
+                local_path = gr.Textbox(label="folder or .zip path", visible=False)
+            with gr.Column(scale=1):
+                seed = gr.Number(value=0, precision=0, label="seed")
+                strength = gr.Slider(0.1, 1.0, value=0.75, step=0.05, label="strength",
+                                     info="diffusion teachers only")
+                guidance = gr.Slider(1.0, 15.0, value=7.5, step=0.5, label="guidance",
+                                     info="diffusion teachers only")
+                gr.Markdown(teacher_note())
+        preview_button = gr.Button("Preview the teacher's edit", variant="primary")
+        concept_info = gr.Markdown()
+        preview_gallery = gr.Gallery(label="source | teacher's edit", columns=2, height=420,
+                                     buttons=["fullscreen"])
+
+    @user_errors
+    def preview(workspace_id, text, teacher_name, kind, path, files, seed_value, strength_value,
+                guidance_value):
+        workspace = context.workspace(workspace_id)
+        upload_spec = concepts.store_upload(workspace, files) if kind == "upload" else None
+        source = concepts.resolve_source(kind, path or "", upload_spec)
+        spec = concepts.set_concept(workspace, text, teacher_name, source,
+                                    {"strength": strength_value, "guidance_scale": guidance_value},
+                                    int(seed_value or 0))
+        shown = concepts.preview(spec)
+        gallery = [(side_by_side(a, b), f"{spec.name} · seed {spec.seed + i}")
+                   for i, (a, b) in enumerate(shown)]
+        info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”, teacher `{spec.teacher}`, "
+                f"source `{spec.source}`. Next: **2 · Pairs**.")
+        return workspace.id, info, gallery
+
+    preview_button.click(preview, [workspace_state, concept_text, teacher, source_kind, local_path,
+                                   upload, seed, strength, guidance],
+                         [workspace_state, concept_info, preview_gallery], api_name="concept",
+                         concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
+    builtin.change(lambda name: name or gr.skip(), builtin, concept_text, api_visibility="private")
+    source_kind.change(lambda kind: (gr.update(visible=kind == "upload"),
+                                     gr.update(visible=kind == "local path")),
+                       source_kind, [upload, local_path], api_visibility="private")
+    return {"concept_info": concept_info}
+
+
+def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
+    with gr.Tab("2 · Pairs", id="pairs"):
+        gr.Markdown("The teacher edits the source photos into the concept. Stopping keeps every "
+                    "pair made so far; generating again resumes where it stopped.")
+        with gr.Row():
+            count = gr.Slider(4, SETTINGS.max_pairs, value=SETTINGS.num_pairs, step=1,
+                              label="number of pairs", elem_id="pairs-count")
+            generate = gr.Button("Generate pairs", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        progress = gr.Markdown()
+        gallery = gr.Gallery(label="edited images (newest last)", columns=8, height=420,
+                             buttons=["fullscreen"])
+
+    @user_errors
+    def run(workspace_id, wanted):
+        workspace = context.workspace(workspace_id)
+        folder = workspace.current()
+        for event in pairs.stream_generation(workspace, wanted):
+            if event.get("heartbeat"):
+                continue
+            dataset = folder.dataset()
+            if event.get("done") is True:
+                summary = event["result"]
+                state = "stopped — generate again to resume" if summary["stopped_early"] else "complete"
+                text = (f"**{summary['pairs']} pairs** ({summary['made']} new, "
+                        f"{summary['skipped_existing']} kept from before) in "
+                        f"{seconds_text(summary['seconds'])}: {state}. Next: **3 · Curate**.")
+            else:
+                text = progress_line(event["done"] / max(event["total"], 1),
+                                     f"{event['done']}/{event['total']} pairs · "
+                                     f"about {seconds_text(event.get('eta_seconds'))} left")
+            yield workspace.id, text, pairs.gallery_items(dataset, limit=24)
+
+    job = generate.click(run, [workspace_state, count], [workspace_state, progress, gallery],
+                         api_name="generate_pairs", concurrency_limit=SETTINGS.heavy_concurrency,
+                         concurrency_id=HEAVY)
+
+    # Public: a script stops whatever job runs in its workspace (pair generation or fine-tuning).
+    stop.click(stop_job, workspace_state, progress, cancels=[job], api_name="stop")
+    return {}

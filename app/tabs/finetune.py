@@ -1,0 +1,102 @@
+"""Tab 4: LoRA fine-tuning with live loss curves, refreshed sample outputs, an ETA and Stop."""
+
+from __future__ import annotations
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from app.settings import SETTINGS
+from app.training import FinetuneRequest, stream_finetune, training_ids
+from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
+
+LOSS_NAMES = {"g_l1": "generator L1 (x100 weight)", "g_adv": "generator adversarial",
+              "d_real": "discriminator real", "d_fake": "discriminator fake"}
+
+
+def loss_figure(history: list[dict]) -> go.Figure:
+    figure = go.Figure()
+    figure.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), template="plotly_white",
+                         title="losses", xaxis_title="step")
+    keys = sorted({key for row in history for key in row} - {"step", "seconds"})
+    for key in keys:
+        rows = [row for row in history if key in row]
+        figure.add_trace(go.Scatter(x=[row["step"] for row in rows], y=[row[key] for row in rows],
+                                    mode="lines+markers", name=LOSS_NAMES.get(key, key)))
+    return figure
+
+
+def metrics_rows(metrics: list[dict]) -> list[list]:
+    return [[row["model"], row["psnr"], row["ssim"], row["mae"], row["pairs"]] for row in metrics]
+
+
+METRIC_HEADERS = ["model", "PSNR dB ↑", "SSIM ↑", "MAE ↓", "held-out pairs"]
+
+
+def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
+    with gr.Tab("4 · Fine-tune", id="finetune"):
+        gr.Markdown(f"LoRA adapters on the base's crucial layers with the searched ranks. Defaults "
+                    f"for this machine ({SETTINGS.device_label}): {SETTINGS.train_minutes:g} min at "
+                    f"{SETTINGS.train_size} px. Stop keeps the last good adapter.")
+        with gr.Row():
+            minutes = gr.Number(value=SETTINGS.train_minutes, label="minutes of training",
+                                elem_id="train-minutes")
+            start = gr.Button("Start fine-tuning", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        with gr.Accordion("advanced", open=False):
+            with gr.Row():
+                epochs = gr.Number(value=0, precision=0, label="epochs (0: the time budget decides)")
+                size = gr.Slider(32, 512, value=SETTINGS.train_size, step=32, label="resolution",
+                                 elem_id="train-size")
+                learning_rate = gr.Number(value=SETTINGS.learning_rate, label="learning rate")
+                rank = gr.Dropdown([("searched (base's ranks.json)", 0), ("2", 2), ("4", 4),
+                                    ("8", 8), ("16", 16)], value=0, label="LoRA ranks")
+                continue_previous = gr.Checkbox(False, label="continue the previous run")
+        progress = gr.Markdown()
+        with gr.Row():
+            losses = gr.Plot(label="loss curves")
+            samples = gr.Image(label="held-out samples: source | teacher | adapter", type="filepath",
+                               interactive=False, buttons=["download", "fullscreen"], height=320)
+        metrics = gr.Dataframe(headers=METRIC_HEADERS, label="against the teacher on held-out pairs",
+                               interactive=False)
+
+    @user_errors
+    def run(workspace_id, minutes_value, epochs_value, size_value, lr_value, rank_value, resume):
+        workspace = context.workspace(workspace_id)
+        request = FinetuneRequest(minutes=float(minutes_value), epochs=int(epochs_value or 0),
+                                  size=int(size_value), learning_rate=float(lr_value),
+                                  rank=int(rank_value or 0), continue_previous=bool(resume))
+        _, described = training_ids(workspace.current())
+        history, sample_path, text = [], None, ""
+        for event in stream_finetune(workspace, request, context.base_dir):
+            if event.get("heartbeat"):
+                continue
+            if event.get("done") is True:
+                result = event["result"]
+                verdict = "stopped" if result["stopped"] else "finished"
+                text = (f"**{verdict}** after {result['steps']} steps, "
+                        f"{seconds_text(result['train_seconds'])} of training on {described}; "
+                        f"adapter {result['adapter_bytes'] / 1024:.0f} KB. Next: **5 · Compare**.")
+                yield (workspace.id, text, loss_figure(result["history"]), sample_path,
+                       metrics_rows(result["metrics"]))
+                return
+            if "history" in event:
+                history = event["history"]
+            if "samples" in event:
+                sample_path = event["samples"]
+            if event.get("evaluating"):
+                text = "measuring the adapter against the teacher on held-out pairs…"
+            elif "budget" in event:
+                text = progress_line(event["seconds"] / event["budget"],
+                                     f"step {event['step']} on {described} · about "
+                                     f"{seconds_text(event.get('eta_seconds'))} left")
+                if "losses" in event:
+                    history = history + [{"step": event["step"], **event["losses"]}]
+            yield workspace.id, text, loss_figure(history), sample_path, gr.skip()
+
+    job = start.click(run, [workspace_state, minutes, epochs, size, learning_rate, rank,
+                            continue_previous],
+                      [workspace_state, progress, losses, samples, metrics], api_name="finetune",
+                      concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
+
+    stop.click(stop_job, workspace_state, progress, cancels=[job], api_visibility="private")
+    return {}

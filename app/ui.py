@@ -1,0 +1,83 @@
+"""Glue shared by the studio's tabs: the session's workspace, user errors, progress lines.
+
+Each browser session (and each gradio_client `Client`) holds its workspace id in a `gr.State`;
+handlers create the workspace on first use and hand the id back, so API clients need no extra
+call and two sessions never share a folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from e2gan.errors import E2GANError
+
+from app.jobs import BOARD
+from app.workspace import Workspace
+
+HEAVY = "device"  # the concurrency_id every job that computes on the device shares
+
+
+@dataclass
+class Context:
+    """What every tab needs: where workspaces live and which base model to fine-tune."""
+
+    workspace_root: Path
+    base_dir: Path
+
+    def workspace(self, workspace_id: str | None) -> Workspace:
+        """The session's workspace, created on first use."""
+        if not workspace_id:
+            return Workspace.create(self.workspace_root)
+        try:
+            return Workspace.open(workspace_id, self.workspace_root)
+        except E2GANError:  # removed by a clean-up, or a stale id from an old browser tab
+            return Workspace.create(self.workspace_root)
+
+
+def user_errors(function: Callable) -> Callable:
+    """Show an E2GANError as a Gradio error toast (for plain functions and generators alike)."""
+    if inspect.isgeneratorfunction(function):
+        @functools.wraps(function)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from function(*args, **kwargs)
+            except E2GANError as error:
+                raise gr.Error(str(error)) from None
+        return generator_wrapper
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except E2GANError as error:
+            raise gr.Error(str(error)) from None
+    return wrapper
+
+
+def seconds_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_line(fraction: float, text: str) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = int(round(fraction * 20))
+    return f"`{'█' * filled}{'░' * (20 - filled)}` **{fraction * 100:.0f}%** · {text}"
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """One readable line for a job's progress event."""
+    return ", ".join(f"{key} {value}" for key, value in event.items() if key != "heartbeat")
+
+
+def stop_job(workspace_id: str | None) -> str:
+    """Stop whatever job runs in this session's workspace; waits until its data is consistent."""
+    return BOARD.stop(workspace_id) if workspace_id else "nothing is running"

@@ -1,0 +1,163 @@
+"""The studio's whole flow through its public API, as a script would drive it (gradio_client),
+against the launched app: offline, built-in teacher, a tiny base, tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+from e2gan.checkpoint import read_adapter  # noqa: E402
+from e2gan.data.dataset import PairDataset  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio(tiny_base, tmp_path_factory):
+    from app.studio import build_demo
+
+    root = tmp_path_factory.mktemp("workspaces")
+    demo = build_demo(tiny_base, root)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    yield f"http://127.0.0.1:{port}/", root
+    demo.close()
+
+
+def client(url):
+    # Files stay on the server (both run in this process): the test reads them there.
+    return gradio_client.Client(url, verbose=False, download_files=False)
+
+
+def workspace_of(root: Path, concept: str, exclude=()) -> Path:
+    found = [p for p in root.glob(f"*/concepts/{concept}") if p.parent.parent not in exclude]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def wait_for(job, predicate, timeout=60.0):
+    started = time.time()
+    while time.time() - started < timeout:
+        if any(predicate(output) for output in job.outputs()):
+            return
+        if job.done():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the job never reported the expected progress")
+
+
+def test_the_public_api_has_stable_names_and_hides_ui_events(studio):
+    url, _ = studio
+    names = set(client(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/concept", "/generate_pairs", "/stop", "/select", "/drop_pair", "/finetune",
+            "/compare", "/apply_adapter", "/library", "/export", "/blend", "/edit",
+            "/status"} <= names
+    assert all(not name.startswith("/lambda") and "on_open" not in name and "live" not in name
+               for name in names)
+
+
+def test_whole_flow_with_cancels_through_the_api(studio, tmp_path):
+    url, root = studio
+    c = client(url)
+    info, preview = c.predict("winter", "builtin", "built-in photos", "", None, 0, 0.75, 7.5,
+                              api_name="/concept")
+    assert "winter" in info and len(preview) == 4
+    concept_dir = workspace_of(root, "winter")
+
+    # Pairs, stopped in the middle: what was made stays a valid dataset, and generating resumes.
+    job = c.submit(48, api_name="/generate_pairs")
+    wait_for(job, lambda output: "pairs ·" in output[0] and not output[0].startswith("`░"))
+    stopped_message = c.predict(api_name="/stop")
+    assert "stopped" in stopped_message or "nothing is running" in stopped_message
+    job.result()
+    stopped = PairDataset.open(concept_dir / "pairs")
+    assert 0 < len(stopped) < 48 and not stopped.info.complete
+    text, gallery = c.predict(48, api_name="/generate_pairs")
+    resumed = PairDataset.open(concept_dir / "pairs")
+    assert len(resumed) == 48 and resumed.info.complete
+    assert f"{len(stopped)} kept from before" in text and f"{48 - len(stopped)} new" in text
+
+    # Curate: k clusters, drop one pair, its cluster's next-nearest pair replaces it.
+    plot, chosen, summary = c.predict(8, "cluster", "builtin", None, None, api_name="/select")
+    assert "8 pairs chosen" in summary and len(chosen) == 8
+    selection = json.loads((concept_dir / "selection.json").read_text())
+    victim = selection["ids"][0]
+    _, chosen, summary = c.predict(victim, api_name="/drop_pair")
+    after = json.loads((concept_dir / "selection.json").read_text())
+    assert victim not in after["ids"] and victim in after["dropped"]
+    cluster = selection["labels"][selection["all_ids"].index(victim)]
+    if "replaced by" in summary:
+        new = (set(after["ids"]) - set(selection["ids"])).pop()
+        assert after["labels"][after["all_ids"].index(new)] == cluster
+
+    # Fine-tune, stopped in the middle: the adapter on disk is whole and the run resumable.
+    job = c.submit(1.0, 0, 32, 0.003, 0, False, api_name="/finetune")
+    wait_for(job, lambda output: "step" in output[0] and "step 0 " not in output[0])
+    c.predict(api_name="/stop")
+    final = job.result()
+    assert "stopped" in final[0]
+    adapter_file = concept_dir / "winter.safetensors"
+    adapter = read_adapter(adapter_file)
+    steps_at_stop = adapter.metadata["training"]["steps"]
+    assert steps_at_stop > 0 and (concept_dir / "winter.safetensors.training_state.pt").is_file()
+    text, _, samples, metrics = c.predict(0.05, 0, 32, 0.003, 0, True, api_name="/finetune")
+    assert read_adapter(adapter_file).metadata["training"]["steps"] > steps_at_stop
+    assert Path(samples["path"]).is_file()
+    assert [row[0] for row in metrics["data"]][0].startswith("E2GAN")
+
+    # Compare: teacher, base and adapter side by side, with latencies.
+    picture = concept_dir / "pairs" / "source" / f"{resumed.ids[0]}.png"
+    slider, side_by_side, latency, _ = c.predict(gradio_client.handle_file(str(picture)), 0.8, None,
+                                                 api_name="/compare")
+    assert [item["caption"] for item in side_by_side] == ["teacher", "base model", "winter (strength 0.8)"]
+    assert latency.count(" ms") == 3
+    edited, timing = c.predict(gradio_client.handle_file(str(picture)), "winter", 0.5,
+                               api_name="/apply_adapter")
+    assert Path(edited["path"]).is_file() and timing.endswith("ms")
+
+    # Library and export: the adapter downloads whole; the pairs as a zip.
+    table, *_ = c.predict(api_name="/library")
+    assert [row[0] for row in table["data"]] == ["winter"]
+    download, message = c.predict("winter", "adapter", api_name="/export")
+    assert read_adapter(download["path"]).metadata["concept"] == "winter"
+    download, _ = c.predict("winter", "dataset", api_name="/export")
+    assert Path(download["path"]).suffix == ".zip"
+
+
+def test_two_concurrent_clients_work_in_separate_workspaces(studio):
+    url, root = studio
+    first, second = client(url), client(url)
+    results = {}
+
+    def flow(name, c, concept):
+        c.predict(concept, "builtin", "built-in photos", "", None, 1, 0.75, 7.5, api_name="/concept")
+        results[name] = c.predict(6, api_name="/generate_pairs")[0]
+
+    threads = [threading.Thread(target=flow, args=("a", first, "night")),
+               threading.Thread(target=flow, args=("b", second, "pencil sketch"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert "6 pairs" in results["a"] and "6 pairs" in results["b"]
+    night, sketch = workspace_of(root, "night"), workspace_of(root, "pencil_sketch")
+    assert night.parent.parent != sketch.parent.parent
+    assert [row[0] for row in first.predict(api_name="/library")[0]["data"]] == ["night"]
+    assert [row[0] for row in second.predict(api_name="/library")[0]["data"]] == ["pencil_sketch"]
+    with pytest.raises(Exception, match="no adapter"):
+        second.predict(gradio_client.handle_file(str(next(night.glob("pairs/source/*.png")))),
+                       "winter", 1.0, api_name="/apply_adapter")
