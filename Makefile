@@ -29,15 +29,15 @@ $(STAMP_TEST): pyproject.toml | $(PY)
 
 install: $(STAMP_STUDIO)
 
-# The main job. Until the studio app lands this runs the end-to-end demo (see README).
+# The main job: the studio (Gradio) on http://127.0.0.1:7860
 studio: $(STAMP_STUDIO)
-	$(VENV)/bin/e2gan demo
-
-demo: studio
-
-# The studio's first page (Gradio), on http://127.0.0.1:7860
-app: $(STAMP_STUDIO)
 	$(PY) app.py
+
+app: studio
+
+# The command-line end-to-end demo: pairs, LoRA vs pix2pix at equal time, a report (see README).
+demo: $(STAMP_STUDIO)
+	$(VENV)/bin/e2gan demo
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot work
 # offline); install it when missing and possible, else that one test skips and says why.
