@@ -1,7 +1,7 @@
 """Text conditioning: a registry of text encoders that turn concept prompts into token embeddings.
 
 Every encoder maps a list of prompts to a (batch, tokens, dim) tensor for the generator's
-cross-attention. Two kinds ship here:
+cross-attention. Three kinds ship here:
 
 - `learned`: no text model at all. Each concept owns a few learned tokens, trained with the base
   model; a new concept adds one small trainable table that is saved inside its adapter. It works
@@ -110,8 +110,43 @@ class LearnedConceptEncoder(TextEncoder):
                 "tokens_per_concept": self.tokens_per_concept, "concepts": self.concepts}
 
 
+class FrozenTextEncoder(TextEncoder):
+    """A pretrained text model that is never trained (`clip`, `teacher-clip`): each prompt is
+    embedded once and cached. Subclasses set `model`, `model_name`, `pretrained` and
+    `embedding_dim`, and implement `_embed(prompts) -> (B, T, embedding_dim)`."""
+
+    model_name: str
+    pretrained: str | None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if missing:
+            for prompt, embedding in zip(missing, self._embed(missing)):
+                self._cache[prompt] = embedding
+        return torch.stack([self._cache[p] for p in prompts])
+
+    def _apply(self, fn, recurse=True):
+        self._cache.clear()  # cached embeddings live on the old device
+        return super()._apply(fn, recurse)
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "embedding_dim": self.embedding_dim,
+                "model_name": self.model_name, "pretrained": self.pretrained}
+
+
 @TEXT_ENCODERS.register("clip")
-class OpenCLIPTextEncoder(TextEncoder):
+class OpenCLIPTextEncoder(FrozenTextEncoder):
     """open_clip's frozen text tower; the pooled, normalised embedding is one token.
 
     `pretrained` is an open_clip tag (e.g. 'laion2b_s34b_b79k', resolved in the local HF cache) or a
@@ -136,7 +171,6 @@ class OpenCLIPTextEncoder(TextEncoder):
         self.embedding_dim = int(self.model.text_projection.shape[-1]
                                  if self.model.text_projection is not None
                                  else self.model.ln_final.normalized_shape[0])
-        self._cache: dict[str, torch.Tensor] = {}
 
     @staticmethod
     def _load(open_clip, model_name: str, pretrained: str | None, allow_download: bool) -> nn.Module:
@@ -146,20 +180,9 @@ class OpenCLIPTextEncoder(TextEncoder):
         except Exception as error:  # a corrupt or mismatched file
             raise E2GANError(f"cannot load open_clip weights {path} for {model_name}: {error}") from None
 
-    @torch.no_grad()
-    def forward(self, prompts: list[str]) -> torch.Tensor:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            device = next(self.model.parameters()).device
-            tokens = self.tokenizer(missing).to(device)
-            embeddings = self.model.encode_text(tokens, normalize=True).float()
-            for prompt, embedding in zip(missing, embeddings):
-                self._cache[prompt] = embedding
-        return torch.stack([self._cache[p] for p in prompts])[:, None, :]
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "embedding_dim": self.embedding_dim,
-                "model_name": self.model_name, "pretrained": self.pretrained}
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(prompts).to(self._device())
+        return self.model.encode_text(tokens, normalize=True).float()[:, None, :]
 
 
 def resolve_open_clip_weights(model_name: str, pretrained: str | None,
@@ -200,7 +223,7 @@ def resolve_open_clip_weights(model_name: str, pretrained: str | None,
 
 
 @TEXT_ENCODERS.register("teacher-clip")
-class TeacherCLIPTextEncoder(TextEncoder):
+class TeacherCLIPTextEncoder(FrozenTextEncoder):
     """A Stable Diffusion pipeline's frozen CLIP text encoder: all token states (B, 77, 768 for
     SD 1.x), exactly what the teacher's UNet cross-attends to.
 
@@ -232,28 +255,12 @@ class TeacherCLIPTextEncoder(TextEncoder):
             raise E2GANError(f"the text encoder of {model_name} is {self.embedding_dim}-d, but "
                              f"{embedding_dim}-d was expected")
         self.max_tokens = int(min(self.tokenizer.model_max_length, model.config.max_position_embeddings))
-        self._cache: dict[str, torch.Tensor] = {}
 
-    @torch.no_grad()
-    def forward(self, prompts: list[str]) -> torch.Tensor:
-        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            device = next(self.model.parameters()).device
-            # Padded to full length as the diffusers pipelines do: same tokens, same embeddings.
-            tokens = self.tokenizer(missing, padding="max_length", max_length=self.max_tokens,
-                                    truncation=True, return_tensors="pt").input_ids.to(device)
-            states = self.model(tokens)[0].float()
-            for prompt, state in zip(missing, states):
-                self._cache[prompt] = state
-        return torch.stack([self._cache[p] for p in prompts])
-
-    def _apply(self, fn, recurse=True):
-        self._cache.clear()  # cached embeddings live on the old device
-        return super()._apply(fn, recurse)
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "embedding_dim": self.embedding_dim,
-                "model_name": self.model_name, "pretrained": self.pretrained}
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        # Padded to full length as the diffusers pipelines do: same tokens, same embeddings.
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=self.max_tokens,
+                                truncation=True, return_tensors="pt").input_ids.to(self._device())
+        return self.model(tokens)[0].float()
 
 
 def build_text_encoder(spec: dict[str, Any], **overrides: Any) -> TextEncoder:
@@ -264,6 +271,36 @@ def build_text_encoder(spec: dict[str, Any], **overrides: Any) -> TextEncoder:
         raise E2GANError("text encoder spec has no 'name'")
     spec.pop("embedding_dim", None) if name == "clip" else None
     return TEXT_ENCODERS.get(name)(**spec)
+
+
+def text_encoder_from_option(name: str, model: str | None = None, *,
+                             default_teacher_model: str | None = None,
+                             allow_download: bool = False) -> TextEncoder | None:
+    """The encoder a user picked by name (the CLI's --text-encoder / --text-model).
+
+    'learned' gives None: the training recipe makes its tables from the datasets' prompts.
+    'clip' takes 'MODEL' or 'MODEL:PRETRAINED' (an open_clip tag or a weights file). 'teacher-clip'
+    takes a diffusers pipeline folder or repo id, by default `default_teacher_model` (the model the
+    training pairs were made with) and else the encoder's own default.
+    """
+    if name == "learned":
+        if model:
+            raise E2GANError("the learned text encoder takes no model; --text-model goes with "
+                             "--text-encoder clip or teacher-clip")
+        return None
+    spec: dict[str, Any] = {"name": name}
+    if name == "clip" and model:
+        model_name, _, pretrained = model.partition(":")
+        spec["model_name"] = model_name or "ViT-B-32"
+        if pretrained:  # else the encoder's default tag
+            spec["pretrained"] = pretrained
+    elif name == "teacher-clip" and (model or default_teacher_model):
+        spec["model_name"] = model or default_teacher_model
+    elif model:
+        spec["model_name"] = model
+    if allow_download:
+        spec["allow_download"] = True
+    return build_text_encoder(spec)
 
 
 def check_compatible(trained_with: dict[str, Any], encoder: TextEncoder) -> None:

@@ -9,7 +9,8 @@ whole and made again by the rerun.
 Candidate selection: with `candidates` > 1 (or several teachers) every image gets several edits
 (other knobs and seeds), a `CandidateFilter` scores them with CLIP and the best passing one is
 kept, its scores stored in the pair's record. Images whose candidates all fail are logged in
-``rejected.jsonl`` (with the filter settings), so a rerun does not make them again.
+``rejected.jsonl`` (with the filter settings), so a rerun does not make them again. That per-batch
+step lives in `e2gan.data.candidate_run`.
 
 Sharding: given an accelerate `PartialState` of several processes (`accelerate launch -m e2gan.cli
 pairs ...`), the main process creates (or repairs) the dataset, the images still to make are split
@@ -19,13 +20,18 @@ merges them in source order at the end: the same dataset a single process makes.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from e2gan.data.candidate_run import (
+    CANDIDATE_SEED_STRIDE,
+    CandidateRun,
+    Rejections,
+    dataset_parameters,
+)
 from e2gan.data.dataset import (
     DatasetInfo,
     PairDataset,
@@ -35,14 +41,11 @@ from e2gan.data.dataset import (
     unique_pair_ids,
 )
 from e2gan.errors import E2GANError
-from e2gan.files import atomic_write_bytes
 from e2gan.teachers import GenerationStopped, Teacher
 from e2gan.teachers.candidates import CandidateFilter
 
-REJECTED_FILE = "rejected.jsonl"
-# Candidate c of pair i is made with seed + i + c * stride: candidate 0 is the plain run's edit,
-# and the other candidates' seeds never meet another pair's.
-CANDIDATE_SEED_STRIDE = 1_000_003
+__all__ = ["CANDIDATE_SEED_STRIDE", "GenerationResult", "build_candidate_filter", "distributed_state",
+           "generate_pairs", "resolve_concept"]
 
 
 @dataclass
@@ -104,7 +107,7 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
     info = DatasetInfo(concept=concept or prompt, prompt=prompt,
                        prompts=list(dict.fromkeys([prompt, *phrasings.values()])),
                        teacher="+".join(dict.fromkeys(each.name for each in teachers)),
-                       teacher_params=_dataset_parameters(teachers, len(pool), candidate_filter))
+                       teacher_params=dataset_parameters(teachers, len(pool), candidate_filter))
     root = Path(out_root)
     rank = distributed.process_index if distributed is not None else 0
     processes = distributed.num_processes if distributed is not None else 1
@@ -113,7 +116,7 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
     if processes > 1:
         distributed.wait_for_everyone()
         writer = PairDatasetWriter(root, info, shard=rank)
-    rejections = _Rejections(root, candidate_filter, shard=rank if processes > 1 else None)
+    rejections = Rejections(root, candidate_filter, shard=rank if processes > 1 else None)
     done, rejected_before = writer.existing_ids(), len(rejections.ids)
     todo = [(index, source_id, pair_id) for index, (source_id, pair_id)
             in enumerate(zip(source.ids, ids)) if pair_id not in done and pair_id not in rejections.ids]
@@ -121,7 +124,7 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
         with distributed.split_between_processes(todo) as share:
             todo = list(share)
 
-    run = _Run(pool, candidate_filter, prompt, phrasings, seed)
+    run = CandidateRun(pool, candidate_filter, prompt, phrasings, seed)
     started, made, rejected, stopped = time.perf_counter(), 0, 0, False
     for member in pool:
         member.stop_requested = should_stop
@@ -161,7 +164,7 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
     if rank == 0:
         records = merge_metadata_shards(root, order=ids)
         rejections.merge(order=ids)
-        all_rejected = _Rejections(root, candidate_filter).ids
+        all_rejected = Rejections(root, candidate_filter).ids
         if processes > 1:  # the main process reports what every process made
             made = len(records) - len(done)
             rejected = len(all_rejected) - rejected_before
@@ -171,124 +174,6 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
         distributed.wait_for_everyone()  # every process returns the merged dataset
     return GenerationResult(PairDataset.open(root), made, len(done), time.perf_counter() - started,
                             stopped, rejected, rank, processes)
-
-
-@dataclass
-class _Choice:
-    edit: Any  # the kept edit (PIL image), or None when every candidate failed the filter
-    teacher: Teacher
-    seed: int
-    scores: dict[str, Any]
-    parameters: dict[str, Any]
-
-
-class _Run:
-    """Makes every candidate edit of a batch and picks one per image."""
-
-    def __init__(self, pool: list[Teacher], candidate_filter: CandidateFilter | None, prompt: str,
-                 phrasings: dict[str, str], seed: int) -> None:
-        self.pool, self.filter, self.prompt, self.seed = pool, candidate_filter, prompt, seed
-        self.phrasings = phrasings
-        self.parameters = [member.parameters() for member in pool]
-
-    def prompt_for(self, member: Teacher) -> str:
-        return self.phrasings.get(member.phrasing, self.prompt)
-
-    def edit_batch(self, images: list, indices: list[int]) -> list[_Choice]:
-        candidate_edits = []
-        for number, member in enumerate(self.pool):
-            seeds = [self.seed + index + number * CANDIDATE_SEED_STRIDE for index in indices]
-            candidate_edits.append(member.edit(images, self.prompt_for(member), seeds))
-        scores = None
-        if self.filter is not None:
-            caption = self.phrasings.get("description", self.prompt)
-            scores = self.filter.score(images, candidate_edits, caption)
-        choices = []
-        for position, index in enumerate(indices):
-            kept, best = 0, 0
-            if scores is not None:
-                kept, best = self.filter.choose([scores[c][position] for c in range(len(self.pool))])
-            number = best if kept is None else kept
-            member = self.pool[number]
-            parameters = dict(self.parameters[number])
-            if self.prompt_for(member) != self.prompt:
-                parameters["teacher_prompt"] = self.prompt_for(member)
-            if len(self.pool) > 1:
-                parameters["candidate"] = number
-            choices.append(_Choice(
-                edit=None if kept is None else candidate_edits[number][position], teacher=member,
-                seed=self.seed + index + number * CANDIDATE_SEED_STRIDE,
-                scores={} if scores is None else dict(scores[number][position]),
-                parameters=parameters))
-        return choices
-
-
-def _dataset_parameters(teachers: list[Teacher], num_candidates: int,
-                        candidate_filter: CandidateFilter | None) -> dict[str, Any]:
-    parameters = (teachers[0].parameters() if len(teachers) == 1
-                  else {"teachers": [each.parameters() for each in teachers]})
-    if num_candidates > 1 or candidate_filter is not None:
-        parameters = {**parameters, "candidates": num_candidates}
-    if candidate_filter is not None:
-        parameters["clip_filter"] = candidate_filter.settings()
-    return parameters
-
-
-class _Rejections:
-    """The log of images whose candidates all failed the filter: ``rejected.jsonl`` (one
-    ``{"id", "scores", "filter"}`` per line, fsynced like the metadata), ``rejected-<shard>.jsonl``
-    per process in a sharded run. Only lines made with the current filter settings count."""
-
-    def __init__(self, root: Path, candidate_filter: CandidateFilter | None,
-                 shard: int | None = None) -> None:
-        self.root = root
-        self.settings = candidate_filter.settings() if candidate_filter is not None else None
-        self.path = root / (REJECTED_FILE if shard is None else f"rejected-{shard:05d}.jsonl")
-        self.ids = {line["id"] for line in self._lines()} if self.settings is not None else set()
-        if self.path.is_file():  # cut a line a crash left unfinished, or the next one joins it
-            data = self.path.read_bytes()
-            if not data.endswith(b"\n") and data:
-                with open(self.path, "ab") as handle:
-                    handle.truncate(data.rfind(b"\n") + 1)
-
-    def _paths(self) -> list[Path]:
-        return [self.root / REJECTED_FILE, *sorted(self.root.glob("rejected-*.jsonl"))]
-
-    def _lines(self) -> list[dict]:
-        lines = []
-        for path in self._paths():
-            if not path.is_file():
-                continue
-            for text in path.read_text(encoding="utf-8").splitlines(keepends=True):
-                try:
-                    entry = json.loads(text) if text.endswith("\n") else None
-                except ValueError:
-                    entry = None  # a damaged line: that image is simply made again
-                if isinstance(entry, dict) and entry.get("filter") == self.settings:
-                    lines.append(entry)
-        return lines
-
-    def add(self, pair_id: str, scores: dict[str, Any]) -> None:
-        line = json.dumps({"id": pair_id, "scores": scores, "filter": self.settings}, sort_keys=True)
-        with open(self.path, "ab") as handle:
-            handle.write((line + "\n").encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.ids.add(pair_id)
-
-    def merge(self, order: list[str]) -> None:
-        """Fold the shard logs into rejected.jsonl in source order (lines of other filter settings
-        are dropped: they no longer decide anything)."""
-        shards = sorted(self.root.glob("rejected-*.jsonl"))
-        if not shards or self.settings is None:
-            return
-        position = {pair_id: index for index, pair_id in enumerate(order)}
-        lines = {entry["id"]: entry for entry in self._lines()}
-        ordered = sorted(lines.values(), key=lambda entry: position.get(entry["id"], len(position)))
-        atomic_write_bytes(self.root / REJECTED_FILE, b"".join(
-            (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8") for entry in ordered))
-        for shard in shards:
-            shard.unlink()
 
 
 # --- setting a run up (the CLI and the studio) -------------------------------------------------

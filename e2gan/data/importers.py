@@ -18,7 +18,6 @@ and stored as PNG at their own sizes; the training loader resizes. The dataset i
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -30,6 +29,7 @@ from e2gan.data.dataset import (
     atomic_dataset_writer,
     unique_pair_ids,
 )
+from e2gan.data.pair_format import read_json_file
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, list_images, load_image
 
@@ -111,10 +111,7 @@ def import_folders(
 def _read_prompts(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise E2GANError(f"prompts file not found: {path} (img2img-turbo layout: a JSON dict file name -> prompt)")
-    try:
-        prompts = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise E2GANError(f"{path} is not valid JSON: {error}") from None
+    prompts = read_json_file(path)
     if not isinstance(prompts, dict) or not all(
         isinstance(name, str) and isinstance(text, str) for name, text in prompts.items()
     ):

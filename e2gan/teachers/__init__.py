@@ -4,7 +4,15 @@ Importing this package registers the built-in and diffusion teachers in `TEACHER
 itself is imported only when a diffusion teacher loads its model).
 """
 
-from e2gan.teachers.base import PHRASINGS, TEACHERS, Concept, GenerationStopped, Teacher, create_teacher
+from e2gan.teachers.base import (
+    PHRASINGS,
+    TEACHERS,
+    Concept,
+    GenerationStopped,
+    Teacher,
+    create_teacher,
+    describe_teachers,
+)
 from e2gan.teachers.builtin import BUILTIN_CONCEPTS, BuiltinTeacher, resolve_builtin_concept
 from e2gan.teachers.diffusion import DiffusionTeacher  # registers the diffusers-backed teachers
 
@@ -18,5 +26,6 @@ __all__ = [
     "PHRASINGS",
     "Teacher",
     "create_teacher",
+    "describe_teachers",
     "resolve_builtin_concept",
 ]

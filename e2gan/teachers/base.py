@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -58,6 +58,8 @@ class Teacher:
     """Base class for teachers; subclasses set `name` and implement `edit` and `parameters`."""
 
     name: str = ""
+    # The weights a teacher loads when given no model ("" for a teacher without weights).
+    default_model: str = ""
     # Which phrasing of a concept this teacher's prompt should be (see `Concept.phrasing`).
     phrasing: str = "description"
     # Set by whoever runs the teacher (generation, the studio) to cancel work inside a batch;
@@ -77,6 +79,12 @@ class Teacher:
         """Whether this teacher can run on this machine, and if not, why (one line)."""
         return True, ""
 
+    @classmethod
+    def weights_present(cls, model: str | None = None) -> tuple[bool, str]:
+        """Whether the weights of `model` (default: `default_model`) are on this machine:
+        (True, where) or (False, why not, in one line). A teacher without weights has them."""
+        return True, ""
+
     def concepts(self) -> list[Concept] | None:
         """The named concepts this teacher knows, or None if it takes free text."""
         return None
@@ -94,6 +102,26 @@ class Teacher:
 
 
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+
+
+def describe_teachers() -> dict[str, dict[str, Any]]:
+    """Each registered teacher: whether it can run here (and why not), for a teacher with weights
+    whether its default model is on this machine (and why not), and its named concepts (None for
+    a teacher that takes free text). Loads no model and never touches the network."""
+    report = {}
+    for name in TEACHERS:
+        teacher_class = TEACHERS.get(name)
+        usable, reason = teacher_class.available()
+        entry: dict[str, Any] = {"available": usable, "reason": reason}
+        if teacher_class.default_model:
+            # Without its libraries the weights cannot even be looked up; the reason is the same.
+            present, detail = teacher_class.weights_present() if usable else (False, reason)
+            entry.update(model=teacher_class.default_model, weights_present=present,
+                         weights=detail if present else None, weights_reason="" if present else detail)
+        concepts = teacher_class().concepts() if usable else None
+        entry["concepts"] = [concept.name for concept in concepts] if concepts else None
+        report[name] = entry
+    return report
 
 
 def create_teacher(name: str, **params) -> Teacher:

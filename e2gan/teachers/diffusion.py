@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -104,7 +105,8 @@ class DiffusionTeacher(Teacher):
 
     @classmethod
     def weights_present(cls, model: str | None = None) -> tuple[bool, str]:
-        """Whether the model's weights are on this machine (the teacher may still be importable)."""
+        """Whether the model's weights are on this machine (the teacher may still be importable):
+        (True, its folder) or (False, what to fetch)."""
         return weights_present(model or cls.default_model)
 
     def parameters(self) -> dict:
@@ -229,7 +231,6 @@ class DiffusionTeacher(Teacher):
 
 def _pipeline_class_name(folder: str) -> str:
     import json
-    from pathlib import Path
 
     try:
         return str(json.loads((Path(folder) / "model_index.json").read_text()).get("_class_name", ""))
@@ -356,13 +357,21 @@ class ControlNetTeacher(StableDiffusionImg2ImgTeacher):
         self.controlnet = controlnet
         self.thresholds = (int(low_threshold), int(high_threshold))
 
+    @classmethod
+    def weights_present(cls, model: str | None = None) -> tuple[bool, str]:
+        """Both halves: the Stable Diffusion model, and the ControlNet its folder holds or the
+        default one (what `_from_pretrained` loads when no controlnet is given)."""
+        present, detail = super().weights_present(model)
+        if not present or (Path(detail) / "controlnet" / "config.json").is_file():
+            return present, detail
+        net_present, net_detail = weights_present(cls.default_controlnet)
+        return (True, f"{detail} + {net_detail}") if net_present else (False, net_detail)
+
     def parameters(self) -> dict:
         return {**super().parameters(), "controlnet": self.controlnet or "auto",
                 "canny_thresholds": list(self.thresholds)}
 
     def _from_pretrained(self, folder: str, dtype):
-        from pathlib import Path
-
         from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline
 
         controlnet = self.controlnet
