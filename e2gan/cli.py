@@ -45,29 +45,42 @@ def _progress(args: argparse.Namespace, label: str):
 # --- data -------------------------------------------------------------------------------------
 
 @command("pairs")
-def cmd_pairs(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.generate import generate_pairs
+def cmd_pairs(args: argparse.Namespace) -> dict[str, Any] | None:
+    from e2gan.data.generate import (build_candidate_filter, distributed_state, generate_pairs,
+                                     resolve_concept)
     from e2gan.data.sources import open_source
     from e2gan.teachers import create_teacher
 
-    teacher = create_teacher(args.teacher)
-    prompt, concept = _concept_prompt(teacher, args.concept)
+    state = distributed_state()  # under `accelerate launch`: this process's share of the work
+    device = args.device if args.device != "auto" or state is None else str(state.device)
+    knobs = {"model": args.model, "num_inference_steps": args.steps, "strength": args.strength,
+             "guidance_scale": args.guidance, "image_guidance_scale": args.image_guidance,
+             "resolution": args.resolution, "negative_prompt": args.negative_prompt,
+             "controlnet": args.controlnet, "dtype": args.dtype,
+             "allow_download": args.allow_download or None, "device": device}
+    teachers = []
+    for name in args.teacher.split(","):
+        options = {k: v for k, v in knobs.items() if v is not None}
+        if name == "builtin":  # runs on the CPU and takes no knobs: a diffusion flag is an error
+            options = {k: v for k, v in options.items() if k not in ("device", "dtype")}
+        teachers.append(create_teacher(name, **options))
+    prompt, concept, phrasings = resolve_concept(teachers, args.concept, args.instruction,
+                                                 args.description)
     source = open_source(args.source, count=args.count, size=args.size, seed=args.seed)
-    result = generate_pairs(teacher, source, prompt, args.out, concept=concept, seed=args.seed,
-                            test_fraction=args.test_fraction, on_progress=_progress(args, "pairs"))
-    return result.summary()
-
-
-def _concept_prompt(teacher, text: str) -> tuple[str, str]:
-    """(prompt, concept name): a named concept's canonical prompt, or free text as given."""
-    from e2gan.text import concept_key
-
-    known = teacher.concepts()
-    if known is None:
-        return text, concept_key(text)
-    from e2gan.teachers import resolve_builtin_concept
-    concept = resolve_builtin_concept(text)
-    return concept.prompt, concept.name
+    candidate_filter = None
+    if args.clip_filter:
+        candidate_filter = build_candidate_filter(
+            args.clip_filter, device=device if device != "auto" else "cpu",
+            source_caption=args.source_caption, min_image_similarity=args.min_image_similarity,
+            min_direction_similarity=args.min_direction_similarity,
+            min_caption_similarity=args.min_caption_similarity)
+    label = "pairs" if state is None else f"pairs {state.process_index}/{state.num_processes}"
+    result = generate_pairs(teachers, source, prompt, args.out, concept=concept, seed=args.seed,
+                            test_fraction=args.test_fraction, batch_size=args.batch_size,
+                            on_progress=_progress(args, label), phrasings=phrasings,
+                            candidates=args.candidates, candidate_filter=candidate_filter,
+                            distributed=state)
+    return result.summary() if result.process_index == 0 else None  # the main process reports
 
 
 @command("import")
@@ -94,12 +107,29 @@ def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.selection import select
 
     dataset = PairDataset.open(args.dataset)
-    ids = select(dataset, args.k, method=args.method, seed=args.seed).ids
+    settings = {"weights": args.face_weights} if args.face_weights else {}
+    if args.face_weights and args.embedder != "face":
+        raise E2GANError("--face-weights goes with --embedder face")
+    selection = select(dataset, args.k, method=args.method, seed=args.seed,
+                       embedder=args.embedder, embedder_settings=settings)
+    ids = selection.ids
     # The subset keeps every held-out pair: it is what the fine-tune is judged on.
     kept = ids + [record.id for record in dataset.split("test")]
     subset = write_subset(dataset, kept, args.out, overwrite=args.overwrite) if args.out else None
+    if selection.embedder_note and not args.quiet:
+        print(f"embedder: {selection.embedder_note}", file=sys.stderr)
     return {"dataset": str(dataset.root), "method": args.method, "k": len(ids), "ids": ids,
+            "embedder": selection.embedder or None, "embedder_note": selection.embedder_note,
             "out": str(subset.root) if subset else None}
+
+
+@command("dataset-export")
+def cmd_dataset_export(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.data.export import export_dataset
+
+    return export_dataset(PairDataset.open(args.dataset), args.out, args.format,
+                          overwrite=args.overwrite)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -121,8 +151,19 @@ def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
 
     datasets = [PairDataset.open(path) for path in args.dataset]
     outcome = train_base(datasets, args.out, _settings(args), resume=not args.restart,
+                         text_encoder=_base_text_encoder(args, datasets),
                          on_progress=_progress(args, "train-base"))
     return {"out": str(outcome.output), **outcome.summary}
+
+
+def _base_text_encoder(args: argparse.Namespace, datasets):
+    from e2gan.text import text_encoder_from_option
+
+    # teacher-clip defaults to the pipeline that made the pairs, when they all name the same one.
+    models = list(dict.fromkeys(m for dataset in datasets for m in dataset.info.teacher_models()))
+    return text_encoder_from_option(args.text_encoder, args.text_model,
+                                    default_teacher_model=models[0] if len(models) == 1 else None,
+                                    allow_download=args.allow_download)
 
 
 @command("finetune")
@@ -182,23 +223,48 @@ def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset
     from e2gan.evaluation import evaluate_pairs
-    from e2gan.pipeline import EditPipeline
 
     dataset = PairDataset.open(args.dataset)
-    pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
-    if args.adapter:
-        pipeline.load_adapter(args.adapter)
-    prompt = pipeline.default_prompt(dataset.info.prompt)
-    metrics = evaluate_pairs(lambda images: pipeline(images, prompt, size=args.size), dataset,
-                             split=args.split, size=args.size)
-    return {"model": args.model, "adapter": args.adapter, "dataset": str(dataset.root), **metrics}
+    if bool(args.model) == bool(args.onnx):
+        raise E2GANError("evaluate needs exactly one of --model MODEL or --onnx FILE")
+    if args.onnx:  # an exported file, judged through the same callable interface
+        from e2gan.export.formats import OnnxImageMaker
+        from e2gan.training.recipes import resolve_device
+
+        maker, device = OnnxImageMaker(args.onnx), str(resolve_device(args.device))
+    else:
+        from e2gan.pipeline import EditPipeline
+
+        pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
+        if args.adapter:
+            pipeline.load_adapter(args.adapter)
+        prompt = pipeline.default_prompt(dataset.info.prompt)
+        maker, device = (lambda images: pipeline(images, prompt, size=args.size)), str(pipeline.device)
+    metrics = evaluate_pairs(maker, dataset, split=args.split, size=args.size, limit=args.limit,
+                             fid=args.fid, clip=args.clip, device=device, cache=not args.no_cache)
+    return {"model": args.model or args.onnx, "adapter": args.adapter,
+            "dataset": str(dataset.root), **metrics}
 
 
 @command("profile")
 def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.profiling import profile_architecture
 
-    return profile_architecture(args.arch, size=args.size, repeats=args.repeats)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    return profile_architecture(args.arch, size=args.size, repeats=args.repeats, onnx=args.onnx,
+                                floor=args.floor or args.onnx)
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.export import export_concept
+
+    return export_concept(args.model, args.out, adapter=args.adapter, prompt=args.prompt,
+                          scale=args.scale, size=args.size, formats=tuple(args.format),
+                          dynamic=not args.static_only, repeats=args.repeats, threads=args.threads,
+                          floor=args.floor)
 
 
 @command("edit")
@@ -263,20 +329,43 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
                     (lambda line: print(line, file=sys.stderr, flush=True)))
 
 
+@command("bench")
+def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.bench import BenchSettings, quick_settings, run_bench
+
+    overrides = {key: value for key, value in {
+        "unit_seconds": args.unit_seconds, "size": args.size, "eval_images": args.eval_images,
+        "seed": args.seed, "base": args.base, "device": args.device}.items() if value is not None}
+    if args.no_fid:
+        overrides["fid"] = False
+    if args.concepts:
+        overrides["main_concepts"] = [c.strip() for c in args.concepts.split(",") if c.strip()]
+    settings = quick_settings(**overrides) if args.quick else BenchSettings(**overrides)
+    sections = [name.strip() for name in args.sections.split(",") if name.strip()] if args.sections else None
+    report = run_bench(settings, args.out, args.report_dir, sections, args.data,
+                       log=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)))
+    return {"report": report["report"], "notes": report["notes"],
+            "sections": {name: section["seconds"] for name, section in report["sections"].items()},
+            "total_seconds": report["run"]["total_seconds"],
+            "main_verdicts": report["sections"].get("main", {}).get("verdicts"),
+            "selection_summary": report["sections"].get("data", {}).get("summary")}
+
+
 @command("concepts")
 def cmd_concepts(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.teachers import TEACHERS
+    from e2gan.teachers import describe_teachers
 
-    teachers = {}
-    for name in TEACHERS:
-        teacher_class = TEACHERS.get(name)
-        usable, reason = teacher_class.available()
-        concepts = teacher_class().concepts() if usable else None
-        teachers[name] = {"available": usable, "reason": reason,
-                          "concepts": [c.name for c in concepts] if concepts else None}
-        if not args.json:
-            print(f"{name}: " + (", ".join(teachers[name]["concepts"] or ["any prompt"])
-                                 if usable else f"unavailable ({reason})"))
+    teachers = describe_teachers()
+    for name, entry in teachers.items():
+        if args.json:
+            continue
+        if not entry["available"]:
+            print(f"{name}: cannot run here ({entry['reason']})")
+            continue
+        print(f"{name}: " + ", ".join(entry["concepts"] or ["any prompt"]))
+        if "model" in entry:
+            print(f"  weights {entry['model']}: " + (f"present ({entry['weights']})"
+                  if entry["weights_present"] else f"missing ({entry['weights_reason']})"))
     return {"teachers": teachers}
 
 
@@ -318,6 +407,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--batch-size", type=int, default=8, help="images per teacher call")
+    p.add_argument("--instruction", help="the concept phrased as an instruction (InstructPix2Pix)")
+    p.add_argument("--description", help="the concept phrased as a description (img2img)")
+    g = p.add_argument_group("diffusion teachers (instruct-pix2pix, sd-img2img, sd-turbo, controlnet)")
+    g.add_argument("--model", help="diffusers folder or Hugging Face repo id (local cache only)")
+    g.add_argument("--allow-download", action="store_true", help="fetch a missing model")
+    g.add_argument("--steps", type=int, help="denoising steps")
+    g.add_argument("--strength", type=float, help="img2img: how far to re-noise, 0-1")
+    g.add_argument("--guidance", type=float, help="text guidance scale")
+    g.add_argument("--image-guidance", type=float, help="InstructPix2Pix image guidance scale")
+    g.add_argument("--resolution", type=int, help="working resolution (short side)")
+    g.add_argument("--negative-prompt")
+    g.add_argument("--controlnet", help="controlnet: ControlNet folder or repo id")
+    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    g.add_argument("--device", default="auto")
+    g = p.add_argument_group("candidate selection (InstructPix2Pix's CLIP filter)")
+    g.add_argument("--candidates", type=int, default=1, help="candidate edits per image and teacher")
+    g.add_argument("--clip-filter", nargs="?", const="ViT-B-32", default=None,
+                   help="score candidates with CLIP: MODEL[:PRETRAINED] (local weights only)")
+    g.add_argument("--source-caption", default="a photo", help="caption of an unedited image")
+    g.add_argument("--min-image-similarity", type=float, default=None, help="default 0.7")
+    g.add_argument("--min-direction-similarity", type=float, default=None, help="default 0.2")
+    g.add_argument("--min-caption-similarity", type=float, default=None, help="default 0.2")
 
     p = add("import", "import your own pairs")
     p.add_argument("layout", choices=["folders", "img2img-turbo"])
@@ -337,10 +449,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the subset as a new dataset here")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embedder", default=None,
+                   help="builtin, clip or face: what embeds the pairs for cluster (default: clip "
+                        "where its weights are on this machine, else builtin)")
+    p.add_argument("--face-weights", help="face: a face-recognition .onnx (default: "
+                                          "$E2GAN_FACE_WEIGHTS, else CLIP over the face crop)")
+
+    p = add("dataset-export", "write a dataset as a Hugging Face imagefolder or img2img-turbo folder")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--format", default="imagefolder", choices=["imagefolder", "img2img-turbo"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
 
     p = add("train-base", "train the shared base generator on several concepts")
     p.add_argument("--dataset", nargs="+", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--text-encoder", default="learned", choices=["learned", "clip", "teacher-clip"],
+                   help="learned: a small table per concept (no text model); clip: open_clip's "
+                        "text tower; teacher-clip: the diffusion teacher's own CLIP text encoder")
+    p.add_argument("--text-model", default=None,
+                   help="clip: MODEL or MODEL:PRETRAINED (default ViT-B-32:laion2b_s34b_b79k); "
+                        "teacher-clip: pipeline folder or repo id (default: the model that made "
+                        "the pairs, else timbrooks/instruct-pix2pix)")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let the text model download when it is not on this machine")
     _training_arguments(p, steps=5000)
 
     p = add("finetune", "teach a base model a new concept (LoRA adapter or full fine-tune)")
@@ -370,17 +502,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the rank table json here (e.g. BASE/ranks.json)")
 
     p = add("evaluate", "judge a model (+ adapter) against a dataset's held-out teacher edits")
-    p.add_argument("--model", required=True, help="a model folder (base, full fine-tune, pix2pix)")
+    p.add_argument("--model", help="a model folder (base, full fine-tune, pix2pix)")
+    p.add_argument("--onnx", help="an exported .onnx file instead of --model (e2gan export)")
     p.add_argument("--adapter")
     p.add_argument("--dataset", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=int, default=None, help="judge only the first N pairs")
+    p.add_argument("--fid", action="store_true",
+                   help="also FID and KID against the teacher's edits (Inception, Clean-FID way)")
+    p.add_argument("--clip", action="store_true",
+                   help="also CLIP directional similarity and CMMD (needs local CLIP weights)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the cache of the teacher side's Inception features")
 
     p = add("profile", "parameters, MACs and latency of an architecture")
     p.add_argument("--arch", default="e2gan", choices=["e2gan", "pix2pix"])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--onnx", action="store_true",
+                   help="also onnxruntime latency, and the floor (implies --floor)")
+    p.add_argument("--floor", action="store_true",
+                   help="the latency floor: MACs over a measured sgemm rate (1 and all threads)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+
+    p = add("export", "export one concept as an on-device model (ONNX, TorchScript), checked "
+                      "against torch and timed")
+    p.add_argument("--model", required=True, help="a model folder (e.g. checkpoints/base)")
+    p.add_argument("--adapter", help="the concept's adapter (.safetensors), merged into the weights")
+    p.add_argument("--prompt", help="the concept (default: the adapter's); its text is baked in")
+    p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
+    p.add_argument("--size", type=int, default=256, help="side of the static variant")
+    p.add_argument("--format", nargs="+", default=["onnx", "torchscript"],
+                   choices=["onnx", "torchscript"])
+    p.add_argument("--static-only", action="store_true", help="no dynamic-size ONNX variant")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--floor", action="store_true",
+                   help="also the latency floor: MACs over a measured sgemm rate")
+    p.add_argument("--out", required=True, help="output folder")
 
     p = add("edit", "edit one image with a model (+ adapter)")
     p.add_argument("--model", required=True)
@@ -414,7 +575,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/demo")
 
-    add("concepts", "list teachers and the concepts they know")
+    p = add("bench", "the paper's tables in miniature on real photos (report, json, plots)")
+    p.add_argument("--quick", action="store_true", help="tiny settings: checks every section runs")
+    p.add_argument("--sections", help="comma-separated subset of: main, ranks, layers, base, data, "
+                                      "inference (default: all)")
+    p.add_argument("--unit-seconds", type=float, default=None,
+                   help="E2GAN's training budget; pix2pix gets 5x, bases 4x (default 60; quick 1)")
+    p.add_argument("--size", type=int, default=None, help="training and judging size (default 128)")
+    p.add_argument("--eval-images", type=int, default=None, help="held-out pairs judged per run")
+    p.add_argument("--no-fid", action="store_true", help="paired metrics only (no Inception)")
+    p.add_argument("--concepts", help="main table's concepts, e.g. scenes:winter,faces:silver_sculpture")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--base", default=None, help="base model folder (default: the shipped one)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--data", default=None, help="folder with scenes/ and faces/ "
+                                                "(default: $E2GAN_BENCH_DATA or ../shared/data)")
+    p.add_argument("--out", default="runs/bench", help="work folder (cached runs; resumable)")
+    p.add_argument("--report-dir", default=None, help="where report.md/json and plots go "
+                                                      "(default: the work folder)")
+
+    add("concepts", "list teachers, whether they and their weights are here, and their concepts")
     return parser
 
 
@@ -422,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = COMMANDS[args.command](args)
+        if result is None:  # a non-main process of a sharded run: the main one reports
+            return 0
     except E2GANError as error:
         print(f"error: {error}", file=sys.stderr)
         if args.json:

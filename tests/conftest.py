@@ -10,6 +10,8 @@ import torch
 # Never let any library reach the Hugging Face Hub from a test.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Caches (FID reference features, ...) go to a throwaway folder, never the user's ~/.cache.
+os.environ["E2GAN_CACHE"] = __import__("tempfile").mkdtemp(prefix="e2gan-test-cache-")
 
 # Tiny models gain nothing from intra-op threads, and OpenMP threads spinning against another
 # process (a benchmark, a second test run) can slow a step down tenfold.
@@ -52,3 +54,14 @@ def tiny_base(tmp_path_factory, tiny_pairs):
     train_base([tiny_pairs["pencil_sketch"], tiny_pairs["night"]], out, settings,
                generator_config=TINY_GENERATOR)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion_models(tmp_path_factory):
+    """{kind: folder} of tiny random diffusers pipelines saved with save_pretrained (see
+    tests/tiny_diffusion.py): instruct-pix2pix, sd-img2img, sd-turbo and controlnet."""
+    from tiny_diffusion import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-diffusion")
+    return {kind: str(save_tiny_pipeline(kind, root / kind))
+            for kind in ("instruct-pix2pix", "sd-img2img", "sd-turbo", "controlnet")}

@@ -1,0 +1,165 @@
+"""`e2gan export`: one concept as a self-contained on-device model.
+
+A base model plus (optionally) a concept adapter becomes a file whose only input is the image:
+the adapter is merged into the weights, the concept's text tokens are a constant inside the graph
+and the zero noise channel is folded away (`e2gan.export.editor`). Formats:
+
+- ONNX, a static `size` x `size` batch-1 variant and a dynamic one (batch, height and width free;
+  height and width multiples of the model's `size_multiple`);
+- TorchScript (`torch.jit.trace`), runs at any size.
+
+Every file is checked against the model as `EditPipeline` runs it (LoRA layers active, not merged)
+on random inputs, the largest absolute difference is reported (outputs lie in [-1, 1]; anything
+over `TOLERANCE` is an error, and nothing is written), and it is timed at batch 1 beside torch
+eager. A json sidecar `<file>.json` records concept, prompt, input size and range, the base's and
+adapter's sha256, the check and the timings. All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from e2gan.errors import E2GANError
+from e2gan.export.editor import ConceptEditor, deployable_editor
+from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, max_abs_difference,
+                                  median_latency, onnx_bytes, onnx_runner, onnx_session,
+                                  random_inputs, torch_runner, torchscript_bytes,
+                                  torchscript_runner)
+from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
+from e2gan.text import concept_key
+
+FORMATS = ("onnx", "torchscript")
+TOLERANCE = 1e-3
+
+
+def _io_description(size: int | None, multiple: int) -> dict[str, Any]:
+    shape = [1, 3, size, size] if size else ["batch", 3, "height", "width"]
+    return {
+        "input": {"name": INPUT_NAME, "shape": shape, "dtype": "float32", "layout": "NCHW, RGB",
+                  "range": [-1.0, 1.0], "from_uint8": "x / 127.5 - 1",
+                  "size_multiple": multiple},
+        "output": {"name": OUTPUT_NAME, "shape": shape, "dtype": "float32", "layout": "NCHW, RGB",
+                   "range": [-1.0, 1.0], "to_uint8": "round((clip(y, -1, 1) + 1) * 127.5)"},
+    }
+
+
+def _check(reference: ConceptEditor, candidate: Callable, shapes: list[tuple], what: str) -> float:
+    difference = max_abs_difference(torch_runner(reference), candidate, random_inputs(shapes))
+    if not difference <= TOLERANCE:  # also catches NaN
+        raise E2GANError(f"{what} differs from torch by {difference:.2e} (> {TOLERANCE}); not written")
+    return difference
+
+
+def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
+                   adapter: str | os.PathLike | None = None, prompt: str | None = None,
+                   scale: float = 1.0, size: int = 256, formats: tuple[str, ...] = FORMATS,
+                   dynamic: bool = True, repeats: int = 10, threads: int | None = None,
+                   floor: bool = False) -> dict:
+    """Export one concept of `model` (+ `adapter`) into `out_dir`; returns what was written."""
+    from e2gan.pipeline import EditPipeline
+
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise E2GANError(f"unknown export format(s) {unknown or formats}; known: {list(FORMATS)}")
+    pipeline = EditPipeline.from_pretrained(model, device="cpu")
+    if adapter:
+        pipeline.load_adapter(adapter, scale=scale)
+    reference, editor, prompt = deployable_editor(pipeline, prompt)
+    multiple = editor.size_multiple
+    if size < multiple or size % multiple:
+        raise E2GANError(f"--size must be a positive multiple of {multiple} for this model, got {size}")
+    threads = threads or torch.get_num_threads()
+    if pipeline.adapters:
+        concept = next(iter(pipeline.adapters.values())).concept
+    else:  # a model without text (pix2pix) has no concept name: use its architecture's
+        concept = concept_key(prompt) if prompt.strip() else pipeline.info["arch"]
+    stem = concept
+    common = {
+        "concept": concept, "prompt": prompt, "arch": pipeline.info["arch"],
+        "base": str(model), "base_sha256": pipeline.info["sha256"],
+        "adapter": str(adapter) if adapter else None,
+        "adapter_sha256": sha256_file(adapter) if adapter else None,
+        "adapter_scale": scale if adapter else None,
+        "merged": True, "text_tokens_baked_in": editor.text_tokens is not None,
+        "noise": "zeros (Eq. 1's z at inference), folded into the first conv",
+        "torch_version": torch.__version__,
+    }
+    static_shape = (1, 3, size, size)
+    # a second size and a batch of 2 show the dynamic variants really are dynamic
+    other_shape = (2, 3, max(multiple, size // 2), size + 2 * multiple)
+    example = torch.from_numpy(random_inputs([static_shape])[0])
+    # measured before and after the timings, the best kept: on a shared machine the rate moves
+    rate_before = _matmul_rate(threads) if floor else 0.0
+    eager = median_latency(torch_runner(editor), example.numpy(), repeats)
+    out_dir = Path(out_dir)
+    written: list[dict[str, Any]] = []
+
+    def write(path: Path, data: bytes, record: dict[str, Any]) -> None:
+        atomic_write_bytes(path, data)
+        sidecar = {**common, **record, "file": path.name, "bytes": len(data),
+                   "sha256": sha256_file(path)}
+        atomic_write_json(path.with_name(path.name + ".json"), sidecar)
+        written.append({"path": str(path), **{k: record[k] for k in
+                        ("format", "variant", "max_abs_diff", "runtime", "latency_median_s")}})
+
+    if "onnx" in formats:
+        import onnxruntime
+
+        variants = [("static", size)] + ([("dynamic", None)] if dynamic else [])
+        for variant, fixed in variants:
+            meta = {"e2gan": json.dumps({"concept": common["concept"], "prompt": prompt,
+                                         "size_multiple": multiple, "variant": variant})}
+            data = onnx_bytes(editor, example, dynamic=fixed is None, metadata=meta)
+            runner = onnx_runner(onnx_session(data, threads))
+            shapes = [static_shape] if fixed else [static_shape, other_shape]
+            difference = _check(reference, runner, shapes, f"ONNX ({variant})")
+            timing = median_latency(runner, example.numpy(), repeats)
+            name = f"{stem}_{size}.onnx" if fixed else f"{stem}_dynamic.onnx"
+            write(out_dir / name, data, {
+                "format": "onnx", "variant": variant, "opset": ONNX_OPSET,
+                **_io_description(fixed, multiple), "checked_shapes": [list(s) for s in shapes],
+                "max_abs_diff": difference, "runtime": f"onnxruntime {onnxruntime.__version__} CPU",
+                **timing, "threads": threads})
+    if "torchscript" in formats:
+        data = torchscript_bytes(editor, example)
+        runner = torchscript_runner(data)
+        shapes = [static_shape, other_shape]
+        difference = _check(reference, runner, shapes, "TorchScript")
+        timing = median_latency(runner, example.numpy(), repeats)
+        write(out_dir / f"{stem}.torchscript.pt", data, {
+            "format": "torchscript", "variant": "traced, any size", **_io_description(None, multiple),
+            "checked_shapes": [list(s) for s in shapes], "max_abs_diff": difference,
+            "runtime": f"torch {torch.__version__} jit", **timing, "threads": threads})
+    result = {"concept": common["concept"], "prompt": prompt, "size": size, "out": str(out_dir),
+              "torch_eager_latency_median_s": eager["latency_median_s"], "threads": threads,
+              "device": f"CPU {platform.machine()}", "files": written}
+    if floor:
+        result.update(_floor(editor, size, threads, result, max(rate_before, _matmul_rate(threads))))
+    return result
+
+
+def _matmul_rate(threads: int) -> float:
+    from e2gan.profiling import matmul_rate
+
+    return matmul_rate(threads)
+
+
+def _floor(editor: ConceptEditor, size: int, threads: int, result: dict,
+           rate: float) -> dict[str, Any]:
+    """The floor this machine allows (see e2gan.profiling) and each runtime's latency over it."""
+    from e2gan.profiling import count_macs
+
+    macs = count_macs(editor.generator, size)["macs"]
+    floor_s = 2 * macs / rate
+    for record in result["files"]:
+        record["over_floor"] = round(record["latency_median_s"] / floor_s, 3)
+    return {"macs_g": round(macs / 1e9, 3), "floor_s": float(f"{floor_s:.4g}"),
+            "sgemm_gflops": round(rate / 1e9, 2),
+            "floor_rule": f"2 x MACs (torch counter) / best sgemm FLOP/s with {threads} thread(s)",
+            "torch_eager_over_floor": round(result["torch_eager_latency_median_s"] / floor_s, 3)}
