@@ -340,6 +340,13 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         overrides["fid"] = False
     if args.concepts:
         overrides["main_concepts"] = [c.strip() for c in args.concepts.split(",") if c.strip()]
+    if args.data_sizes:
+        overrides["data_sizes"] = args.data_sizes
+    if args.selection_concepts:
+        overrides["selection_concepts"] = [c.strip() for c in args.selection_concepts.split(",")
+                                           if c.strip()]
+    if args.selection_seeds:
+        overrides["selection_seeds"] = args.selection_seeds
     settings = quick_settings(**overrides) if args.quick else BenchSettings(**overrides)
     sections = [name.strip() for name in args.sections.split(",") if name.strip()] if args.sections else None
     report = run_bench(settings, args.out, args.report_dir, sections, args.data,
@@ -585,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-images", type=int, default=None, help="held-out pairs judged per run")
     p.add_argument("--no-fid", action="store_true", help="paired metrics only (no Inception)")
     p.add_argument("--concepts", help="main table's concepts, e.g. scenes:winter,faces:silver_sculpture")
+    p.add_argument("--data-sizes", type=int, nargs="+", help="data curve's subset sizes (default 25 50 100 200)")
+    p.add_argument("--selection-concepts", help="cluster-vs-random grid's concepts (default: "
+                                                "scenes:winter,scenes:watercolor,scenes:thermal_camera)")
+    p.add_argument("--selection-seeds", type=int, nargs="+", help="cluster-vs-random grid's seeds (default 0 1 2)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--base", default=None, help="base model folder (default: the shipped one)")
     p.add_argument("--device", default=None)

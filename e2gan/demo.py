@@ -119,7 +119,7 @@ def run_demo(out_dir: str, settings: DemoSettings,
                    train_steps=pix2pix_outcome.result.steps_done, train_pairs=train_count)
     rows[2].update(trainable_parameters=0, stored_bytes=0, train_seconds=0.0, train_steps=0,
                    train_pairs=0)
-    picture = _comparison_picture(dataset, settings.size, [("teacher", None), *makers.items()])
+    picture = comparison_picture(dataset, settings.size, [("teacher", None), *makers.items()])
     atomic_save_image(out / "comparison.png", picture)
     report = {"concept": concept.name, "prompt": prompt, "base": str(base_dir),
               "base_sha256": base_info["sha256"], "settings": asdict(settings),
@@ -134,7 +134,9 @@ def run_demo(out_dir: str, settings: DemoSettings,
     return report
 
 
-def _comparison_picture(dataset: PairDataset, size: int, makers, count: int = 4) -> Image.Image:
+def comparison_picture(dataset: PairDataset, size: int, makers, count: int = 4) -> Image.Image:
+    """A contact sheet of the first `count` held-out pairs: the source, then one column per
+    (name, maker) in `makers` (a maker of None shows the teacher's edit)."""
     records = dataset.split("test")[:count]
     sources = [resize_and_center_crop(dataset.load_pair(r)[0], size) for r in records]
     columns = [sources]

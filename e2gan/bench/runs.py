@@ -1,0 +1,216 @@
+"""One training run of the benchmark, trained on a wall-clock budget and judged on held-out pairs.
+
+A run is a `RunSpec`: which recipe (LoRA or full fine-tune of a base, pix2pix from scratch),
+which data (a concept, all training pairs or a selected subset), which ranks, which seed and how
+many seconds. `milestones` lets one run be judged part way (pix2pix at E2GAN's budget and at five
+times it): training stops at each milestone, is judged, and continues from its saved state.
+
+Training FLOPs are counted, not estimated: one optimisation step of the same recipe (D step and
+G step, forward and backward, at the bench's batch and size) runs under torch's
+`FlopCounterMode`, and a run's training FLOPs are its steps times that. Convention: torch's
+counter (2 FLOPs per multiply-add; a transposed conv counted at its input resolution, the
+arithmetic actually done); data loading, augmentation and the optimiser update are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.flop_counter import FlopCounterMode
+
+from e2gan import lora
+from e2gan.bench.context import SHIPPED_BASE, BenchContext
+from e2gan.bench.judge import judge, pipeline_maker
+from e2gan.bench.settings import parse_concept
+from e2gan.checkpoint import load_generator, load_rank_table
+from e2gan.data.dataset import PairDataset
+from e2gan.errors import E2GANError
+from e2gan.files import atomic_write_json
+from e2gan.selection import select
+from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingOutcome,
+                                    TrainingSettings, finetune, train_pix2pix)
+
+KINDS = ("lora", "full", "pix2pix")
+NO_STEP_LIMIT = 10**9  # the wall-clock budget ends every run
+
+
+@dataclass
+class RunSpec:
+    kind: str
+    data: str  # "scenes:winter"
+    seconds: list[float]  # cumulative training budgets at which the run is judged
+    selection: str = "all"  # "all", "cluster" or "random"
+    pairs: int | None = None  # subset size for cluster/random
+    seed: int = 0
+    ranks: str = "searched"  # LoRA: "searched", "all-<r>", "random"
+    frozen_group: str | None = None  # LoRA: a crucial-layer group left untuned
+    base: str = SHIPPED_BASE
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise E2GANError(f"unknown run kind {self.kind!r}; known: {', '.join(KINDS)}")
+        if self.selection != "all" and not self.pairs:
+            raise E2GANError("a selected subset needs a number of pairs")
+
+    def slug(self) -> str:
+        parts = [self.kind, self.data.replace(":", "-")]
+        if self.selection != "all":
+            parts.append(f"{self.selection}{self.pairs}")
+        if self.kind == "lora":
+            parts.append(self.ranks)
+        if self.frozen_group:
+            parts.append(f"no-{self.frozen_group}")
+        if self.base != SHIPPED_BASE:
+            parts.append(self.base)
+        parts.append(f"s{self.seed}")
+        return "_".join(parts)
+
+
+def resolve_ranks(context: BenchContext, spec: RunSpec) -> dict[str, int]:
+    """The per-layer rank table a LoRA run trains with."""
+    generator = load_generator(context.base_dir(spec.base)).generator
+    layers = lora.crucial_layers(generator)
+    if spec.ranks == "searched":
+        ranks = load_rank_table(context.base_dir(SHIPPED_BASE))
+        if ranks is None:
+            context.note("the base has no searched rank table (ranks.json): 'searched' used rank 4 "
+                         "on every crucial layer")
+            ranks = dict.fromkeys(layers, 4)
+    elif spec.ranks.startswith("all-"):
+        ranks = dict.fromkeys(layers, int(spec.ranks.removeprefix("all-")))
+    elif spec.ranks == "random":
+        # Each layer draws a rank from the choices (up to its own cap), seeded by the run's seed.
+        rng = np.random.default_rng(1000 + spec.seed)
+        modules = dict(generator.named_modules())
+        ranks = {name: min(int(rng.choice(context.settings.rank_choices)), lora.rank_cap(modules[name]))
+                 for name in layers}
+    else:
+        raise E2GANError(f"unknown rank scheme {spec.ranks!r}")
+    if spec.frozen_group:
+        ranks = {name: rank for name, rank in ranks.items()
+                 if lora.group_of(name) != spec.frozen_group}
+    return ranks
+
+
+def selected_ids(dataset: PairDataset, spec: RunSpec) -> list[str] | None:
+    if spec.selection == "all":
+        return None
+    return select(dataset, spec.pairs, spec.selection, spec.seed).ids
+
+
+def _training_settings(context: BenchContext, spec: RunSpec, seconds: float | None,
+                       steps: int = NO_STEP_LIMIT) -> TrainingSettings:
+    s = context.settings
+    return TrainingSettings(size=s.size, steps=steps, batch_size=s.batch_size,
+                            learning_rate=LORA_LEARNING_RATE if spec.kind == "lora" else FULL_LEARNING_RATE,
+                            seed=spec.seed, device=s.device, max_seconds=seconds, checkpoint_every=0)
+
+
+def _train(context: BenchContext, spec: RunSpec, dataset: PairDataset, ids: list[str] | None,
+           folder: Path, settings: TrainingSettings, resume: bool) -> TrainingOutcome:
+    base_dir = context.base_dir(spec.base)
+    if spec.kind == "lora":
+        return finetune(base_dir, dataset, folder / "adapter.safetensors", settings, mode="lora",
+                        ranks=resolve_ranks(context, spec), ids=ids, resume=resume)
+    if spec.kind == "full":
+        return finetune(base_dir, dataset, folder / "model", settings, mode="full", ids=ids,
+                        resume=resume)
+    if ids is not None:
+        raise E2GANError("pix2pix trains on all training pairs in this benchmark")
+    return train_pix2pix(dataset, folder / "model", settings, resume=resume)
+
+
+def step_flops(context: BenchContext, spec: RunSpec) -> float:
+    """FLOPs of one optimisation step of `spec`'s recipe (see the module docstring); cached."""
+    # A step's FLOPs depend on the model, the ranks, the batch and the size, not on the concept or
+    # the pairs: one probe per recipe serves every run of it.
+    probe = RunSpec(spec.kind, spec.data, [0.0], spec.selection, spec.pairs, 0, spec.ranks,
+                    spec.frozen_group, spec.base)
+    key = {"flops_probe": {k: v for k, v in asdict(probe).items()
+                           if k not in ("data", "selection", "pairs", "seed", "seconds")},
+           "size": context.settings.size, "batch_size": context.settings.batch_size,
+           "base_path": str(context.base_dir(spec.base).resolve())}
+
+    def count(folder: Path) -> dict[str, Any]:
+        dataset = context.data.dataset(*parse_concept(spec.data))
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            with FlopCounterMode(display=False) as counter:
+                _train(context, probe, dataset, selected_ids(dataset, probe), Path(scratch),
+                       _training_settings(context, probe, None, steps=1), resume=False)
+        return {"flops_per_step": counter.get_total_flops()}
+
+    slug = "flops_" + "_".join(str(v) for v in key["flops_probe"].values() if v)
+    return float(context.store.cached(slug, key, count)["flops_per_step"])
+
+
+def _stored_bytes(spec: RunSpec, folder: Path) -> int:
+    if spec.kind == "lora":
+        return (folder / "adapter.safetensors").stat().st_size
+    return (folder / "model" / "model.safetensors").stat().st_size
+
+
+def result_folder(context: BenchContext, result: dict[str, Any]) -> Path:
+    return context.store.folder(result["slug"], result["spec"])
+
+
+def maker_for(context: BenchContext, spec: RunSpec, folder: Path, prompt: str):
+    """The trained model of a run as an image maker (what the judge and the pictures use)."""
+    device = context.settings.device
+    if spec.kind == "lora":
+        return pipeline_maker(context.base_dir(spec.base), prompt, folder / "adapter.safetensors",
+                              device=device)
+    return pipeline_maker(folder / "model", prompt if spec.kind == "full" else "", device=device)
+
+
+def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
+    """Train and judge `spec` (or read its stored result). The result's `milestones` hold one
+    judgement per budget in `spec.seconds`; its top-level metrics are the last one's."""
+    spec_dict = asdict(spec)
+    spec_dict["settings"] = context.settings.data_key()
+    spec_dict["base_path"] = str(context.base_dir(spec.base).resolve())
+    if spec.ranks == "random":
+        spec_dict["rank_choices"] = context.settings.rank_choices
+
+    def run(folder: Path) -> dict[str, Any]:
+        settings = context.settings
+        dataset = context.data.dataset(*parse_concept(spec.data))
+        ids = selected_ids(dataset, spec)
+        flops = step_flops(context, spec)
+        partial_path = folder / "milestones.json"
+        milestones = json.loads(partial_path.read_text()) if partial_path.is_file() else []
+        for index, budget in enumerate(spec.seconds):
+            if index < len(milestones):  # judged before the run was interrupted
+                continue
+            previous = milestones[-1] if milestones else {"steps": 0, "seconds": 0.0}
+            context.log(f"train {spec.slug()}: {budget - previous['seconds']:.0f} s more")
+            outcome = _train(context, spec, dataset, ids, folder,
+                             _training_settings(context, spec, budget - previous["seconds"]),
+                             resume=index > 0)
+            steps = outcome.result.steps_done
+            seconds = previous["seconds"] + outcome.result.seconds
+            trainable = outcome.trainable_parameters
+            metrics = judge(maker_for(context, spec, folder, dataset.info.prompt), dataset,
+                            settings.size, settings.eval_images, settings.fid, settings.device)
+            milestones.append({"budget_seconds": budget, "seconds": round(seconds, 1),
+                               "steps": steps, "images_seen": steps * settings.batch_size,
+                               "train_flops": steps * flops, "trainable_parameters": trainable,
+                               "stored_bytes": _stored_bytes(spec, folder), **metrics})
+            atomic_write_json(partial_path, milestones)
+        for state in folder.rglob("*training_state.pt"):  # optimiser moments: no longer needed
+            state.unlink()
+        return {"slug": spec.slug(), "milestones": milestones, **milestones[-1],
+                "flops_per_step": flops, "train_pairs": len(ids) if ids else
+                len(dataset.split("train")), "prompt": dataset.info.prompt}
+
+    return context.store.cached(spec.slug(), spec_dict, run)
+
+
+def lora_parameter_count(context: BenchContext, spec: RunSpec) -> int:
+    generator = load_generator(context.base_dir(spec.base)).generator
+    return lora.lora_parameter_count(generator, resolve_ranks(context, spec))
+

@@ -1,0 +1,58 @@
+"""Where each finished piece of a benchmark run is kept, so a killed run resumes where it stopped.
+
+A piece (one training run with its evaluation, a base model, a profile) is identified by its
+spec, a plain dict of everything that decides its outcome. Its result is stored as
+`<work>/runs/<slug>-<hash of spec>/result.json`, written atomically after the piece is complete;
+a rerun with the same spec reads it instead of training again, a changed spec (another budget,
+seed or size) gets a new folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from e2gan.files import atomic_write_json
+
+RESULT_FILE = "result.json"
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+class RunStore:
+    def __init__(self, work_dir: Path) -> None:
+        self.root = Path(work_dir) / "runs"
+
+    def folder(self, slug: str, spec: dict[str, Any]) -> Path:
+        clean = re.sub(r"[^A-Za-z0-9._-]+", "-", slug).strip("-") or "run"
+        return self.root / f"{clean}-{spec_hash(spec)}"
+
+    def get(self, slug: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+        path = self.folder(slug, spec) / RESULT_FILE
+        if not path.is_file():
+            return None
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None  # cut off while written elsewhere: recompute
+        return result if result.get("spec") == json.loads(json.dumps(spec, default=str)) else None
+
+    def put(self, slug: str, spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        result = {"spec": spec, **result}
+        atomic_write_json(self.folder(slug, spec) / RESULT_FILE, result)
+        return json.loads(json.dumps(result, default=str))
+
+    def cached(self, slug: str, spec: dict[str, Any],
+               compute: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """The stored result of `spec`, else `compute(folder)` stored and returned."""
+        found = self.get(slug, spec)
+        if found is not None:
+            return {**found, "reused": True}
+        folder = self.folder(slug, spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        return {**self.put(slug, spec, compute(folder)), "reused": False}

