@@ -20,6 +20,7 @@ from e2gan.files import to_rgb
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 
+from app.baseline import has_pix2pix, pix2pix_dir, pix2pix_label, pix2pix_metrics
 from app.concepts import get_teacher
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, Workspace
@@ -29,21 +30,39 @@ _cache: OrderedDict[tuple, tuple[EditPipeline, threading.Lock]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def adapter_pipeline(adapter_file: Path, base_dir=None) -> tuple[EditPipeline, threading.Lock]:
-    """A pipeline with `adapter_file` loaded (cached), and the lock to hold while using it."""
-    base_dir = Path(base_dir or default_base_dir())
-    key = (str(base_dir), str(adapter_file), adapter_file.stat().st_mtime_ns)
+def cached_pipeline(model_dir: Path, adapter_file: Path | None = None
+                    ) -> tuple[EditPipeline, threading.Lock]:
+    """A pipeline of `model_dir` (+ `adapter_file`), cached, and the lock to hold while using it.
+    The key holds the files' modification times, so a retrained model or adapter is reloaded."""
+    weights = model_dir / "model.safetensors"
+    key = (str(model_dir), weights.stat().st_mtime_ns if weights.is_file() else 0,
+           str(adapter_file), adapter_file.stat().st_mtime_ns if adapter_file else 0)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    pipeline = EditPipeline.from_pretrained(base_dir, device=SETTINGS.device)
-    pipeline.load_adapter(adapter_file)
+    pipeline = EditPipeline.from_pretrained(model_dir, device=SETTINGS.device)
+    if adapter_file is not None:
+        pipeline.load_adapter(adapter_file)
     with _cache_lock:
         _cache[key] = (pipeline, threading.Lock())
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
         return _cache[key]
+
+
+def adapter_pipeline(adapter_file: Path, base_dir=None) -> tuple[EditPipeline, threading.Lock]:
+    """A pipeline with `adapter_file` loaded on the base (cached), and its lock."""
+    return cached_pipeline(Path(base_dir or default_base_dir()), adapter_file)
+
+
+def pix2pix_edit(folder: ConceptFolder, image: Image.Image, size: int) -> tuple[Image.Image, float]:
+    """The concept's pix2pix baseline on the image (it takes no prompt)."""
+    pipeline, lock = cached_pipeline(pix2pix_dir(folder))
+    with lock:
+        started = time.perf_counter()
+        edited = pipeline([to_rgb(image)], "", size=size)[0]
+        return edited, time.perf_counter() - started
 
 
 def apply_adapter(adapter_file: Path, image: Image.Image, scale: float = 1.0,
@@ -91,7 +110,8 @@ def adapter_files(workspace: Workspace) -> dict[str, Path]:
 
 def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
             other: str | None = None, size: int | None = None, base_dir=None) -> dict:
-    """Teacher, base, this concept's adapter (and another adapter) on one image.
+    """Teacher, base, this concept's adapter, its pix2pix baseline where one was trained (and
+    another adapter) on one image.
 
     Returns {"images": {label: image}, "latency": {label: seconds}, "notes": [...]}.
     """
@@ -113,9 +133,21 @@ def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
         folder.adapter_file, image, scale, size, base_dir, adapter_on=False)
     label = f"{folder.name} (strength {scale:g})"
     images[label], latency[label] = apply_adapter(folder.adapter_file, image, scale, size, base_dir)
+    if has_pix2pix(folder):
+        baseline = pix2pix_label(folder)
+        images[baseline], latency[baseline] = pix2pix_edit(folder, image, size)
     if other and other != folder.name:
         files = adapter_files(workspace)
         if other not in files:
             raise E2GANError(f"no adapter {other!r} in this workspace")
         images[other], latency[other] = apply_adapter(files[other], image, 1.0, size, base_dir)
     return {"images": images, "latency": latency, "notes": notes, "adapter_label": label}
+
+
+def metric_rows(folder: ConceptFolder) -> list[dict]:
+    """The concept's metrics table: the fine-tune's rows, then the pix2pix baseline's if any."""
+    rows = list((folder.training() or {}).get("metrics", []))
+    baseline = pix2pix_metrics(folder)
+    if baseline and "psnr" in baseline:
+        rows.append({**baseline, "model": pix2pix_label(folder)})
+    return rows

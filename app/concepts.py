@@ -15,7 +15,8 @@ from PIL import Image
 
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
-from e2gan.teachers import TEACHERS, Teacher, create_teacher, resolve_builtin_concept
+from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
+                            resolve_builtin_concept)
 from e2gan.text import concept_key
 
 from app.settings import SETTINGS
@@ -30,15 +31,18 @@ _teacher_lock = threading.Lock()
 
 def teacher_table() -> list[dict]:
     """Every registered teacher: can it run here (packages and weights found offline), and if
-    not, what it needs. Looking for weights only reads the local cache; nothing is downloaded."""
+    not, what it needs (`missing`: "weights" or "packages"). Built on the engine's
+    `describe_teachers`, which only reads the local cache; nothing is downloaded."""
     rows = []
-    for name in TEACHERS.names():
-        teacher_class = TEACHERS.get(name)
-        usable, reason = teacher_class.available()
-        if usable and hasattr(teacher_class, "weights_present"):
-            usable, where = teacher_class.weights_present()
-            reason = "" if usable else f"weights not on this machine ({where})"
-        rows.append({"name": name, "available": usable, "reason": reason})
+    for name, entry in describe_teachers().items():
+        if not entry["available"]:
+            rows.append({"name": name, "available": False, "missing": "packages",
+                         "reason": entry["reason"]})
+        elif entry.get("weights_present") is False:
+            rows.append({"name": name, "available": False, "missing": "weights",
+                         "reason": f"weights not on this machine ({entry['weights_reason']})"})
+        else:
+            rows.append({"name": name, "available": True, "missing": None, "reason": ""})
     return rows
 
 

@@ -1,12 +1,13 @@
 """Step 6, Library and export: every concept made in this workspace, blends, downloads, the Hub.
 
 Exports are written under the concept's `exports/` folder (atomically, or into a temporary
-folder renamed when complete) and handed to the browser as files to download.
+folder renamed when complete) and handed to the browser as files to download. On-device formats
+(ONNX, TorchScript) come from the engine's `e2gan.export.export_concept`, which checks every file
+against PyTorch before it is written; the studio shows that check and the measured latency.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import tempfile
 import time
@@ -18,9 +19,12 @@ from e2gan.errors import E2GANError
 from e2gan.paths import default_base_dir
 from e2gan.text import concept_key
 
+from app.settings import SETTINGS
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
 
-EXPORT_FORMATS = ("adapter", "merged model", "onnx", "dataset")
+ON_DEVICE_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, "dataset")
+EXPORT_REPEATS = 10  # timed runs per exported file (after two warm-up runs)
 
 
 def library_rows(workspace: Workspace) -> list[dict]:
@@ -36,6 +40,7 @@ def library_rows(workspace: Workspace) -> list[dict]:
             "pairs": len(dataset) if dataset else 0,
             "adapter KB": round(adapter.stat().st_size / 1024, 1) if adapter.is_file() else None,
             "PSNR dB": metrics.get("psnr"), "MAE": metrics.get("mae"),
+            "FID": round(metrics["fid"], 1) if "fid" in metrics else None,
             "train s": training.get("train_seconds"),
             "made": time.strftime("%Y-%m-%d %H:%M", time.localtime(adapter.stat().st_mtime))
             if adapter.is_file() else "",
@@ -81,17 +86,38 @@ def _merged_model(folder: ConceptFolder, out: Path, base_dir: Path) -> Path:
     return out
 
 
-def onnx_exporter():
-    """The metrics helper's ONNX export function when it is installed, else None."""
-    try:
-        module = importlib.import_module("e2gan.export")
-    except ImportError:
-        return None
-    return getattr(module, "export_onnx", None)
+def training_size(folder: ConceptFolder) -> int:
+    """The resolution the concept's adapter was trained at: the natural export size."""
+    settings = read_adapter(folder.adapter_file).metadata.get("training", {}).get("settings", {})
+    return int(settings.get("size", SETTINGS.train_size))
 
 
-def export(workspace: Workspace, concept: str, kind: str, base_dir=None) -> Path:
-    """Write one export of `concept` and return the file to download."""
+def _on_device_export(folder: ConceptFolder, kind: str, base_dir: Path, size: int,
+                      repeats: int) -> dict:
+    """ONNX (a static size x size file and a dynamic one) or TorchScript, through the engine's
+    `export_concept`: it merges the adapter, bakes the prompt in, checks each file against torch
+    (max abs difference, refused over its tolerance) and times it. Files land in `exports/`."""
+    from e2gan.export import export_concept
+
+    result = export_concept(base_dir, folder.exports_dir, adapter=folder.adapter_file,
+                            size=size, formats=(kind,), dynamic=True, repeats=repeats)
+    files = []
+    for record in result["files"]:
+        path = Path(record["path"])
+        files += [path, path.with_name(path.name + ".json")]  # the sidecar says how to feed it
+    return {"files": files, "checks": result["files"], "size": result["size"],
+            "torch_eager_latency_median_s": result["torch_eager_latency_median_s"],
+            "threads": result["threads"]}
+
+
+def export(workspace: Workspace, concept: str, kind: str, base_dir=None, size: int | None = None,
+           repeats: int = EXPORT_REPEATS) -> dict:
+    """Write one export of `concept`; returns {"files": [paths to download], "checks": [...]}.
+
+    `checks` (on-device formats only) holds one row per model file: format, variant, the largest
+    absolute difference from torch on random inputs, the runtime and its median latency.
+    `size` (on-device formats) defaults to the adapter's training size.
+    """
     base_dir = Path(base_dir or default_base_dir())
     folder = workspace.concept(concept)
     if not folder.spec_file.is_file():
@@ -102,23 +128,40 @@ def export(workspace: Workspace, concept: str, kind: str, base_dir=None) -> Path
     exports.mkdir(parents=True, exist_ok=True)
     if kind == "dataset":
         dataset = folder.require_dataset()
-        return _zip_folder(dataset.root, exports / f"{folder.name}-pairs.zip")
+        return {"files": [_zip_folder(dataset.root, exports / f"{folder.name}-pairs.zip")], "checks": []}
     if not folder.has_adapter():
         raise E2GANError(f"concept {concept!r} has no adapter yet: fine-tune it first")
     if kind == "adapter":
         target = exports / folder.adapter_file.name
         shutil.copyfile(folder.adapter_file, target)
-        return target
+        return {"files": [target], "checks": []}
+    if kind in ON_DEVICE_FORMATS:
+        size = int(size) if size else training_size(folder)
+        return _on_device_export(folder, kind, base_dir, size, repeats)
     with tempfile.TemporaryDirectory(dir=exports) as scratch:
         merged = _merged_model(folder, Path(scratch) / f"{folder.name}-model", base_dir)
-        if kind == "merged model":
-            return _zip_folder(merged, exports / f"{folder.name}-model.zip")
-        exporter = onnx_exporter()
-        if exporter is None:
-            raise E2GANError("ONNX export is not available in this version of e2gan")
-        target = exports / f"{folder.name}.onnx"
-        exporter(merged, target)
-        return target
+        return {"files": [_zip_folder(merged, exports / f"{folder.name}-model.zip")], "checks": []}
+
+
+def export_report(result: dict) -> str:
+    """Markdown for the user: what was written and, for on-device files, the check and timing."""
+    files = result["files"]
+    total = sum(Path(path).stat().st_size for path in files)
+    lines = [f"exported {', '.join(f'`{Path(path).name}`' for path in files)} "
+             f"({total / 1024:.0f} KB in all)"]
+    if result.get("checks"):
+        lines += ["", f"Each file was run on random {result['size']}x{result['size']} inputs "
+                  f"against the PyTorch model (outputs in [-1, 1]; refused above 1e-3) and timed "
+                  f"at batch 1 with {result['threads']} thread(s):", "",
+                  "| file | variant | max abs diff vs torch | runtime | median latency |",
+                  "|---|---|---|---|---|"]
+        for row in result["checks"]:
+            lines.append(f"| `{Path(row['path']).name}` | {row['variant']} | "
+                         f"{row['max_abs_diff']:.1e} | {row['runtime']} | "
+                         f"{row['latency_median_s'] * 1000:.1f} ms |")
+        lines.append(f"| (PyTorch eager, for reference) | | | | "
+                     f"{result['torch_eager_latency_median_s'] * 1000:.1f} ms |")
+    return "\n".join(lines)
 
 
 def push_to_hub(workspace: Workspace, concept: str, repo_id: str, token: str) -> str:

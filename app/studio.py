@@ -51,18 +51,31 @@ def _base_and_teachers(base_dir: Path) -> tuple[int, list[dict], str]:
     return len((info.get("text_encoder") or {}).get("concepts", [])), teacher_table(), _clip_line()
 
 
+def teachers_line(teachers: list[dict]) -> str:
+    """Which teachers run here, in plain words: the ready ones first, then what the others lack."""
+    ready = [row["name"] for row in teachers if row["available"]]
+    no_weights = [row["name"] for row in teachers if row["missing"] == "weights"]
+    no_packages = [row["name"] for row in teachers if row["missing"] == "packages"]
+    parts = [f"{', '.join(ready)} ready" if ready else "none ready"]
+    if no_weights:
+        parts.append(f"{', '.join(no_weights)}: no weights on this machine")
+    if no_packages:
+        parts.append(f"{', '.join(no_packages)}: packages not installed")
+    line = "**Teachers:** " + " · ".join(parts)
+    if no_weights or no_packages:
+        line += " (see the Concept tab for what to fetch)"
+    return line
+
+
 def status_text(base_dir: Path, workspace_id: str | None = None) -> str:
     """One status line: device, base, teachers, weights, Space mode, what is running."""
     concepts, teachers, clip_line = _base_and_teachers(base_dir)
     usable = [row["name"] for row in teachers if row["available"]]
-    missing = [row["name"] for row in teachers if not row["available"]]
     running = BOARD.running()
     mine = [job.kind for job in running if job.workspace_id == workspace_id]
     parts = [f"**Device** {SETTINGS.device_label}",
              f"**Base** `{base_dir.name}` ({concepts} concepts)",
-             f"**Teachers** {', '.join(usable)}" + (f" (not usable here, no weights: {', '.join(missing)})"
-                                                    if missing else ""),
-             clip_line]
+             teachers_line(teachers), clip_line]
     if usable == ["builtin"]:
         parts.append("offline: the built-in teacher carries the whole flow")
     if SETTINGS.on_space:

@@ -19,12 +19,12 @@ from e2gan import lora
 from e2gan.checkpoint import load_generator, load_rank_table
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
-from e2gan.evaluation import evaluate_pairs
 from e2gan.files import atomic_save_image, atomic_write_json
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.training.recipes import TrainingSettings, finetune
 
+from app.concept_metrics import concept_metrics
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, Workspace
@@ -88,29 +88,6 @@ def sample_grid(folder: ConceptFolder, base_dir, size: int) -> Image.Image:
         for column, image in enumerate(images):
             sheet.paste(image.resize((size, size)), (column * size, row * size))
     return sheet
-
-
-def concept_metrics(folder: ConceptFolder, base_dir, size: int, limit: int = 60) -> list[dict]:
-    """PSNR / SSIM / MAE against the teacher on held-out pairs: adapter, bare base, no edit."""
-    dataset = folder.require_dataset()
-    if not dataset.split("test"):
-        return []
-    pipeline = EditPipeline.from_pretrained(base_dir, device=SETTINGS.device)
-    name = pipeline.load_adapter(folder.adapter_file)
-    prompt = pipeline.adapters[name].prompt
-
-    def without_adapter(images):
-        pipeline.use_adapter(None)
-        try:
-            return pipeline(images, prompt)
-        finally:
-            pipeline.use_adapter(name)
-
-    makers = {"E2GAN (base + this adapter)": lambda images: pipeline(images, prompt),
-              "base model (adapter off)": without_adapter,
-              "no edit (source as is)": lambda images: list(images)}
-    return [{"model": model, **evaluate_pairs(maker, dataset, "test", size=size, limit=limit)}
-            for model, maker in makers.items()]
 
 
 def stream_finetune(workspace: Workspace, request: FinetuneRequest,

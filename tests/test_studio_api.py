@@ -28,14 +28,20 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def studio(tiny_base, tmp_path_factory):
+    from stand_in_inception import use_stand_in
+
     from app.studio import build_demo
 
     root = tmp_path_factory.mktemp("workspaces")
     demo = build_demo(tiny_base, root)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    yield f"http://127.0.0.1:{port}/", root
-    demo.close()
+    # The app runs in this process: FID/KID go through a stand-in network here (the real one is
+    # tested once in test_studio_units.py), which also counts the images it is shown.
+    with pytest.MonkeyPatch.context() as patch:
+        seen = use_stand_in(patch)
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+        yield f"http://127.0.0.1:{port}/", root, seen
+        demo.close()
 
 
 def client(url):
@@ -47,6 +53,10 @@ def workspace_of(root: Path, concept: str, exclude=()) -> Path:
     found = [p for p in root.glob(f"*/concepts/{concept}") if p.parent.parent not in exclude]
     assert len(found) == 1, found
     return found[0]
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
 
 
 def wait_for(job, predicate, timeout=60.0):
@@ -61,17 +71,17 @@ def wait_for(job, predicate, timeout=60.0):
 
 
 def test_the_public_api_has_stable_names_and_hides_ui_events(studio):
-    url, _ = studio
+    url, *_ = studio
     names = set(client(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/concept", "/generate_pairs", "/stop", "/select", "/drop_pair", "/finetune",
             "/compare", "/apply_adapter", "/library", "/export", "/blend", "/edit",
-            "/status"} <= names
+            "/status", "/complete_fid", "/train_pix2pix"} <= names
     assert all(not name.startswith("/lambda") and "on_open" not in name and "live" not in name
                for name in names)
 
 
 def test_whole_flow_with_cancels_through_the_api(studio, tmp_path):
-    url, root = studio
+    url, root, inception_calls = studio
     c = client(url)
     info, preview = c.predict("winter", "builtin", "built-in photos", "", None, 0, 0.75, 7.5,
                               api_name="/concept")
@@ -118,28 +128,84 @@ def test_whole_flow_with_cancels_through_the_api(studio, tmp_path):
     assert read_adapter(adapter_file).metadata["training"]["steps"] > steps_at_stop
     assert Path(samples["path"]).is_file()
     assert [row[0] for row in metrics["data"]][0].startswith("E2GAN")
+    # FID/KID are made on request (Compare's button); the table says so and what it would cost
+    held_out = len(resumed.split("test"))
+    assert all(row[4] == "–" for row in metrics["data"]) and inception_calls == []
+    assert f"held-out pairs" in text and "compute FID/KID" in text
 
     # Compare: teacher, base and adapter side by side, with latencies.
     picture = concept_dir / "pairs" / "source" / f"{resumed.ids[0]}.png"
-    slider, side_by_side, latency, _ = c.predict(gradio_client.handle_file(str(picture)), 0.8, None,
-                                                 api_name="/compare")
+    slider, side_by_side, latency, metrics, caption = c.predict(
+        gradio_client.handle_file(str(picture)), 0.8, None, api_name="/compare")
+    assert f"{held_out} held-out pairs" in caption and "compute FID/KID" in caption
+    metrics, caption = c.predict(api_name="/complete_fid")
+    saved = read_json(concept_dir / "training.json")["metrics"]
+    assert [row[4] for row in metrics["data"]] == [round(row["fid"], 1) for row in saved]
+    assert inception_calls == [held_out] * 4 and f"{held_out} outputs" in caption and "noisy" in caption
     assert [item["caption"] for item in side_by_side] == ["teacher", "base model", "winter (strength 0.8)"]
     assert latency.count(" ms") == 3
+    # The pix2pix baseline, trained from scratch as a job, joins the comparison and the table.
+    text = c.predict(0.01, api_name="/train_pix2pix")
+    assert text.startswith("**finished**: pix2pix after") and (concept_dir / "pix2pix" / "config.json").is_file()
+    _, side_by_side, latency, metrics, _ = c.predict(gradio_client.handle_file(str(picture)), 1.0,
+                                                     None, api_name="/compare")
+    assert side_by_side[-1]["caption"].startswith("pix2pix (") and latency.count(" ms") == 4
+    assert metrics["data"][-1][0].startswith("pix2pix (") and metrics["data"][-1][4] == "–"
+    metrics, _ = c.predict(api_name="/complete_fid")
+    assert isinstance(metrics["data"][-1][4], float) and len(inception_calls) == 5
     edited, timing = c.predict(gradio_client.handle_file(str(picture)), "winter", 0.5,
                                api_name="/apply_adapter")
     assert Path(edited["path"]).is_file() and timing.endswith("ms")
 
-    # Library and export: the adapter downloads whole; the pairs as a zip.
+    # Library and export: the adapter downloads whole; the pairs as a zip; on-device files are
+    # checked against torch, timed, and run in onnxruntime / torch.jit as downloaded.
     table, *_ = c.predict(api_name="/library")
     assert [row[0] for row in table["data"]] == ["winter"]
-    download, message = c.predict("winter", "adapter", api_name="/export")
-    assert read_adapter(download["path"]).metadata["concept"] == "winter"
-    download, _ = c.predict("winter", "dataset", api_name="/export")
-    assert Path(download["path"]).suffix == ".zip"
+    download, message = c.predict("winter", "adapter", 0, api_name="/export")
+    assert read_adapter(download[0]["path"]).metadata["concept"] == "winter"
+    download, _ = c.predict("winter", "dataset", 0, api_name="/export")
+    assert Path(download[0]["path"]).suffix == ".zip"
+    download, message = c.predict("winter", "onnx", 32, api_name="/export")
+    names = sorted(Path(item["path"]).name for item in download)
+    assert names == ["winter_32.onnx", "winter_32.onnx.json", "winter_dynamic.onnx",
+                     "winter_dynamic.onnx.json"]
+    assert "max abs diff" in message and message.count(" ms |") == 3 and "onnxruntime" in message
+    check_onnx_download(download, picture)
+    download, message = c.predict("winter", "torchscript", 0, api_name="/export")
+    # (gradio hands each file out from its own cache folder: find the sidecar by name)
+    files = {Path(item["path"]).name: Path(item["path"]) for item in download}
+    assert sorted(files) == ["winter.torchscript.pt", "winter.torchscript.pt.json"]
+    sidecar = json.loads(files["winter.torchscript.pt.json"].read_text())
+    assert sidecar["max_abs_diff"] < 1e-3 and sidecar["concept"] == "winter"
+    assert "torch" in message and f"{sidecar['max_abs_diff']:.1e}" in message
+    with pytest.raises(Exception, match="multiple of"):
+        c.predict("winter", "onnx", 30, api_name="/export")
+
+
+def check_onnx_download(download, picture):
+    """The exported static and dynamic files give the adapter's edit, through onnxruntime only."""
+    import numpy as np
+    import onnxruntime
+    from PIL import Image
+
+    from app.compare import apply_adapter
+
+    files = {Path(item["path"]).name: Path(item["path"]) for item in download}
+    sidecar = json.loads(files["winter_32.onnx.json"].read_text())
+    assert sidecar["max_abs_diff"] < 1e-3 and sidecar["input"]["shape"] == [1, 3, 32, 32]
+    image = Image.open(picture).convert("RGB").resize((32, 32))
+    expected, _ = apply_adapter(Path(sidecar["adapter"]), image, 1.0, size=32,
+                                base_dir=sidecar["base"])
+    array = np.asarray(image, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1
+    for name in ("winter_32.onnx", "winter_dynamic.onnx"):
+        session = onnxruntime.InferenceSession(str(files[name]), providers=["CPUExecutionProvider"])
+        out = session.run(None, {session.get_inputs()[0].name: array})[0][0]
+        pixels = ((out.transpose(1, 2, 0).clip(-1, 1) + 1) * 127.5).round()
+        assert np.abs(pixels - np.asarray(expected, np.float32)).max() <= 2, name
 
 
 def test_two_concurrent_clients_work_in_separate_workspaces(studio):
-    url, root = studio
+    url, root, *_ = studio
     first, second = client(url), client(url)
     results = {}
 

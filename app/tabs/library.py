@@ -1,14 +1,15 @@
-"""Tab 6: every concept of this workspace; blend two; export a download; push to the Hub."""
+"""Tab 6: every concept of this workspace; blend two; export a download; train the pix2pix
+baseline; push to the Hub."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app import library
+from app import baseline, library
 from app.settings import SETTINGS
-from app.ui import HEAVY, Context, user_errors
+from app.ui import HEAVY, Context, progress_line, seconds_text, stop_job, user_errors
 
-COLUMNS = ["concept", "prompt", "pairs", "adapter KB", "PSNR dB", "MAE", "train s", "made"]
+COLUMNS = ["concept", "prompt", "pairs", "adapter KB", "PSNR dB", "MAE", "FID", "train s", "made"]
 
 
 def table(workspace) -> list[list]:
@@ -21,15 +22,29 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         refresh = gr.Button("Refresh")
         with gr.Row():
             concept = gr.Dropdown([], label="concept", allow_custom_value=True)
-            kind = gr.Radio(list(library.EXPORT_FORMATS), value="adapter", label="export as")
+            kind = gr.Radio(list(library.EXPORT_FORMATS), value="adapter", label="export as",
+                            info="onnx: a fixed-size file and a dynamic one; torchscript: any "
+                                 "size. Both are checked against PyTorch and timed.")
+            size = gr.Number(value=0, precision=0, label="on-device size (px)",
+                             info="0: the size the adapter was trained at", elem_id="export-size")
             export_button = gr.Button("Export", variant="primary")
-        download = gr.File(label="download", interactive=False)
+        download = gr.File(label="download", interactive=False, file_count="multiple")
         with gr.Accordion("blend two concepts", open=False):
             with gr.Row():
                 first = gr.Dropdown([], label="first", allow_custom_value=True)
                 second = gr.Dropdown([], label="second", allow_custom_value=True)
                 weight = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="weight of the first")
                 blend_button = gr.Button("Blend")
+        with gr.Accordion("pix2pix baseline (the paper's comparison)", open=False):
+            gr.Markdown("pix2pix's 9-block generator trained from scratch on the current "
+                        "concept's pairs for the same kind of budget; Compare then shows it beside "
+                        "the adapter, with its metrics. Training again continues where it stopped.")
+            with gr.Row():
+                baseline_minutes = gr.Number(value=SETTINGS.train_minutes, label="minutes of training",
+                                             elem_id="pix2pix-minutes")
+                baseline_button = gr.Button("Train pix2pix baseline")
+                baseline_stop = gr.Button("Stop", variant="stop")
+            baseline_progress = gr.Markdown()
         with gr.Accordion("push to the Hugging Face Hub", open=False):
             gr.Markdown("Only with your token; nothing is uploaded otherwise.")
             with gr.Row():
@@ -51,11 +66,11 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
                 gr.update(choices=choices), gr.update(choices=choices))
 
     @user_errors
-    def run_export(workspace_id, name, format_name):
+    def run_export(workspace_id, name, format_name, size_value):
         workspace = context.workspace(workspace_id)
-        path = library.export(workspace, name or workspace.current_name() or "", format_name,
-                              context.base_dir)
-        return workspace.id, str(path), f"exported `{path.name}` ({path.stat().st_size / 1024:.0f} KB)"
+        result = library.export(workspace, name or workspace.current_name() or "", format_name,
+                                context.base_dir, size=int(size_value or 0) or None)
+        return workspace.id, [str(path) for path in result["files"]], library.export_report(result)
 
     @user_errors
     def run_blend(workspace_id, a, b, w):
@@ -68,13 +83,43 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         workspace = context.workspace(workspace_id)
         return f"pushed: {library.push_to_hub(workspace, name, repo_id, token_value)}"
 
+    @user_errors
+    def run_baseline(workspace_id, minutes_value):
+        workspace = context.workspace(workspace_id)
+        for event in baseline.stream_pix2pix(workspace, float(minutes_value or 0)):
+            if event.get("heartbeat"):
+                continue
+            if event.get("done") is True:
+                row = event["result"]
+                verdict = "stopped" if event["stopped"] else "finished"
+                scores = (f"; held-out PSNR {row['psnr']:.2f} dB" if "psnr" in row else "") + (
+                    f", FID {row['fid']:.1f}" if "fid" in row else "")
+                yield (workspace.id, f"**{verdict}**: pix2pix after {row['steps']} steps "
+                       f"({seconds_text(row['train_seconds'])} in all){scores}. See **5 · Compare**.")
+                return
+            if event.get("evaluating"):
+                text = "measuring pix2pix against the teacher on held-out pairs…"
+            elif "budget" in event:
+                text = progress_line(event["seconds"] / event["budget"],
+                                     f"pix2pix step {event['step']} · about "
+                                     f"{seconds_text(event['budget'] - event['seconds'])} left")
+            else:
+                continue
+            yield workspace.id, text
+
     refresh.click(show, workspace_state, [workspace_state, rows, concept, first, second],
                   api_name="library")
-    export_button.click(run_export, [workspace_state, concept, kind], [workspace_state, download, message],
+    export_button.click(run_export, [workspace_state, concept, kind, size],
+                        [workspace_state, download, message],
                         api_name="export", concurrency_limit=SETTINGS.heavy_concurrency,
                         concurrency_id=HEAVY)
     blend_button.click(run_blend, [workspace_state, first, second, weight],
                        [workspace_state, rows, message], api_name="blend")
+    baseline_job = baseline_button.click(
+        run_baseline, [workspace_state, baseline_minutes], [workspace_state, baseline_progress],
+        api_name="train_pix2pix", concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
+    baseline_stop.click(stop_job, workspace_state, baseline_progress, cancels=[baseline_job],
+                        api_visibility="private")
     push_button.click(run_push, [workspace_state, concept, repo, token], message,
                       api_visibility="undocumented")
     # Entering the tab shows what the earlier steps left there.

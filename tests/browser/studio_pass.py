@@ -84,11 +84,13 @@ def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
         click_tab(page, "5 · Compare")
         page.get_by_role("button", name="Compare", exact=True).click()
         page.get_by_text("Latency on").wait_for()
+        page.locator("#metrics-caption").get_by_text("held-out pairs at").wait_for()
         page.screenshot(path=str(out / "5-compare.png"), full_page=True)
 
         click_tab(page, "6 · Library & export")
+        page.get_by_label("onnx", exact=True).check()
         page.get_by_role("button", name="Export", exact=True).click()
-        page.get_by_text("exported").first.wait_for()
+        page.get_by_text("max abs diff vs torch").first.wait_for()
         page.screenshot(path=str(out / "6-library.png"), full_page=True)
         browser.close()
     return errors

@@ -19,8 +19,11 @@ SCREENSHOTS = Path(os.environ.get("E2GAN_SCREENSHOTS",
 
 @pytest.mark.slow
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_a_browser_clicks_through_every_step_without_javascript_errors(tiny_base, tmp_path):
+def test_a_browser_clicks_through_every_step_without_javascript_errors(tiny_base, tmp_path,
+                                                                        monkeypatch):
     from app.studio import build_demo, launch_options
+
+    monkeypatch.setenv("E2GAN_CACHE", str(tmp_path / "cache"))  # FID's feature cache
 
     demo = build_demo(tiny_base, tmp_path / "workspaces")
     port = free_port()
