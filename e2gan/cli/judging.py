@@ -1,0 +1,103 @@
+"""Judging commands: a model against held-out teacher edits (`evaluate`), an architecture's size
+and speed (`profile`), and one concept exported for devices, checked and timed (`export`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from e2gan.cli.common import command
+from e2gan.errors import E2GANError
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.evaluation import evaluate_pairs
+
+    dataset = PairDataset.open(args.dataset)
+    if bool(args.model) == bool(args.onnx):
+        raise E2GANError("evaluate needs exactly one of --model MODEL or --onnx FILE")
+    if args.onnx:  # an exported file, judged through the same callable interface
+        from e2gan.export.formats import OnnxImageMaker
+        from e2gan.training.recipes import resolve_device
+
+        maker, device = OnnxImageMaker(args.onnx), str(resolve_device(args.device))
+    else:
+        from e2gan.pipeline import EditPipeline
+
+        pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
+        if args.adapter:
+            pipeline.load_adapter(args.adapter)
+        prompt = pipeline.default_prompt(dataset.info.prompt)
+        maker, device = (lambda images: pipeline(images, prompt, size=args.size)), str(pipeline.device)
+    metrics = evaluate_pairs(maker, dataset, split=args.split, size=args.size, limit=args.limit,
+                             fid=args.fid, clip=args.clip, device=device, cache=not args.no_cache)
+    return {"model": args.model or args.onnx, "adapter": args.adapter,
+            "dataset": str(dataset.root), **metrics}
+
+
+@command("profile")
+def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.profiling import profile_architecture
+
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    return profile_architecture(args.arch, size=args.size, repeats=args.repeats, onnx=args.onnx,
+                                floor=args.floor or args.onnx)
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.export import export_concept
+
+    return export_concept(args.model, args.out, adapter=args.adapter, prompt=args.prompt,
+                          scale=args.scale, size=args.size, formats=tuple(args.format),
+                          dynamic=not args.static_only, repeats=args.repeats, threads=args.threads,
+                          floor=args.floor)
+
+
+def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """This area's subcommands and flags; `add` makes a subparser with --json and --quiet."""
+    p = add("evaluate", "judge a model (+ adapter) against a dataset's held-out teacher edits")
+    p.add_argument("--model", help="a model folder (base, full fine-tune, pix2pix)")
+    p.add_argument("--onnx", help="an exported .onnx file instead of --model (e2gan export)")
+    p.add_argument("--adapter")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=int, default=None, help="judge only the first N pairs")
+    p.add_argument("--fid", action="store_true",
+                   help="also FID and KID against the teacher's edits (Inception, Clean-FID way)")
+    p.add_argument("--clip", action="store_true",
+                   help="also CLIP directional similarity and CMMD (needs local CLIP weights)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the cache of the teacher side's Inception features")
+
+    p = add("profile", "parameters, MACs and latency of an architecture")
+    p.add_argument("--arch", default="e2gan", choices=["e2gan", "pix2pix"])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--onnx", action="store_true",
+                   help="also onnxruntime latency, and the floor (implies --floor)")
+    p.add_argument("--floor", action="store_true",
+                   help="the latency floor: MACs over a measured sgemm rate (1 and all threads)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+
+    p = add("export", "export one concept as an on-device model (ONNX, TorchScript), checked "
+                      "against torch and timed")
+    p.add_argument("--model", required=True, help="a model folder (e.g. checkpoints/base)")
+    p.add_argument("--adapter", help="the concept's adapter (.safetensors), merged into the weights")
+    p.add_argument("--prompt", help="the concept (default: the adapter's); its text is baked in")
+    p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
+    p.add_argument("--size", type=int, default=256, help="side of the static variant")
+    p.add_argument("--format", nargs="+", default=["onnx", "torchscript"],
+                   choices=["onnx", "torchscript"])
+    p.add_argument("--static-only", action="store_true", help="no dynamic-size ONNX variant")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--floor", action="store_true",
+                   help="also the latency floor: MACs over a measured sgemm rate")
+    p.add_argument("--out", required=True, help="output folder")

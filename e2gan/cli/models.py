@@ -1,0 +1,87 @@
+"""Commands over trained models: edit an image (`edit`) and inspect, blend or merge concept
+adapters (`adapter`)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from e2gan.cli.common import command
+from e2gan.errors import E2GANError
+
+
+@command("edit")
+def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.files import atomic_save_image, load_image
+    from e2gan.pipeline import EditPipeline
+
+    pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
+    if args.adapter:
+        pipeline.load_adapter(args.adapter, scale=args.scale)
+    prompt = pipeline.default_prompt(args.prompt)
+    image = load_image(args.image)
+    started = time.perf_counter()
+    edited = pipeline([image], prompt, size=args.size)[0]
+    seconds = time.perf_counter() - started
+    atomic_save_image(args.out, edited)
+    return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4)}
+
+
+@command("adapter")
+def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan import lora
+    from e2gan.checkpoint import (apply_adapter, blend_adapters, load_generator, read_adapter,
+                                  save_adapter, save_generator)
+
+    first = read_adapter(args.adapter)
+    if args.action == "info":
+        meta = first.metadata
+        return {"adapter": args.adapter, "bytes": Path(args.adapter).stat().st_size,
+                **{k: meta[k] for k in ("concept", "prompt", "ranks", "base_sha256",
+                                        "text_encoder", "trainable_parameters", "training")}}
+    if not args.out:
+        raise E2GANError(f"adapter {args.action} needs --out")
+    if args.action == "blend":
+        if not args.other:
+            raise E2GANError("adapter blend needs --other ADAPTER")
+        weight = 0.5 if args.weight is None else args.weight
+        blended = blend_adapters(first, read_adapter(args.other), weight, prompt=args.prompt)
+        save_adapter(args.out, blended)
+        return {"out": args.out, "concept": blended.concept, "ranks": blended.metadata["ranks"],
+                "bytes": Path(args.out).stat().st_size}
+    # merge: a plain model folder with the concept folded in (what export and devices want)
+    if not args.base:
+        raise E2GANError("adapter merge needs --base MODEL")
+    loaded = load_generator(args.base)
+    name = apply_adapter(loaded, first)
+    lora.set_adapter_scale(loaded.generator, name, 1.0 if args.weight is None else args.weight)
+    lora.remove_adapters(loaded.generator, merge=True)
+    save_generator(args.out, loaded.generator, loaded.text_encoder,
+                   {"merged_from": {"base": args.base, "adapter": args.adapter, "scale": args.weight}})
+    return {"out": args.out, "concept": first.concept, "prompt": first.prompt}
+
+
+def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """This area's subcommands and flags; `add` makes a subparser with --json and --quiet."""
+    p = add("edit", "edit one image with a model (+ adapter)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--adapter")
+    p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
+    p.add_argument("--prompt", default=None)
+    p.add_argument("--image", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=None, help="resize the short side (default: keep)")
+    p.add_argument("--device", default="auto")
+
+    p = add("adapter", "inspect, blend or merge concept adapters")
+    p.add_argument("action", choices=["info", "blend", "merge"])
+    p.add_argument("adapter", help="adapter file (.safetensors)")
+    p.add_argument("--other", help="blend: the second adapter")
+    p.add_argument("--weight", type=float, default=None,
+                   help="blend: weight of the first adapter, 0-1 (default 0.5); "
+                        "merge: adapter strength (default 1)")
+    p.add_argument("--prompt", help="blend: prompt of the blended concept")
+    p.add_argument("--base", help="merge: the base model folder the adapter was trained on")
+    p.add_argument("--out", help="blend: adapter file; merge: model folder")

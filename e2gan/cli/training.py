@@ -1,0 +1,153 @@
+"""Training commands: the shared base (`train-base`), a new concept (`finetune`), the pix2pix
+baseline (`train-pix2pix`) and the search for LoRA ranks per crucial layer (`rank-search`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from e2gan.cli.common import command, progress
+
+
+def _settings(args: argparse.Namespace, default_lr: float | None = None):
+    from e2gan.training.recipes import FULL_LEARNING_RATE, TrainingSettings
+
+    lr = args.lr if args.lr is not None else (default_lr or FULL_LEARNING_RATE)
+    return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
+                            learning_rate=lr, discriminator_learning_rate=args.d_lr,
+                            seed=args.seed, device=args.device,
+                            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
+
+
+@command("train-base")
+def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.training.recipes import train_base
+
+    datasets = [PairDataset.open(path) for path in args.dataset]
+    outcome = train_base(datasets, args.out, _settings(args), resume=not args.restart,
+                         text_encoder=_base_text_encoder(args, datasets),
+                         on_progress=progress(args, "train-base"))
+    return {"out": str(outcome.output), **outcome.summary}
+
+
+def _base_text_encoder(args: argparse.Namespace, datasets):
+    from e2gan.text import text_encoder_from_option
+
+    # teacher-clip defaults to the pipeline that made the pairs, when they all name the same one.
+    models = list(dict.fromkeys(m for dataset in datasets for m in dataset.info.teacher_models()))
+    return text_encoder_from_option(args.text_encoder, args.text_model,
+                                    default_teacher_model=models[0] if len(models) == 1 else None,
+                                    allow_download=args.allow_download)
+
+
+@command("finetune")
+def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.training.recipes import LORA_LEARNING_RATE, finetune
+
+    dataset = PairDataset.open(args.dataset)
+    ranks = _load_ranks(args) if args.mode == "lora" else None
+    settings = _settings(args, LORA_LEARNING_RATE if args.mode == "lora" else None)
+    outcome = finetune(args.base, dataset, args.out, settings, mode=args.mode, ranks=ranks,
+                       resume=not args.restart, on_progress=progress(args, "finetune"))
+    return {"out": str(outcome.output), **outcome.summary}
+
+
+def _load_ranks(args: argparse.Namespace) -> dict[str, int] | None:
+    from e2gan.checkpoint import load_generator, load_rank_table
+    from e2gan.training.recipes import uniform_ranks
+
+    if args.rank:
+        return uniform_ranks(load_generator(args.base).generator, args.rank)
+    return load_rank_table(args.ranks) if args.ranks else None  # None: the base's ranks.json
+
+
+@command("train-pix2pix")
+def cmd_train_pix2pix(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.training.recipes import train_pix2pix
+
+    dataset = PairDataset.open(args.dataset)
+    outcome = train_pix2pix(dataset, args.out, _settings(args), resume=not args.restart,
+                            on_progress=progress(args, "pix2pix"))
+    return {"out": str(outcome.output), **outcome.summary}
+
+
+@command("rank-search")
+def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.rank_search import RankSearchSettings, format_rank_table, search_ranks
+
+    datasets = [PairDataset.open(path) for path in args.dataset]
+    settings = RankSearchSettings(steps_per_round=args.steps_per_round, size=args.size,
+                                  batch_size=args.batch_size, learning_rate=args.lr,
+                                  seed=args.seed, device=args.device, max_rounds=args.max_rounds)
+    result = search_ranks(args.base, datasets, settings, on_progress=progress(args, "rank-search"))
+    if not args.json:
+        print(format_rank_table(result))
+    if args.out:
+        from e2gan.files import atomic_write_json
+        atomic_write_json(args.out, result)
+    return result
+
+
+def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int = 128) -> None:
+    """The flags every trainer shares: they fill `TrainingSettings` (see `_settings`)."""
+    parser.add_argument("--size", type=int, default=size, help="training resolution (pixels)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate, generator side (default: 3e-3 for LoRA, "
+                             "2e-4 otherwise)")
+    parser.add_argument("--d-lr", type=float, default=None,
+                        help="discriminator learning rate (default: same as --lr)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop cleanly after this much training time")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore a training checkpoint left by an interrupted run")
+
+
+def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """This area's subcommands and flags; `add` makes a subparser with --json and --quiet."""
+    p = add("train-base", "train the shared base generator on several concepts")
+    p.add_argument("--dataset", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--text-encoder", default="learned", choices=["learned", "clip", "teacher-clip"],
+                   help="learned: a small table per concept (no text model); clip: open_clip's "
+                        "text tower; teacher-clip: the diffusion teacher's own CLIP text encoder")
+    p.add_argument("--text-model", default=None,
+                   help="clip: MODEL or MODEL:PRETRAINED (default ViT-B-32:laion2b_s34b_b79k); "
+                        "teacher-clip: pipeline folder or repo id (default: the model that made "
+                        "the pairs, else timbrooks/instruct-pix2pix)")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let the text model download when it is not on this machine")
+    _training_arguments(p, steps=5000)
+
+    p = add("finetune", "teach a base model a new concept (LoRA adapter or full fine-tune)")
+    p.add_argument("--base", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True, help="adapter file (lora) or model folder (full)")
+    p.add_argument("--mode", default="lora", choices=["lora", "full"])
+    p.add_argument("--ranks", help="rank table json (default: the base's ranks.json)")
+    p.add_argument("--rank", type=int, help="one rank for every crucial layer")
+    _training_arguments(p, steps=600)
+
+    p = add("train-pix2pix", "train the pix2pix baseline from scratch")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    _training_arguments(p, steps=600)
+
+    p = add("rank-search", "search LoRA ranks per crucial layer (Algorithm 1)")
+    p.add_argument("--base", required=True)
+    p.add_argument("--dataset", nargs="+", required=True, help="sample concepts' datasets")
+    p.add_argument("--steps-per-round", type=int, default=100)
+    p.add_argument("--max-rounds", type=int, default=5)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="write the rank table json here (e.g. BASE/ranks.json)")
