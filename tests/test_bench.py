@@ -175,3 +175,16 @@ def test_selection_summary_counts_wins_per_concept_and_seed():
     assert summary["cells"] == 2 and summary["cluster_wins"] == {"fid": 1, "kid": 1}
     assert summary["means"]["cluster"]["fid"] == 12.0
     assert summary["cluster_better_on_mean"] == {"fid": False, "kid": False}
+
+
+@pytest.mark.slow
+def test_selection_runs_can_train_a_fixed_step_count(tiny_base, photo_root, tmp_path):
+    # On a busy machine a wall-clock budget hands one selection more steps than another; with
+    # selection_steps every cluster and random run trains exactly that many.
+    settings = _settings(tiny_base, selection_steps=3, data_sizes=[4], fid=False)
+    report = run_bench(settings, tmp_path / "work", tmp_path / "report", ["data"],
+                       data_root=photo_root, command="e2gan bench --sections data")
+    data = report["sections"]["data"]
+    assert data["grid"] and data["curve"]
+    assert all(row["steps"] == 3 for row in data["grid"] + data["curve"])
+    assert "3 steps (a fixed count" in (tmp_path / "report" / "report.md").read_text()

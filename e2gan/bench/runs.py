@@ -50,8 +50,11 @@ class RunSpec:
     ranks: str = "searched"  # LoRA: "searched", "all-<r>", "random"
     frozen_group: str | None = None  # LoRA: a crucial-layer group left untuned
     base: str = SHIPPED_BASE
+    steps: int | None = None  # a fixed step count instead of the wall-clock budget (one judgement)
 
     def __post_init__(self) -> None:
+        if self.steps is not None and len(self.seconds) != 1:
+            raise E2GANError("a run with a fixed step count is judged once")
         if self.kind not in KINDS:
             raise E2GANError(f"unknown run kind {self.kind!r}; known: {', '.join(KINDS)}")
         if self.selection != "all" and not self.pairs:
@@ -67,6 +70,8 @@ class RunSpec:
             parts.append(f"no-{self.frozen_group}")
         if self.base != SHIPPED_BASE:
             parts.append(self.base)
+        if self.steps is not None:
+            parts.append(f"{self.steps}steps")
         parts.append(f"s{self.seed}")
         return "_".join(parts)
 
@@ -187,10 +192,14 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
             if index < len(milestones):  # judged before the run was interrupted
                 continue
             previous = milestones[-1] if milestones else {"steps": 0, "seconds": 0.0}
-            context.log(f"train {spec.slug()}: {budget - previous['seconds']:.0f} s more")
-            outcome = _train(context, spec, dataset, ids, folder,
-                             _training_settings(context, spec, budget - previous["seconds"]),
-                             resume=index > 0)
+            if spec.steps is None:
+                context.log(f"train {spec.slug()}: {budget - previous['seconds']:.0f} s more")
+                settings_now = _training_settings(context, spec, budget - previous["seconds"])
+            else:
+                context.log(f"train {spec.slug()}: {spec.steps} steps")
+                budget = None
+                settings_now = _training_settings(context, spec, None, steps=spec.steps)
+            outcome = _train(context, spec, dataset, ids, folder, settings_now, resume=index > 0)
             steps = outcome.result.steps_done
             seconds = previous["seconds"] + outcome.result.seconds
             trainable = outcome.trainable_parameters

@@ -42,13 +42,15 @@ def run(context: BenchContext) -> dict[str, Any]:
         context.note(f"data curve: sizes above the {available} training pairs were skipped")
     for n in sizes:
         for method in METHODS:
-            result = execute(context, e2gan_spec(context, s.ablation_concept, pairs=n, method=method))
+            result = execute(context, e2gan_spec(context, s.ablation_concept, pairs=n, method=method,
+                                                 steps=s.selection_steps))
             curve.append(_row(result, s.ablation_concept, method, n, s.seed))
     grid: list[dict[str, Any]] = []
     for data in s.selection_concepts:
         for seed in s.selection_seeds:
             for method in METHODS:
-                result = execute(context, e2gan_spec(context, data, seed=seed, method=method))
+                result = execute(context, e2gan_spec(context, data, seed=seed, method=method,
+                                                     steps=s.selection_steps))
                 grid.append(_row(result, data, method, s.subset, seed))
     summary = summarise(grid)
     plots = []
@@ -87,7 +89,9 @@ def markdown(curve, grid, summary, s) -> str:
     render = lambda rows: markdown_table(headers, [[r["concept"], r["pairs"], r["method"], r["seed"],
                                                     *metric_cells(r), r["steps"]] for r in rows])
     means = summary["means"]
-    lines = [f"Every run: E2GAN (base + LoRA, searched ranks) for {s.unit_seconds:g} s; judged on up "
+    budget = (f"{s.selection_steps} steps (a fixed count, so the machine's load cannot favour "
+              f"one selection)" if s.selection_steps else f"{s.unit_seconds:g} s")
+    lines = [f"Every run: E2GAN (base + LoRA, searched ranks) for {budget}; judged on up "
              f"to {s.eval_images} held-out pairs.", "",
              f"**Data curve** ({s.ablation_concept}, seed {s.seed}):", "", render(curve), "",
              f"**Similarity clustering vs random at {s.subset} pairs** (issue 3: "

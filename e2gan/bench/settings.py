@@ -67,6 +67,10 @@ class BenchSettings:
     selection_concepts: list[str] = field(default_factory=lambda: [
         "scenes:winter", "scenes:watercolor", "scenes:thermal_camera"])
     selection_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # Section 5 compares ways of choosing data, not speed: with a step count here its runs train
+    # exactly that many steps, so a busy machine cannot hand one selection more steps than the
+    # other. None: the one-unit wall-clock budget like every other E2GAN run.
+    selection_steps: int | None = None
     rank_choices: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # 'random' ranks
     base_concepts: list[str] = field(default_factory=lambda: [
         "oil_painting", "night", "pencil_sketch", "autumn_foliage"])
@@ -86,6 +90,8 @@ class BenchSettings:
             raise E2GANError(f"eval images must be at least 2 (FID/KID need two), got {self.eval_images}")
         for spec in [*self.main_concepts, self.ablation_concept, *self.selection_concepts]:
             parse_concept(spec)
+        if self.selection_steps is not None and self.selection_steps < 1:
+            raise E2GANError(f"selection steps must be positive, got {self.selection_steps}")
         if not self.data_sizes or min(self.data_sizes) < 1:
             raise E2GANError(f"data sizes must be positive, got {self.data_sizes}")
 

@@ -35,6 +35,8 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     if args.selection_concepts:
         overrides["selection_concepts"] = [c.strip() for c in args.selection_concepts.split(",")
                                            if c.strip()]
+    if args.selection_steps:
+        overrides["selection_steps"] = args.selection_steps
     if args.selection_seeds:
         overrides["selection_seeds"] = args.selection_seeds
     settings = quick_settings(**overrides) if args.quick else BenchSettings(**overrides)
@@ -92,6 +94,8 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--data-sizes", type=int, nargs="+", help="data curve's subset sizes (default 25 50 100 200)")
     p.add_argument("--selection-concepts", help="cluster-vs-random grid's concepts (default: "
                                                 "scenes:winter,scenes:watercolor,scenes:thermal_camera)")
+    p.add_argument("--selection-steps", type=int, help="section 5's runs train exactly this many "
+                                                        "steps instead of the wall-clock unit")
     p.add_argument("--selection-seeds", type=int, nargs="+", help="cluster-vs-random grid's seeds (default 0 1 2)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--base", default=None, help="base model folder (default: the shipped one)")
