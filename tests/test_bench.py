@@ -188,3 +188,12 @@ def test_selection_runs_can_train_a_fixed_step_count(tiny_base, photo_root, tmp_
     assert data["grid"] and data["curve"]
     assert all(row["steps"] == 3 for row in data["grid"] + data["curve"])
     assert "3 steps (a fixed count" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_kid_spread_is_shown_only_when_subsets_differ():
+    from e2gan.bench.report import metric_cells
+
+    whole_set = metric_cells({"fid": 250.0, "kid": 0.1, "kid_std": 0.0, "psnr": 17.0, "ssim": 0.5})
+    assert whole_set[1] == "100.0"  # a std of 0 over identical subsets is no error bar
+    subsets = metric_cells({"fid": 250.0, "kid": 0.1, "kid_std": 0.004, "psnr": 17.0, "ssim": 0.5})
+    assert subsets[1] == "100.0 ± 4.0"

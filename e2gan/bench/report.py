@@ -32,7 +32,11 @@ def markdown_table(headers: list[str], rows: Iterable[list[Any]]) -> str:
 def metric_cells(result: dict[str, Any]) -> list[str]:
     """FID, KID (x1000, ± its std over subsets), PSNR, SSIM of a judged run."""
     kid = result.get("kid")
-    kid_text = "–" if kid is None else f"{kid * 1000:.1f} ± {result['kid_std'] * 1000:.1f}"
+    kid_text = "–" if kid is None else f"{kid * 1000:.1f}"
+    # With both sets under KID's subset size every subset is the whole set and the std is 0:
+    # that is no error bar, so it is shown only when the subsets really differ.
+    if kid is not None and result.get("kid_std"):
+        kid_text += f" ± {result['kid_std'] * 1000:.1f}"
     return [fmt(result.get("fid"), ".1f"), kid_text, fmt(result.get("psnr"), ".2f"),
             fmt(result.get("ssim"), ".3f")]
 
