@@ -176,6 +176,8 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
     """Train and judge `spec` (or read its stored result). The result's `milestones` hold one
     judgement per budget in `spec.seconds`; its top-level metrics are the last one's."""
     spec_dict = asdict(spec)
+    if spec.steps is None:  # wall-clock runs keep the spec (and cache key) they had before `steps`
+        del spec_dict["steps"]
     spec_dict["settings"] = context.settings.data_key()
     spec_dict["base_path"] = str(context.base_dir(spec.base).resolve())
     if spec.ranks == "random":
