@@ -33,9 +33,6 @@ from e2gan.data.shards import SHARD_METADATA_PREFIX, merge_metadata_shards, shar
 from e2gan.data.subsets import PARTIAL_SUFFIX, atomic_dataset_writer, partial_path, replace_folder, write_subset
 from e2gan.data.writer import PairDatasetWriter
 
-# The name e2gan.data.export imports (it predates the split).
-_replace_folder = replace_folder
-
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "IMAGE_FOLDERS", "INFO_FILE", "METADATA_FILE", "PARTIAL_SUFFIX",
     "SHARD_METADATA_PREFIX", "SPLITS", "DatasetInfo", "PairDataset", "PairDatasetWriter",

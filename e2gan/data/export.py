@@ -39,7 +39,8 @@ from numbers import Real
 from pathlib import Path
 from typing import Any, Callable
 
-from e2gan.data.dataset import SPLITS, PairDataset, PairRecord, _replace_folder, partial_path
+from e2gan.data.dataset import SPLITS, PairDataset, PairRecord, partial_path
+from e2gan.data.subsets import replace_folder
 from e2gan.errors import E2GANError
 
 FORMATS = ("imagefolder", "img2img-turbo")
@@ -58,7 +59,7 @@ def _atomic_folder(out_root: Path, overwrite: bool) -> Iterator[Path]:
     partial.mkdir(parents=True)
     try:
         yield partial
-        _replace_folder(partial, out_root, overwrite)
+        replace_folder(partial, out_root, overwrite)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
