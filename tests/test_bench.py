@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,11 @@ def test_quick_bench_writes_every_section_and_resumes_without_retraining(
     monkeypatch.setattr(runs, "_train", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = run_bench(_settings(tiny_base), work, report_dir, data_root=photo_root)
     assert again["sections"]["main"]["rows"] == main_rows
+    # ...and dates its numbers by the run that made them (nested results such as the FLOPs
+    # probes are not read again, so the rerun's range may start later, never end later).
+    first_range, again_range = report["run"]["results_computed"], again["run"]["results_computed"]
+    assert again_range[1] == first_range[1] and first_range[0] <= again_range[0] <= again_range[1]
+    assert "Results computed" in (report_dir / "report.md").read_text()
 
 
 def test_bench_stops_with_a_clear_message_without_the_photos(tiny_base, tmp_path, capsys):
@@ -164,6 +170,21 @@ def test_run_store_reuses_only_an_identical_spec(tmp_path):
     other = store.cached("run", {"seconds": 2.0}, compute)
     assert (first["value"], again["value"], other["value"]) == (1, 1, 2)
     assert again["reused"] and not other["reused"] and len(calls) == 2
+
+
+def test_run_store_says_when_reused_results_were_computed(tmp_path):
+    # A report rendered later from the cache must date its numbers by when they were made.
+    RunStore(tmp_path).cached("run", {"seconds": 1.0}, lambda folder: {"value": 1})
+    made = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+    result_file = next((tmp_path / "runs").glob("run-*/result.json"))
+    os.utime(result_file, (made, made))
+    later = RunStore(tmp_path)
+    assert later.computed_between() is None
+    later.cached("run", {"seconds": 1.0}, lambda folder: pytest.fail("recomputed a stored result"))
+    assert later.computed_between() == ("2023-11-14 22:13:20 UTC",) * 2
+    later.cached("run", {"seconds": 2.0}, lambda folder: {"value": 2})
+    first, last = later.computed_between()
+    assert first == "2023-11-14 22:13:20 UTC" and last > "2026"
 
 
 def test_selection_summary_counts_wins_per_concept_and_seed():

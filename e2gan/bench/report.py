@@ -62,7 +62,10 @@ def write_report(report_dir: Path, report: dict[str, Any]) -> Path:
     lines = [
         "# E2GAN benchmark: the paper's tables in miniature", "",
         f"Command: `{run['command']}`  ",
-        f"Date: {run['started']} – {run['finished']} ({run['total_seconds'] / 60:.1f} min)  ",
+        f"This run: {run['started']} – {run['finished']} ({run['total_seconds'] / 60:.1f} min)  ",
+        *([f"Results computed (trained and judged, this run or an earlier one into the same "
+           f"folder): {computed[0]} – {computed[1]}  "] if (computed := run.get("results_computed"))
+          else []),
         f"Machine: {run['machine']}; torch {run['torch']}, {run['threads']} torch threads  ",
         f"Mode: {'quick (tiny settings: numbers mean nothing)' if run['quick'] else 'full'}", "",
         "## Setup", "", *run["setup"], "",

@@ -77,8 +77,10 @@ def run_bench(settings: BenchSettings, work_dir: str | Path, report_dir: str | P
     report: dict[str, Any] = {"settings": settings.to_dict(), "sections": {}, "notes": context.notes}
 
     def run_info() -> dict[str, Any]:
+        computed = context.store.computed_between()
         return {"command": command or _command_line(),
                 "started": started_text, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                "results_computed": list(computed) if computed else None,
                 "total_seconds": round(time.perf_counter() - started, 1), "quick": settings.quick,
                 "machine": f"{hardware_description(resolve_device(settings.device))}, "
                            f"{platform.platform(terse=True)}",

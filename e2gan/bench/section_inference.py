@@ -9,7 +9,6 @@ the paper's convention (at output resolution); the floor uses torch's count.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,10 @@ from e2gan.bench.report import fmt, markdown_table
 from e2gan.checkpoint import load_generator, load_rank_table, save_generator
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
-from e2gan.profiling import count_macs, count_parameters, measure_latency
+from e2gan.profiling import (SGEMM_SIZE, count_macs, count_parameters, matmul_rate,
+                             measure_latency)
 
 ARCHES = {"e2gan": "E2GAN (3RB + 1TB)", "pix2pix": "pix2pix-9RB"}
-
-
-def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-    """Best float32 multiply-accumulate rate (MAC/s) of an n x n matrix product on this CPU."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - started)
-    return n ** 3 / best
 
 
 def _model_folder(context: BenchContext, arch: str) -> tuple[Path, str]:
@@ -93,15 +81,17 @@ def profile(context: BenchContext, arch: str, rate: float) -> dict[str, Any]:
 
 def run(context: BenchContext) -> dict[str, Any]:
     s = context.settings
+    threads = torch.get_num_threads()
     spec = {"inference": s.inference_size, "repeats": s.inference_repeats,
-            "threads": torch.get_num_threads(), "base": str(context.base_dir()), "matmul_side": 2048}
+            "threads": threads, "base": str(context.base_dir()), "matmul_side": SGEMM_SIZE}
+    macs_per_second = lambda: matmul_rate(threads) / 2  # FLOP/s -> multiply-accumulates/s
 
     def compute(folder: Path) -> dict[str, Any]:
-        rate = matmul_rate()
+        rate = macs_per_second()
         rows = [profile(context, arch, rate) for arch in ARCHES]
         # The rate is measured before and after the models, and the best kept: on a shared CPU a
         # single measurement may catch a busy moment and make the floor look lower than it is.
-        rate = max(rate, matmul_rate())
+        rate = max(rate, macs_per_second())
         for row in rows:
             row["floor_s"] = row["macs"] / rate
         return {"matmul_macs_per_s": rate, "rows": rows}
@@ -132,7 +122,7 @@ def markdown(result: dict[str, Any], s) -> str:
     lines = [table, "",
              f"{s.inference_size}x{s.inference_size}, batch 1, float32, median of "
              f"{s.inference_repeats} runs. Floor = MACs (torch count) / the best rate of a "
-             f"2048x2048 float32 matmul here, measured before and after the models: "
+             f"{SGEMM_SIZE}x{SGEMM_SIZE} float32 matmul here, measured before and after the models: "
              f"{result['matmul_macs_per_s'] / 1e9:.1f} GMAC/s "
              f"({2 * result['matmul_macs_per_s'] / 1e9:.1f} GFLOP/s) with "
              f"{result['spec']['threads']} thread(s). On a shared CPU every figure here moves with "

@@ -4,7 +4,9 @@ A piece (one training run with its evaluation, a base model, a profile) is ident
 spec, a plain dict of everything that decides its outcome. Its result is stored as
 `<work>/runs/<slug>-<hash of spec>/result.json`, written atomically after the piece is complete;
 a rerun with the same spec reads it instead of training again, a changed spec (another budget,
-seed or size) gets a new folder.
+seed or size) gets a new folder. The store remembers when each result it hands out was computed
+(its file's time), so a report rendered from the cache says when its numbers were made, not
+only when the file was written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +30,14 @@ def spec_hash(spec: dict[str, Any]) -> str:
 class RunStore:
     def __init__(self, work_dir: Path) -> None:
         self.root = Path(work_dir) / "runs"
+        self.computed_at: list[float] = []  # epoch seconds of every result handed out
+
+    def computed_between(self) -> tuple[str, str] | None:
+        """When the earliest and the latest result handed out were computed (UTC), if any."""
+        if not self.computed_at:
+            return None
+        stamp = lambda t: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+        return stamp(min(self.computed_at)), stamp(max(self.computed_at))
 
     def folder(self, slug: str, spec: dict[str, Any]) -> Path:
         clean = re.sub(r"[^A-Za-z0-9._-]+", "-", slug).strip("-") or "run"
@@ -52,7 +63,10 @@ class RunStore:
         """The stored result of `spec`, else `compute(folder)` stored and returned."""
         found = self.get(slug, spec)
         if found is not None:
+            self.computed_at.append((self.folder(slug, spec) / RESULT_FILE).stat().st_mtime)
             return {**found, "reused": True}
         folder = self.folder(slug, spec)
         folder.mkdir(parents=True, exist_ok=True)
-        return {**self.put(slug, spec, compute(folder)), "reused": False}
+        result = self.put(slug, spec, compute(folder))
+        self.computed_at.append(time.time())
+        return {**result, "reused": False}
