@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
 from e2gan.pipeline import EditPipeline
+from e2gan.training.events import StepsLogged
 from e2gan.training.recipes import TrainingSettings, train_pix2pix
 
 from app.concept_metrics import judge
@@ -65,12 +66,13 @@ def stream_pix2pix(workspace: Workspace, minutes: float, size: int | None = None
     trained_before = (pix2pix_metrics(folder) or {}).get("train_seconds", 0.0)
 
     def work(report, should_stop) -> dict[str, Any]:
-        def relay(event: dict) -> None:
-            report({"step": event["step"], "seconds": event["seconds"], "budget": budget,
-                    "losses": event["losses"]})
+        def relay(event) -> None:
+            if isinstance(event, StepsLogged):
+                report({"step": event.step, "seconds": event.seconds, "budget": budget,
+                        "losses": event.losses})
 
         outcome = train_pix2pix(dataset, out, settings, generator_config=generator_config,
-                                resume=True, on_progress=relay, should_stop=should_stop)
+                                resume=True, on_event=relay, should_stop=should_stop)
         report({"evaluating": True})
         pipeline = EditPipeline.from_pretrained(out, device=SETTINGS.device)
         row = {"model": PIX2PIX_ROW, "steps": outcome.result.steps_done,

@@ -79,10 +79,11 @@ def complete_distribution_metrics(folder: ConceptFolder, base_dir) -> list[dict]
     """Add FID/KID to every row of the concept's saved metrics that lacks them; saves and returns
     the rows. Judged at the size and on the pairs the training run's metrics used."""
     training = folder.training()
-    if not training or not training.get("metrics"):
-        raise E2GANError(f"concept {folder.name!r} has no metrics yet: fine-tune it first")
-    if not folder.has_adapter():
+    if not training or not folder.has_adapter():
         raise E2GANError(f"concept {folder.name!r} has no adapter yet: fine-tune it first")
+    if not training.get("metrics"):
+        # A stopped fine-tune skips its paired metrics so that Stop returns at once: make them now.
+        training["metrics"] = concept_metrics(folder, base_dir, int(training["request"]["size"]))
     makers = _makers(folder, base_dir)
     rows = []
     for row in training["metrics"]:

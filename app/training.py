@@ -1,9 +1,10 @@
 """Step 4, Fine-tune: LoRA on the crucial layers of the base, from the curated pairs, live.
 
-The engine's `finetune` is run in short time slices. Each slice resumes the previous one's exact
-state (weights, optimiser moments, data order) and ends by writing the adapter atomically, so the
-studio can draw sample outputs from the adapter as it improves, and Stop (which ends the current
-slice cleanly) always leaves the last good adapter on disk; "continue" picks up from there.
+One engine trainer (`finetune_job`) stays alive for the whole run and is driven in time slices.
+Each slice ends by writing the adapter and the resumable state atomically, so the studio can draw
+sample outputs from the adapter as it improves. Stop ends the current step, writes the adapter
+and returns (evaluation is then the Compare tab's to do, on request); "continue" resumes the
+exact state (weights, optimiser moments, data order) of the previous run.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image, atomic_write_json
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
-from e2gan.training.recipes import TrainingSettings, finetune
+from e2gan.training.events import EndReason, StepsLogged
+from e2gan.training.recipes import TrainingSettings, finetune_job
 
 from app.concept_metrics import concept_metrics
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, Workspace
 
-SLICE_SECONDS = 45.0  # how often samples refresh; each slice costs ~1 s of reloading
+SLICE_SECONDS = 45.0  # how often samples refresh
 SAMPLE_COUNT = 4
 
 
@@ -73,16 +75,14 @@ def _ranks(base_dir, rank: int) -> dict[str, int] | None:
     return {name: rank for name in lora.crucial_layers(generator)}
 
 
-def sample_grid(folder: ConceptFolder, base_dir, size: int) -> Image.Image:
+def sample_grid(folder: ConceptFolder, pipeline: EditPipeline, prompt: str, size: int) -> Image.Image:
     """Rows of held-out pairs: source | teacher | adapter, at the training size."""
     dataset = folder.require_dataset()
     records = (dataset.split("test") or dataset.split("train"))[:SAMPLE_COUNT]
     pairs = [dataset.load_pair(record) for record in records]
     sources = [resize_and_center_crop(source, size) for source, _ in pairs]
     targets = [resize_and_center_crop(edited, size) for _, edited in pairs]
-    pipeline = EditPipeline.from_pretrained(base_dir, device=SETTINGS.device)
-    pipeline.load_adapter(folder.adapter_file)
-    outputs = pipeline(sources, pipeline.adapters[next(iter(pipeline.adapters))].prompt)
+    outputs = pipeline(sources, prompt)
     sheet = Image.new("RGB", (size * 3, size * len(records)), "white")
     for row, images in enumerate(zip(sources, targets, outputs)):
         for column, image in enumerate(images):
@@ -100,54 +100,62 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
     ids, described = training_ids(folder)
     base_dir = base_dir or default_base_dir()
     ranks = _ranks(base_dir, request.rank)
-    state_file = folder.adapter_file.with_name(folder.adapter_file.name + ".training_state.pt")
-    resume = request.continue_previous and state_file.is_file()
-    previous = (folder.training() or {}) if resume else {}
+    previous = (folder.training() or {}) if request.continue_previous else {}
     steps_per_epoch = max(1, math.floor(len(ids) / request.batch_size))
     total_steps = request.epochs * steps_per_epoch if request.epochs else 1_000_000
     budget = request.minutes * 60.0
+    settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
+                                learning_rate=request.learning_rate, seed=request.seed,
+                                device=SETTINGS.device, checkpoint_every=0)
 
     def work(report, should_stop) -> dict[str, Any]:
-        history: list[dict] = list(previous.get("history", []))
-        trained = 0.0
-        offset = float(previous.get("train_seconds", 0.0))
-        started = time.perf_counter()
-        first, outcome = True, None
-        while trained < budget - 0.5 and not should_stop():
-            settings = TrainingSettings(
-                size=request.size, steps=total_steps, batch_size=request.batch_size,
-                learning_rate=request.learning_rate, seed=request.seed, device=SETTINGS.device,
-                max_seconds=min(SLICE_SECONDS, budget - trained), checkpoint_every=0)
+        # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
+        # each slice ends with the adapter written, so samples show it and Stop keeps it.
+        job = finetune_job(base_dir, dataset, folder.adapter_file, settings, ranks=ranks, ids=ids)
+        resumed = request.continue_previous and job.trainer.resume()
+        history: list[dict] = list(previous.get("history", [])) if resumed else []
+        offset = float(previous.get("train_seconds", 0.0)) if resumed else 0.0
+        pipeline = EditPipeline(job.model, device=job.trainer.accelerator.device)
+        trained, started, result = 0.0, time.perf_counter(), None
+        while trained < budget - 0.5:
+            def relay(event, done_before=trained) -> None:
+                if not isinstance(event, StepsLogged):
+                    return
+                seconds = done_before + event.seconds
+                history.append({"step": event.step, "seconds": round(offset + seconds, 2),
+                                **{k: round(v, 4) for k, v in event.losses.items()}})
+                report({"step": event.step, "seconds": seconds, "budget": budget,
+                        "eta_seconds": min(budget - seconds, event.eta_seconds or budget),
+                        "losses": event.losses})
 
-            def relay(event: dict, done_before=trained) -> None:
-                seconds = done_before + event["seconds"]
-                row = {"step": event["step"], "seconds": round(offset + seconds, 2),
-                       **{k: round(v, 4) for k, v in event["losses"].items()}}
-                history.append(row)
-                steps_left = (total_steps - event["step"]) * request.batch_size / max(event["images_per_second"], 1e-9)
-                report({"step": event["step"], "seconds": seconds, "budget": budget,
-                        "eta_seconds": min(budget - seconds, steps_left), "losses": event["losses"]})
-
-            outcome = finetune(base_dir, dataset, folder.adapter_file, settings, ranks=ranks,
-                               ids=ids, resume=resume or not first, on_progress=relay,
-                               should_stop=should_stop)
-            first = False
-            trained += outcome.result.seconds
-            atomic_save_image(folder.root / "samples.png", sample_grid(folder, base_dir, request.size))
-            report({"samples": str(folder.root / "samples.png"), "step": outcome.result.steps_done,
+            result = job.trainer.run(seconds=min(SLICE_SECONDS, budget - trained),
+                                     on_event=relay, should_stop=should_stop)
+            trained += result.seconds
+            job.write(result)
+            if result.reason is EndReason.STOPPED:
+                break  # Stop returns now: no samples, no evaluation (Compare measures on request)
+            with job.trainer.averaged_weights():
+                grid = sample_grid(folder, pipeline, dataset.info.prompt, request.size)
+            atomic_save_image(folder.root / "samples.png", grid)
+            report({"samples": str(folder.root / "samples.png"), "step": result.steps_done,
                     "seconds": trained, "budget": budget, "history": history})
-            if outcome.result.steps_done >= total_steps:
+            if result.reason is EndReason.STEPS:
                 break
-        if outcome is None:
+        if result is None:
             raise E2GANError("training was stopped before it started")
-        summary = {"request": asdict(request), "pairs": described, "steps": outcome.result.steps_done,
+        stopped = result.reason is EndReason.STOPPED
+        if result.reason is EndReason.STEPS:  # the epochs asked for are done: nothing to continue
+            job.trainer.forget_state()
+        summary = {"request": asdict(request), "pairs": described, "steps": result.steps_done,
                    "train_seconds": round(offset + trained, 1),
                    "wall_seconds": round(time.perf_counter() - started, 1),
-                   "stopped": bool(should_stop()), "adapter": str(folder.adapter_file),
+                   "stopped": stopped, "adapter": str(folder.adapter_file),
                    "adapter_bytes": folder.adapter_file.stat().st_size, "history": history,
-                   "finished": time.strftime("%Y-%m-%d %H:%M")}
-        report({"evaluating": True})
-        summary["metrics"] = concept_metrics(folder, base_dir, request.size)
+                   "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M"),
+                   "metrics": []}
+        if not stopped:
+            report({"evaluating": True})
+            summary["metrics"] = concept_metrics(folder, base_dir, request.size)
         atomic_write_json(folder.training_file, summary)
         return summary
 

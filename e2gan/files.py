@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,20 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
+
+
+def replace_folder(new: Path, target: Path, overwrite: bool) -> None:
+    """Move the folder `new` to `target`, replacing an existing target only with `overwrite`."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if not overwrite:
+        raise E2GANError(f"{target} already exists; choose another folder or overwrite it")
+    # Directories cannot be swapped atomically; move the old one aside first so that at every
+    # moment target is either the whole old dataset, absent, or the whole new one.
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

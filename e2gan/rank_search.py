@@ -29,9 +29,9 @@ from e2gan.data.torch_data import PairTensorDataset
 from e2gan.evaluation import evaluate_pairs
 from e2gan.pipeline import EditPipeline
 from e2gan.text import concept_key
-from e2gan.training.gan import GANHyperparameters, PairedGAN
-from e2gan.training.loop import LoopConfig, run_training, seed_everything
 from e2gan.training.recipes import prepare_concept, resolve_device, starting_discriminator
+from e2gan.training.settings import TrainingSettings
+from e2gan.training.trainer import Trainer, TrainingParts
 
 
 @dataclass
@@ -67,7 +67,9 @@ def grow_adapter(generator: nn.Module, name: str, new_ranks: dict[str, int]) -> 
 def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSettings,
                     score: Callable[[EditPipeline, PairDataset], float],
                     on_progress: Callable | None) -> dict[str, Any]:
-    seed_everything(settings.seed)
+    from accelerate.utils import set_seed
+
+    set_seed(settings.seed)
     device = resolve_device(settings.device)
     loaded = load_generator(base_dir, with_discriminator=True)
     generator, encoder = loaded.generator, loaded.text_encoder
@@ -81,17 +83,18 @@ def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSet
     text_parameters = prepare_concept(loaded, prompt)
     generator.requires_grad_(False)
     lora.add_adapter(generator, name, ranks)
-    data = PairTensorDataset(dataset, "train", settings.size, augment=True)
+    data = PairTensorDataset(dataset, "train", settings.size, augment=False)  # the trainer flips
     rounds: list[dict[str, Any]] = []
     best, since_best = None, 0
     for round_index in range(settings.max_rounds):
+        # A round is a fresh trainer: the adapter grew, so its optimiser has new parameters.
         parameters = [p for n, p in generator.named_parameters() if "lora_" in n] + text_parameters
-        gan = PairedGAN(generator, discriminator, encoder, parameters,
-                        GANHyperparameters(learning_rate=settings.learning_rate), device)
-        run_training(gan, data, LoopConfig(steps=settings.steps_per_round,
-                                           batch_size=settings.batch_size,
-                                           seed=settings.seed + round_index, checkpoint_every=0),
-                     modules={})
+        round_settings = TrainingSettings(
+            size=settings.size, steps=settings.steps_per_round, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, seed=settings.seed + round_index,
+            device=settings.device, checkpoint_every=0)
+        Trainer(TrainingParts(generator, discriminator, encoder, parameters, data),
+                round_settings).run()
         generator.eval()
         pipeline = EditPipeline(loaded, device)
         value = score(pipeline, dataset)

@@ -17,10 +17,11 @@ from e2gan.errors import E2GANError
 from e2gan.models import build_model
 from e2gan.teachers import BuiltinTeacher
 from e2gan.text import LearnedConceptEncoder
-from e2gan.training.gan import GANHyperparameters, PairedGAN
-from e2gan.training.loop import LoopConfig, run_training
+from e2gan.training.events import CheckpointSaved, EndReason, RunEnded, StepsLogged
 from e2gan.training.recipes import (TrainingSettings, finetune, train_base, train_pix2pix,
                                     uniform_ranks)
+from e2gan.training.schedules import learning_rate_factor
+from e2gan.training.trainer import Trainer, TrainingParts
 
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
 CONCEPTS = {"sketch": "a pencil sketch", "cartoon": "a cartoon", "bw": "a black and white photo"}
@@ -75,10 +76,11 @@ def test_train_base_writes_a_loadable_model_with_its_discriminator(base_dir):
 
 def test_train_base_changes_the_weights_and_text_tables(datasets, tmp_path):
     out = tmp_path / "base"
-    progress = []
+    events = []
     outcome = train_base([datasets["sketch"]], out, settings(steps=10), generator_config=TINY,
-                         on_progress=progress.append)
-    assert [event["step"] for event in progress] == [10]
+                         on_event=events.append)
+    assert [e.step for e in events if isinstance(e, StepsLogged)] == [10]
+    assert isinstance(events[-1], RunEnded) and events[-1].reason is EndReason.STEPS
     assert finite_losses(outcome.result.last_losses)
     trained = load_generator(out)
     torch.manual_seed(0)  # train_base seeds itself with settings.seed before building
@@ -108,7 +110,7 @@ def test_lora_finetune_writes_an_adapter(base_dir, datasets, tmp_path):
     output = tmp_path / "adapters" / "bw.safetensors"
     outcome = finetune(base_dir, datasets["bw"], output, settings(), mode="lora")
     assert outcome.output == output and output.is_file()
-    assert not output.with_name(output.name + ".training_state.pt").exists()
+    assert not output.with_name(output.name + ".training_state").exists()
     adapter = read_adapter(output)
     base = load_generator(base_dir)
     meta = adapter.metadata
@@ -167,7 +169,7 @@ def test_train_pix2pix(datasets, tmp_path):
     loaded = load_generator(out)
     assert loaded.info["arch"] == "pix2pix" and loaded.text_encoder is None
     assert loaded.info["training"]["concept"] == "a black and white photo"
-    assert not (out / "training_state.pt").exists()
+    assert not (out / "training_state").exists()
 
 
 def test_recipe_resumes_after_a_cooperative_stop(datasets, tmp_path):
@@ -176,7 +178,7 @@ def test_recipe_resumes_after_a_cooperative_stop(datasets, tmp_path):
     first = train_base([datasets["sketch"]], out, settings(steps=6, batch_size=2),
                        generator_config=TINY, should_stop=lambda: next(calls) >= 3)
     assert first.result.stopped_early and first.result.steps_done == 3
-    assert (out / "training_state.pt").is_file() and (out / "config.json").is_file()
+    assert (out / "training_state" / "trainer.pt").is_file() and (out / "config.json").is_file()
     second = train_base([datasets["sketch"]], out, settings(steps=6, batch_size=2),
                         generator_config=TINY)
     assert second.result.steps_done == 6 and not second.result.stopped_early
@@ -186,11 +188,11 @@ def test_recipe_resumes_after_a_cooperative_stop(datasets, tmp_path):
     assert restarted.result.steps_done == 2 and restarted.result.images_seen == 4
 
 
-# --- the loop -------------------------------------------------------------------------------
+# --- the trainer ----------------------------------------------------------------------------
 
 
 class Pairs(Dataset):
-    """Fixed random pairs; reading an item draws from torch's RNG, as flip augmentation does."""
+    """Fixed random pairs, optionally flipped at random when read."""
 
     def __init__(self, count: int, size: int = 16, augment: bool = True) -> None:
         generator = torch.Generator().manual_seed(123)
@@ -208,92 +210,172 @@ class Pairs(Dataset):
         return {"source": source, "edited": target, "prompt": "a cartoon", "id": f"{index:02d}"}
 
 
-class Recorder:
-    """A trainer that only records what it is fed (and has a resumable state)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, ...]] = []
-        self.sums: list[float] = []
-
-    def train_step(self, batch) -> dict[str, float]:
-        self.seen.append(tuple(batch["id"]))
-        self.sums.append(float(batch["source"].sum()))
-        return {"loss": float(len(self.seen))}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state) -> None:
-        pass
-
-
-@pytest.mark.parametrize("count, batch_size, stop_after", [(5, 2, 4), (6, 2, 2), (3, 4, 1)])
-def test_resume_replays_exactly_the_uninterrupted_data(tmp_path, count, batch_size, stop_after):
-    """Same batches (order and augmentation) as a run that was never stopped, also when the
-    last partial batch of an epoch is dropped and when stopping mid-epoch."""
-    config = LoopConfig(steps=7, batch_size=batch_size, seed=3, checkpoint_every=0, log_every=1)
-    straight = Recorder()
-    run_training(straight, Pairs(count), config, modules={})
-
-    path = tmp_path / "state.pt"
-    interrupted = Recorder()
-    result = run_training(interrupted, Pairs(count), config, modules={}, state_path=path,
-                          should_stop=lambda: len(interrupted.seen) >= stop_after)
-    assert result.stopped_early and result.steps_done == stop_after and path.is_file()
-    resumed = Recorder()
-    result = run_training(resumed, Pairs(count), config, modules={}, state_path=path)
-    assert result.steps_done == 7 and not result.stopped_early
-    assert [event["step"] for event in result.history] == list(range(stop_after + 1, 8))
-    assert interrupted.seen + resumed.seen == straight.seen
-    assert interrupted.sums + resumed.sums == straight.sums
-
-
-def tiny_gan(seed: int = 0) -> tuple[PairedGAN, dict]:
+def tiny_trainer(state_dir=None, seed: int = 0, count: int = 5, **overrides) -> Trainer:
     torch.manual_seed(seed)
     generator = build_model("e2gan", TINY)
     discriminator = build_model("patchgan", {"num_filters": 8, "num_layers": 2, "text_dim": 16})
     encoder = LearnedConceptEncoder(embedding_dim=16, concepts=["a cartoon"])
     parameters = list(generator.parameters()) + list(encoder.parameters())
-    gan = PairedGAN(generator, discriminator, encoder, parameters, device="cpu")
-    return gan, {"generator": generator, "discriminator": discriminator, "text_encoder": encoder}
+    values = dict(size=16, steps=4, batch_size=2, device="cpu", checkpoint_every=0, log_every=1)
+    values.update(overrides)
+    # The trainer draws flips and noise itself (from seed and step), so the data has none.
+    return Trainer(TrainingParts(generator, discriminator, encoder, parameters,
+                                 Pairs(count, augment=False)),
+                   TrainingSettings(**values), state_dir=state_dir)
 
 
-def test_gan_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    config = LoopConfig(steps=4, batch_size=2, seed=0, checkpoint_every=2, log_every=1)
-    gan, modules = tiny_gan()
-    straight = run_training(gan, Pairs(5), config, modules)
-    assert straight.steps_done == 4 and all(finite_losses(e["losses"]) for e in straight.history)
-    expected = {name: {k: v.clone() for k, v in m.state_dict().items()} for name, m in modules.items()}
-
-    path = tmp_path / "training_state.pt"
-    gan, modules = tiny_gan()
-    steps = []
-    first = run_training(gan, Pairs(5), config, modules, state_path=path,
-                         on_progress=lambda e: steps.append(e["step"]),
-                         should_stop=lambda: len(steps) >= 2)
-    assert first.stopped_early and first.steps_done == 2
-    assert torch.load(path, weights_only=True)["step"] == 2
-
-    gan, modules = tiny_gan(seed=99)  # a fresh process: other random weights until loaded
-    second = run_training(gan, Pairs(5), config, modules, state_path=path)
-    assert second.steps_done == 4 and second.images_seen == 4
-    assert [e["step"] for e in second.history] == [3, 4]
-    assert torch.load(path, weights_only=True)["step"] == 4
-    for name, module in modules.items():
-        for key, value in module.state_dict().items():
-            torch.testing.assert_close(value, expected[name][key], atol=1e-6, rtol=0,
-                                       msg=f"{name}.{key}")
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    modules = {"g": trainer.generator, "d": trainer.accelerator.unwrap_model(trainer.discriminator),
+               "t": trainer.text_encoder}
+    return {f"{n}.{k}": v.detach().clone() for n, m in modules.items() for k, v in m.state_dict().items()}
 
 
-def test_max_seconds_zero_stops_before_training_but_returns(tmp_path):
-    gan, modules = tiny_gan()
-    before = {k: v.clone() for k, v in modules["generator"].state_dict().items()}
-    path = tmp_path / "state.pt"
-    result = run_training(gan, Pairs(4), LoopConfig(steps=5, batch_size=2, max_seconds=0),
-                          modules, state_path=path)
-    assert result.stopped_early and result.steps_done == 0 and result.images_seen == 0
-    assert result.last_losses == {} and not path.exists()
-    assert all(torch.equal(v, before[k]) for k, v in modules["generator"].state_dict().items())
+def recorded_ids(trainer: Trainer) -> list[tuple[str, ...]]:
+    """Wrap the trainer's GAN step so the ids of every batch it is fed are recorded."""
+    seen: list[tuple[str, ...]] = []
+    step = trainer.gan_step
+
+    def recording(batch, noise=None):
+        seen.append(tuple(batch["id"]))
+        return step(batch, noise)
+
+    trainer.gan_step = recording
+    return seen
+
+
+@pytest.mark.parametrize("count, batch_size, stop_after", [(5, 2, 4), (6, 2, 2), (3, 4, 1)])
+def test_resume_gives_the_same_batches_and_weights_as_an_uninterrupted_run(
+        tmp_path, count, batch_size, stop_after):
+    """Across a stop, a save and a fresh trainer (a new process): the same batches in the same
+    order, the same augmentation and noise, so the same weights, also when the epoch's last
+    partial batch is dropped and when stopping mid-epoch."""
+    straight = tiny_trainer(count=count, batch_size=batch_size, steps=7, seed=0)
+    straight_ids = recorded_ids(straight)
+    straight.run()
+    expected = weights(straight)
+
+    first = tiny_trainer(tmp_path / "state", count=count, batch_size=batch_size, steps=7)
+    first_ids = recorded_ids(first)
+    result = first.run(should_stop=lambda: len(first_ids) >= stop_after)
+    assert result.reason is EndReason.STOPPED and result.steps_done == stop_after
+    assert torch.load(tmp_path / "state" / "trainer.pt", weights_only=True)["step"] == stop_after
+
+    resumed = tiny_trainer(tmp_path / "state", count=count, batch_size=batch_size, steps=7, seed=99)
+    resumed_ids = recorded_ids(resumed)
+    assert resumed.resume() and resumed.step == stop_after
+    result = resumed.run()
+    assert result.steps_done == 7 and result.reason is EndReason.STEPS
+    assert [event.step for event in result.history] == list(range(stop_after + 1, 8))
+    assert first_ids + resumed_ids == straight_ids
+    for key, value in weights(resumed).items():
+        torch.testing.assert_close(value, expected[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_runs_in_slices_equal_one_run_and_emit_typed_events():
+    """The studio drives one trainer in slices; that must be the same training as one call."""
+    whole = tiny_trainer(steps=6)
+    whole.run()
+    sliced = tiny_trainer(steps=6)
+    events = []
+    assert sliced.run(steps=2, on_event=events.append).steps_done == 2
+    assert sliced.run(steps=6, on_event=events.append).steps_done == 6
+    assert [type(e) for e in events] == [StepsLogged] * 2 + [RunEnded] + [StepsLogged] * 4 + [RunEnded]
+    assert [e.step for e in events if isinstance(e, StepsLogged)] == [1, 2, 3, 4, 5, 6]
+    assert all(finite_losses(e.losses) for e in events if isinstance(e, StepsLogged))
+    expected = weights(whole)
+    for key, value in weights(sliced).items():
+        torch.testing.assert_close(value, expected[key], atol=1e-6, rtol=0, msg=key)
+
+
+def test_periodic_checkpoints_are_announced_and_atomic(tmp_path):
+    trainer = tiny_trainer(tmp_path / "state", steps=4, checkpoint_every=2)
+    events = []
+    trainer.run(on_event=events.append)
+    assert [e.step for e in events if isinstance(e, CheckpointSaved)] == [2, 4]
+    assert not (tmp_path / "state.partial").exists() and not (tmp_path / "state.old").exists()
+    assert (tmp_path / "state" / "trainer.pt").is_file()
+
+
+def test_stop_from_another_thread_returns_after_the_current_step():
+    import threading
+
+    trainer = tiny_trainer(steps=10**6)
+    timer = threading.Timer(0.5, trainer.stop)
+    timer.start()
+    result = trainer.run()
+    assert result.reason is EndReason.STOPPED and 0 < result.steps_done < 10**6
+    assert result.seconds < 2.5
+
+
+def test_zero_seconds_stops_before_training_but_returns(tmp_path):
+    trainer = tiny_trainer(tmp_path / "state", max_seconds=0)
+    before = weights(trainer)
+    result = trainer.run()
+    assert result.reason is EndReason.TIME and result.steps_done == 0 and result.images_seen == 0
+    assert result.last_losses == {} and not (tmp_path / "state").exists()
+    assert all(torch.equal(v, before[k]) for k, v in weights(trainer).items())
+
+
+def test_ema_weights_are_used_inside_averaged_weights_only():
+    trainer = tiny_trainer(steps=5, ema_decay=0.9)
+    trainer.run()
+    live = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    with trainer.averaged_weights():
+        averaged = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    assert any(not torch.equal(live[k], averaged[k]) for k in live)
+    assert all(torch.equal(v, live[k]) for k, v in trainer.generator.state_dict().items())
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("constant", [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    ("linear", [0.5, 1.0, 1.0, 1.0, 2 / 3, 1 / 3]),  # flat for half, then down to 0 at the end
+    ("cosine", [0.5, 1.0, 1.0, 0.5, 0.0, 0.0]),  # half a cosine over steps 2..4
+])
+def test_learning_rate_schedules(name, expected):
+    factors = [learning_rate_factor(name, step, 6 if name != "cosine" else 4, warmup_steps=2)
+               for step in range(6)]
+    assert factors == pytest.approx(expected, abs=1e-6)
+
+
+def test_schedule_is_applied_to_both_optimisers():
+    trainer = tiny_trainer(steps=4, schedule="linear", learning_rate=1e-3, log_every=1)
+    result = trainer.run()
+    assert [e.learning_rate for e in result.history] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])
+    assert trainer.discriminator_optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def test_a_decaying_schedule_needs_a_step_count():
+    with pytest.raises(E2GANError, match="cosine"):
+        from e2gan.training.schedules import check_schedule
+        check_schedule("cosine", None, 0)
+    with pytest.raises(E2GANError, match="schedule"):
+        tiny_trainer(schedule="exponential")
+
+
+def test_gradient_clipping_bounds_the_update():
+    clipped = tiny_trainer(steps=1, max_grad_norm=1e-8, learning_rate=1e-1)
+    before = weights(clipped)
+    clipped.run()
+    # Adam normalises the step, so clipping shows as a bounded, not a zero, change.
+    moved = max((v - before[k]).abs().max().item() for k, v in weights(clipped).items()
+                if k.startswith("g."))
+    assert 0 < moved <= 0.1 + 1e-6
+
+
+def test_report_to_tensorboard_writes_event_files(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is in the test extra")
+    torch.manual_seed(0)
+    generator = build_model("e2gan", TINY)
+    discriminator = build_model("patchgan", {"num_filters": 8, "num_layers": 2, "text_dim": 16})
+    encoder = LearnedConceptEncoder(embedding_dim=16, concepts=["a cartoon"])
+    trainer = Trainer(TrainingParts(generator, discriminator, encoder, list(generator.parameters()),
+                                    Pairs(4)),
+                      TrainingSettings(size=16, steps=2, batch_size=2, device="cpu",
+                                       report_to="tensorboard", log_every=1),
+                      log_dir=tmp_path / "logs", run_name="tiny")
+    trainer.run()
+    trainer.close()
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*"))
 
 
 def test_recipe_with_zero_seconds_still_writes_the_model(datasets, tmp_path):
@@ -315,12 +397,13 @@ def test_finetune_lowers_the_l1_loss(datasets, mode, learning_rate, ratio):
         parameters = [p for n, p in generator.named_parameters() if "lora_" in n]
     else:
         parameters = list(generator.parameters())
-    hyperparameters = GANHyperparameters(learning_rate=learning_rate, l1_weight=100.0)
-    gan = PairedGAN(generator, build_model("patchgan", {"num_filters": 8, "text_dim": 16}), encoder,
-                    parameters, hyperparameters, "cpu")
     data = PairTensorDataset(datasets["bw"], "train", 32, augment=False)
-    result = run_training(gan, data, LoopConfig(steps=30, batch_size=4, log_every=1), modules={})
-    l1 = [event["losses"]["g_l1"] for event in result.history]
+    trainer = Trainer(TrainingParts(generator, build_model("patchgan", {"num_filters": 8, "text_dim": 16}),
+                                    encoder, parameters, data),
+                      TrainingSettings(size=32, steps=30, batch_size=4, learning_rate=learning_rate,
+                                       device="cpu", log_every=1))
+    result = trainer.run()
+    l1 = [event.losses["g_l1"] for event in result.history]
     assert len(l1) == 30 and all(math.isfinite(v) for v in l1)
     first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
     assert last < ratio * first, (first, last)
@@ -329,18 +412,18 @@ def test_finetune_lowers_the_l1_loss(datasets, mode, learning_rate, ratio):
 def test_generator_step_does_not_move_the_text_through_the_discriminator():
     """G may learn the concept's tokens through its own cross-attention, but must not 'fool' D by
     changing the condition D is given (the concept tokens are D's input, not G's output)."""
-    gan, modules = tiny_gan()
+    trainer = tiny_trainer()
     batch = Pairs(2, augment=False)
     source, target = batch.sources, batch.targets
-    table = modules["text_encoder"].tables["a_cartoon"]
+    table = trainer.text_encoder.tables["a_cartoon"]
     before = table.detach().clone()
-    text = gan.encode_text(["a cartoon", "a cartoon"])
+    text = trainer.model.encode(["a cartoon", "a cartoon"], source.device)
     fake = target.clone().requires_grad_(True)  # an 'edit' that does not depend on the text
-    gan.generator_step(source, target, fake, text)
+    trainer.gan_step.generator_step(source, target, fake, text)
     assert table.grad is None or not table.grad.any()
     assert torch.equal(table.detach(), before)
     # Through G's own use of the text, the tokens do learn.
-    losses = gan.train_step({"source": source, "edited": target, "prompt": ["a cartoon"] * 2})
+    losses = trainer.gan_step({"source": source, "edited": target, "prompt": ["a cartoon"] * 2})
     assert finite_losses(losses) and not torch.equal(table.detach(), before)
 
 
@@ -349,12 +432,12 @@ def test_a_checkpoint_from_another_run_is_a_clear_error(datasets, tmp_path):
     calls = iter(range(100))
     train_base([datasets["sketch"]], out, settings(steps=4, batch_size=2), generator_config=TINY,
                should_stop=lambda: next(calls) >= 1)
-    assert (out / "training_state.pt").is_file()
+    assert (out / "training_state" / "trainer.pt").is_file()
     with pytest.raises(E2GANError, match="restart"):  # a second concept: other text tables
         train_base([datasets["sketch"], datasets["cartoon"]], out, settings(steps=4, batch_size=2),
                    generator_config=TINY)
-    (out / "training_state.pt").write_bytes(b"garbage")
-    with pytest.raises(E2GANError, match="training_state.pt"):
+    (out / "training_state" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(E2GANError, match="training_state"):
         train_base([datasets["sketch"]], out, settings(steps=4, batch_size=2), generator_config=TINY)
     outcome = train_base([datasets["sketch"], datasets["cartoon"]], out,
                          settings(steps=2, batch_size=2), generator_config=TINY, resume=False)
@@ -362,7 +445,9 @@ def test_a_checkpoint_from_another_run_is_a_clear_error(datasets, tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("batch_size", 0), ("size", -8),
-                                         ("learning_rate", 0.0), ("max_seconds", -1.0)])
+                                         ("learning_rate", 0.0), ("learning_rate", float("inf")),
+                                         ("learning_rate", float("nan")), ("max_seconds", -1.0),
+                                         ("ema_decay", 1.0), ("report_to", "wandb")])
 def test_training_settings_refuse_nonsense_with_a_clear_error(field, value):
     from e2gan.errors import E2GANError
     from e2gan.training.recipes import TrainingSettings

@@ -32,8 +32,8 @@ from e2gan.data.dataset import PairDataset
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
 from e2gan.selection import select
-from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingOutcome,
-                                    TrainingSettings, finetune, train_pix2pix)
+from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
+                                    TrainingSettings, finetune_job, pix2pix_job)
 
 KINDS = ("lora", "full", "pix2pix")
 NO_STEP_LIMIT = 10**9  # the wall-clock budget ends every run
@@ -108,26 +108,24 @@ def selected_ids(dataset: PairDataset, spec: RunSpec) -> list[str] | None:
     return select(dataset, spec.pairs, spec.selection, spec.seed).ids
 
 
-def _training_settings(context: BenchContext, spec: RunSpec, seconds: float | None,
-                       steps: int = NO_STEP_LIMIT) -> TrainingSettings:
+def _training_settings(context: BenchContext, spec: RunSpec, steps: int = NO_STEP_LIMIT) -> TrainingSettings:
     s = context.settings
     return TrainingSettings(size=s.size, steps=steps, batch_size=s.batch_size,
                             learning_rate=LORA_LEARNING_RATE if spec.kind == "lora" else FULL_LEARNING_RATE,
-                            seed=spec.seed, device=s.device, max_seconds=seconds, checkpoint_every=0)
+                            seed=spec.seed, device=s.device, checkpoint_every=0)
 
 
-def _train(context: BenchContext, spec: RunSpec, dataset: PairDataset, ids: list[str] | None,
-           folder: Path, settings: TrainingSettings, resume: bool) -> TrainingOutcome:
+def _job(context: BenchContext, spec: RunSpec, dataset: PairDataset, ids: list[str] | None,
+         folder: Path, settings: TrainingSettings) -> TrainingJob:
     base_dir = context.base_dir(spec.base)
     if spec.kind == "lora":
-        return finetune(base_dir, dataset, folder / "adapter.safetensors", settings, mode="lora",
-                        ranks=resolve_ranks(context, spec), ids=ids, resume=resume)
+        return finetune_job(base_dir, dataset, folder / "adapter.safetensors", settings, mode="lora",
+                            ranks=resolve_ranks(context, spec), ids=ids)
     if spec.kind == "full":
-        return finetune(base_dir, dataset, folder / "model", settings, mode="full", ids=ids,
-                        resume=resume)
+        return finetune_job(base_dir, dataset, folder / "model", settings, mode="full", ids=ids)
     if ids is not None:
         raise E2GANError("pix2pix trains on all training pairs in this benchmark")
-    return train_pix2pix(dataset, folder / "model", settings, resume=resume)
+    return pix2pix_job(dataset, folder / "model", settings)
 
 
 def step_flops(context: BenchContext, spec: RunSpec) -> float:
@@ -145,8 +143,8 @@ def step_flops(context: BenchContext, spec: RunSpec) -> float:
         dataset = context.data.dataset(*parse_concept(spec.data))
         with tempfile.TemporaryDirectory(dir=folder) as scratch:
             with FlopCounterMode(display=False) as counter:
-                _train(context, probe, dataset, selected_ids(dataset, probe), Path(scratch),
-                       _training_settings(context, probe, None, steps=1), resume=False)
+                _job(context, probe, dataset, selected_ids(dataset, probe), Path(scratch),
+                     _training_settings(context, probe, steps=1)).trainer.run()
         return {"flops_per_step": counter.get_total_flops()}
 
     slug = "flops_" + "_".join(str(v) for v in key["flops_probe"].values() if v)
@@ -190,21 +188,26 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
         flops = step_flops(context, spec)
         partial_path = folder / "milestones.json"
         milestones = json.loads(partial_path.read_text()) if partial_path.is_file() else []
+        # One trainer for all the milestones: each budget trains on from where the last ended.
+        steps_target = spec.steps if spec.steps is not None else NO_STEP_LIMIT
+        job = _job(context, spec, dataset, ids, folder, _training_settings(context, spec, steps_target))
+        if milestones:  # judged before the run was interrupted: continue from its saved state
+            job.trainer.resume()
         for index, budget in enumerate(spec.seconds):
-            if index < len(milestones):  # judged before the run was interrupted
+            if index < len(milestones):
                 continue
             previous = milestones[-1] if milestones else {"steps": 0, "seconds": 0.0}
             if spec.steps is None:
                 context.log(f"train {spec.slug()}: {budget - previous['seconds']:.0f} s more")
-                settings_now = _training_settings(context, spec, budget - previous["seconds"])
+                result = job.trainer.run(seconds=budget - previous["seconds"])
             else:
                 context.log(f"train {spec.slug()}: {spec.steps} steps")
                 budget = None
-                settings_now = _training_settings(context, spec, None, steps=spec.steps)
-            outcome = _train(context, spec, dataset, ids, folder, settings_now, resume=index > 0)
-            steps = outcome.result.steps_done
-            seconds = previous["seconds"] + outcome.result.seconds
-            trainable = outcome.trainable_parameters
+                result = job.trainer.run()
+            job.write(result)
+            steps = result.steps_done
+            seconds = previous["seconds"] + result.seconds
+            trainable = job.trainable_parameters
             metrics = judge(maker_for(context, spec, folder, dataset.info.prompt), dataset,
                             settings.size, settings.eval_images, settings.fid, settings.device)
             milestones.append({"budget_seconds": budget, "seconds": round(seconds, 1),
@@ -212,8 +215,7 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
                                "train_flops": steps * flops, "trainable_parameters": trainable,
                                "stored_bytes": _stored_bytes(spec, folder), **metrics})
             atomic_write_json(partial_path, milestones)
-        for state in folder.rglob("*training_state.pt"):  # optimiser moments: no longer needed
-            state.unlink()
+        job.trainer.forget_state()  # optimiser moments: no longer needed
         return {"slug": spec.slug(), "milestones": milestones, **milestones[-1],
                 "flops_per_step": flops, "train_pairs": len(ids) if ids else
                 len(dataset.split("train")), "prompt": dataset.info.prompt}

@@ -22,17 +22,31 @@ def command(name: str):
 
 
 def progress(args: argparse.Namespace, label: str) -> Callable[[dict[str, Any]], None]:
-    """A training or generation progress callback that prints to stderr (silent with --quiet)."""
+    """A generation or rank-search progress callback that prints to stderr (silent with --quiet)."""
     def report(event: dict[str, Any]) -> None:
+        if not args.quiet and "done" in event:
+            print(f"[{label}] {event['done']}/{event['total']}", file=sys.stderr, flush=True)
+    return report
+
+
+def training_progress(args: argparse.Namespace, label: str) -> Callable[[Any], None]:
+    """A trainer's event callback that prints to stderr (silent with --quiet)."""
+    from e2gan.training.events import CheckpointSaved, RunEnded, StepsLogged
+
+    def report(event: Any) -> None:
         if args.quiet:
             return
-        if "step" in event:
-            losses = " ".join(f"{k}={v:.3f}" for k, v in event["losses"].items())
-            print(f"[{label}] step {event['step']}/{event['total_steps']} {losses} "
-                  f"{event['images_per_second']:.1f} img/s eta {event['eta_seconds']:.0f}s",
+        if isinstance(event, StepsLogged):
+            losses = " ".join(f"{k}={v:.3f}" for k, v in event.losses.items())
+            eta = f" eta {event.eta_seconds:.0f}s" if event.eta_seconds is not None else ""
+            print(f"[{label}] step {event.step}/{event.total_steps} {losses} "
+                  f"lr {event.learning_rate:.2e} {event.images_per_second:.1f} img/s{eta}",
                   file=sys.stderr, flush=True)
-        elif "done" in event:
-            print(f"[{label}] {event['done']}/{event['total']} pairs", file=sys.stderr, flush=True)
+        elif isinstance(event, CheckpointSaved):
+            print(f"[{label}] state saved at step {event.step}", file=sys.stderr, flush=True)
+        elif isinstance(event, RunEnded):
+            print(f"[{label}] ended at step {event.step} ({event.reason.value}, "
+                  f"{event.seconds:.0f}s)", file=sys.stderr, flush=True)
     return report
 
 

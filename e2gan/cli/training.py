@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from e2gan.cli.common import command, progress
+from e2gan.cli.common import command, progress, training_progress
+from e2gan.training.schedules import SCHEDULES
+from e2gan.training.settings import REPORT_TO
 
 
 def _settings(args: argparse.Namespace, default_lr: float | None = None):
@@ -16,7 +18,37 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None):
     return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
                             learning_rate=lr, discriminator_learning_rate=args.d_lr,
                             seed=args.seed, device=args.device,
-                            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None)
+                            max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
+                            schedule=args.schedule, warmup_steps=args.warmup_steps,
+                            ema_decay=args.ema_decay, max_grad_norm=args.max_grad_norm,
+                            report_to=args.report_to, checkpoint_every=args.checkpoint_every,
+                            augment=not args.no_augment)
+
+
+def _generator_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--generator-config JSON, with --upsampling on top when given."""
+    import json
+
+    from e2gan.errors import E2GANError
+
+    config: dict[str, Any] = {}
+    if getattr(args, "generator_config", None):
+        try:
+            config = json.loads(args.generator_config)
+        except ValueError as error:
+            raise E2GANError(f"--generator-config is not valid JSON: {error}") from None
+        if not isinstance(config, dict):
+            raise E2GANError("--generator-config must be a JSON object of generator settings")
+    if getattr(args, "upsampling", None):
+        config["upsampling"] = args.upsampling
+    return config or None
+
+
+def _report(outcome) -> dict[str, Any] | None:
+    """The command's JSON result; None on a non-main process (the main one reports)."""
+    if not outcome.is_main_process:
+        return None
+    return {"out": str(outcome.output), **outcome.summary}
 
 
 @command("train-base")
@@ -25,10 +57,10 @@ def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.training.recipes import train_base
 
     datasets = [PairDataset.open(path) for path in args.dataset]
-    outcome = train_base(datasets, args.out, _settings(args), resume=not args.restart,
-                         text_encoder=_base_text_encoder(args, datasets),
-                         on_progress=progress(args, "train-base"))
-    return {"out": str(outcome.output), **outcome.summary}
+    outcome = train_base(datasets, args.out, _settings(args), generator_config=_generator_config(args),
+                         resume=not args.restart, text_encoder=_base_text_encoder(args, datasets),
+                         on_event=training_progress(args, "train-base"), init_from=args.init_from)
+    return _report(outcome)
 
 
 def _base_text_encoder(args: argparse.Namespace, datasets):
@@ -50,8 +82,8 @@ def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     ranks = _load_ranks(args) if args.mode == "lora" else None
     settings = _settings(args, LORA_LEARNING_RATE if args.mode == "lora" else None)
     outcome = finetune(args.base, dataset, args.out, settings, mode=args.mode, ranks=ranks,
-                       resume=not args.restart, on_progress=progress(args, "finetune"))
-    return {"out": str(outcome.output), **outcome.summary}
+                       resume=not args.restart, on_event=training_progress(args, "finetune"))
+    return _report(outcome)
 
 
 def _load_ranks(args: argparse.Namespace) -> dict[str, int] | None:
@@ -70,8 +102,9 @@ def cmd_train_pix2pix(args: argparse.Namespace) -> dict[str, Any]:
 
     dataset = PairDataset.open(args.dataset)
     outcome = train_pix2pix(dataset, args.out, _settings(args), resume=not args.restart,
-                            on_progress=progress(args, "pix2pix"))
-    return {"out": str(outcome.output), **outcome.summary}
+                            generator_config=_generator_config(args),
+                            on_event=training_progress(args, "pix2pix"))
+    return _report(outcome)
 
 
 @command("rank-search")
@@ -105,9 +138,22 @@ def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int =
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop cleanly after this much training time")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="several GPUs or machines: run under `accelerate launch` or `torchrun`")
     parser.add_argument("--restart", action="store_true",
                         help="ignore a training checkpoint left by an interrupted run")
+    parser.add_argument("--schedule", default="constant", choices=list(SCHEDULES),
+                        help="learning rate: constant, linear (pix2pix: flat, then down to 0 over "
+                             "the second half) or cosine; after --warmup-steps")
+    parser.add_argument("--warmup-steps", type=int, default=0)
+    parser.add_argument("--ema-decay", type=float, default=0.0,
+                        help="keep an EMA of the trained weights (used for the saved model); 0: off")
+    parser.add_argument("--max-grad-norm", type=float, default=None, help="clip gradient norms")
+    parser.add_argument("--report-to", default="none", choices=list(REPORT_TO),
+                        help="log losses through Accelerate's trackers (into OUT's logs folder)")
+    parser.add_argument("--checkpoint-every", type=int, default=200,
+                        help="save the resumable state every N steps (0: only at the end)")
+    parser.add_argument("--no-augment", action="store_true", help="no random flips of the pairs")
 
 
 def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -124,6 +170,12 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                         "the pairs, else timbrooks/instruct-pix2pix)")
     p.add_argument("--allow-download", action="store_true",
                    help="let the text model download when it is not on this machine")
+    p.add_argument("--init-from", default=None,
+                   help="start from this generator folder's weights (warm start, not a resume)")
+    p.add_argument("--upsampling", default=None, choices=["transposed", "resize_conv"],
+                   help="the decoder's upsampling layers (default: the model's default)")
+    p.add_argument("--generator-config", default=None,
+                   help="JSON object of generator settings (e.g. '{\"num_filters\": 32}')")
     _training_arguments(p, steps=5000)
 
     p = add("finetune", "teach a base model a new concept (LoRA adapter or full fine-tune)")
@@ -138,6 +190,8 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("train-pix2pix", "train the pix2pix baseline from scratch")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--generator-config", default=None,
+                   help="JSON object of generator settings (e.g. '{\"num_residual_blocks\": 6}')")
     _training_arguments(p, steps=600)
 
     p = add("rank-search", "search LoRA ranks per crucial layer (Algorithm 1)")

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from e2gan.data.dataset import SPLITS, PairDataset, PairRecord, partial_path
-from e2gan.data.subsets import replace_folder
+from e2gan.files import replace_folder
 from e2gan.errors import E2GANError
 
 FORMATS = ("imagefolder", "img2img-turbo")

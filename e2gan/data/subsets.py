@@ -17,6 +17,7 @@ from e2gan.data.pair_format import DatasetInfo, now_iso
 from e2gan.data.reader import PairDataset
 from e2gan.data.writer import PairDatasetWriter
 from e2gan.errors import E2GANError
+from e2gan.files import replace_folder
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -50,23 +51,6 @@ def atomic_dataset_writer(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-
-
-def replace_folder(new: Path, target: Path, overwrite: bool) -> None:
-    """Move the folder `new` to `target`, replacing an existing target only with `overwrite`."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    if not overwrite:
-        raise E2GANError(f"{target} already exists; choose another folder or overwrite it")
-    # Directories cannot be swapped atomically; move the old one aside first so that at every
-    # moment target is either the whole old dataset, absent, or the whole new one.
-    old = target.with_name(target.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_subset(

@@ -1,11 +1,13 @@
-"""The four ways to train, each a short function over the same loop:
+"""The four ways to train, each a short function that builds a `Trainer` and says what to write:
 
-- `train_base`: one E2GAN generator on many concepts at once (the shared base model).
-- `finetune`: a new concept from a base, either LoRA on the crucial layers (the paper's method) or
-  full fine-tuning of every generator weight (the baseline it is compared with).
-- `train_pix2pix`: the 9-residual-block pix2pix generator from scratch, one concept.
+- `base_job` / `train_base`: one E2GAN generator on many concepts at once (the shared base model).
+- `finetune_job` / `finetune`: a new concept from a base, either LoRA on the crucial layers (the
+  paper's method) or full fine-tuning of every generator weight (the baseline it is compared with).
+- `pix2pix_job` / `train_pix2pix`: the 9-residual-block pix2pix generator from scratch, one concept.
 
-Each returns a `TrainingOutcome` whose `summary` is what the CLI prints and the model card records.
+A `*_job` function returns a `TrainingJob` that a caller can run in slices (the studio does);
+the plain functions resume, run to the end and write, returning a `TrainingOutcome` whose
+`summary` is what the CLI prints and the model card records.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,56 +31,79 @@ from e2gan.data.torch_data import PairTensorDataset
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
 from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
-from e2gan.training.gan import GANHyperparameters, PairedGAN
-from e2gan.training.loop import LoopConfig, LoopResult, run_training, seed_everything
+from e2gan.training.events import EventCallback, RunSummary
+from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_LEARNING_RATE,  # noqa: F401 (re-exported)
+                                     TrainingSettings)
+from e2gan.training.trainer import Trainer, TrainingParts
 
-
-# Adam on the LoRA factors (B starts at zero) needs a larger step than full training to move in a
-# few CPU minutes. Measured on a held-out concept (watercolor, 100 pairs, 3 min at 128 px,
-# MAE vs teacher, lower is better): 2e-4 -> 32.2, 1e-3 -> 29.7, 3e-3 -> 27.7, 1e-2 diverged (46.0).
-LORA_LEARNING_RATE = 3e-3
-FULL_LEARNING_RATE = 2e-4  # the paper's (and pix2pix's) Adam setting
-
-
-@dataclass
-class TrainingSettings:
-    size: int = 128
-    steps: int = 1000
-    batch_size: int = 4
-    learning_rate: float = FULL_LEARNING_RATE
-    discriminator_learning_rate: float | None = None  # None: same as learning_rate
-    l1_weight: float = 100.0
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    checkpoint_every: int = 200
-    max_seconds: float | None = None
-    augment: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("size", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise E2GANError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise E2GANError(f"learning rate must be positive, got {self.learning_rate}")
-        if self.max_seconds is not None and self.max_seconds < 0:
-            raise E2GANError(f"time limit must not be negative, got {self.max_seconds}")
+StopCheck = Callable[[], bool]
 
 
 @dataclass
 class TrainingOutcome:
     output: Path
-    result: LoopResult
+    result: RunSummary
     trainable_parameters: int
     summary: dict[str, Any] = field(default_factory=dict)
+    is_main_process: bool = True  # False on the other processes of a distributed run
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise E2GANError("CUDA was requested but no GPU is available")
-    return torch.device(device)
+@dataclass
+class TrainingJob:
+    """A recipe's trainer, where its result goes and how to write it.
+
+    `writer(summary)` writes the trained model from the trainer's current weights; `write` calls
+    it on the main process only, with the EMA weights swapped in when EMA is on.
+    """
+
+    kind: str
+    trainer: Trainer
+    output: Path
+    pairs: int
+    writer: Callable[[dict[str, Any]], None]
+    details: dict[str, Any] = field(default_factory=dict)
+    model: LoadedGenerator | None = None  # a fine-tune's base, its adapter live: for sampling
+
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.trainer.trainable)
+
+    def summary(self, result: RunSummary) -> dict[str, Any]:
+        accelerator = self.trainer.accelerator
+        return {"kind": self.kind, "settings": self.trainer.settings.to_dict(), "pairs": self.pairs,
+                "steps": result.steps_done, "stopped_early": result.stopped_early,
+                "end_reason": result.reason.value, "seconds": round(result.seconds, 2),
+                "images_per_second": round(result.images_per_second, 2),
+                "processes": accelerator.num_processes,
+                "global_batch_size": self.trainer.settings.batch_size * accelerator.num_processes,
+                "mixed_precision": accelerator.mixed_precision,
+                "trainable_parameters": self.trainable_parameters,
+                "hardware": hardware_description(accelerator.device),
+                "final_losses": {k: round(v, 4) for k, v in result.last_losses.items()},
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **self.details}
+
+    def write(self, result: RunSummary) -> dict[str, Any]:
+        summary = self.summary(result)
+        if self.trainer.is_main_process:
+            with self.trainer.averaged_weights():
+                self.writer(summary)
+        self.trainer.accelerator.wait_for_everyone()
+        return summary
+
+    def run_to_end(self, resume: bool = True, on_event: EventCallback | None = None,
+                   should_stop: StopCheck | None = None) -> TrainingOutcome:
+        """Resume (when asked and a state exists), train to the step target or time limit,
+        write the result. A finished job's resumable state is deleted (optimiser moments: 3x
+        the model); a stopped or timed-out one keeps it, so rerunning the command continues."""
+        if resume:
+            self.trainer.resume()
+        result = self.trainer.run(on_event=on_event, should_stop=should_stop)
+        summary = self.write(result)
+        if not result.stopped_early:
+            self.trainer.forget_state()
+        self.trainer.close()
+        return TrainingOutcome(self.output, result, self.trainable_parameters, summary,
+                               self.trainer.is_main_process)
 
 
 def hardware_description(device: torch.device) -> str:
@@ -88,9 +113,19 @@ def hardware_description(device: torch.device) -> str:
            f"{torch.get_num_threads()} torch threads)"
 
 
+def resolve_device(device: str = "auto") -> torch.device:
+    """The device inference and evaluation run on (training's is Accelerate's choice)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise E2GANError("CUDA was requested but no GPU is available")
+    return torch.device(device)
+
+
 def _tensor_dataset(datasets: list[PairDataset], settings: TrainingSettings,
                     ids: list[str] | None = None) -> Dataset:
-    parts = [PairTensorDataset(d, "train", settings.size, settings.augment, ids=ids) for d in datasets]
+    # augment=False: the trainer flips pairs itself, from (seed, step) (see training.trainer).
+    parts = [PairTensorDataset(d, "train", settings.size, augment=False, ids=ids) for d in datasets]
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
@@ -100,34 +135,21 @@ def _check_size(generator: nn.Module, size: int) -> None:
         raise E2GANError(f"training size {size} must be a multiple of {multiple} for this model")
 
 
-def _run(gan: PairedGAN, data: Dataset, settings: TrainingSettings, modules: dict[str, nn.Module],
-         state_path: Path | None, on_progress, should_stop, resume: bool) -> LoopResult:
-    config = LoopConfig(steps=settings.steps, batch_size=settings.batch_size, seed=settings.seed,
-                        checkpoint_every=settings.checkpoint_every, max_seconds=settings.max_seconds)
-    return run_training(gan, data, config, modules, state_path=state_path, resume=resume,
-                        on_progress=on_progress, should_stop=should_stop)
+def _seed(settings: TrainingSettings) -> None:
+    # Before models are built: every process then starts from the same weights.
+    from accelerate.utils import set_seed
+
+    set_seed(settings.seed)
 
 
-def _summary(kind: str, settings: TrainingSettings, result: LoopResult, device: torch.device,
-             trainable: int, pairs: int, **extra: Any) -> dict[str, Any]:
-    return {"kind": kind, "settings": asdict(settings), "pairs": pairs,
-            "steps": result.steps_done, "stopped_early": result.stopped_early,
-            "seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 2),
-            "trainable_parameters": trainable, "hardware": hardware_description(device),
-            "final_losses": {k: round(v, 4) for k, v in result.last_losses.items()},
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
-
-
-def train_base(datasets: list[PairDataset], out_dir: str | os.PathLike,
-               settings: TrainingSettings, generator_config: dict | None = None,
-               text_encoder: TextEncoder | None = None, resume: bool = True,
-               on_progress: Callable | None = None,
-               should_stop: Callable[[], bool] | None = None) -> TrainingOutcome:
-    """Train the shared base generator on several concepts' datasets at once."""
+def base_job(datasets: list[PairDataset], out_dir: str | os.PathLike, settings: TrainingSettings,
+             generator_config: dict | None = None, text_encoder: TextEncoder | None = None,
+             init_from: str | os.PathLike | None = None) -> TrainingJob:
+    """The shared base generator on several concepts' datasets at once. `init_from` starts from a
+    saved generator folder's weights (a warm start with new data or settings, not a resume)."""
     if not datasets:
         raise E2GANError("base training needs at least one dataset")
-    seed_everything(settings.seed)
-    device = resolve_device(settings.device)
+    _seed(settings)
     prompts = [d.info.prompt for d in datasets]
     if text_encoder is None:
         dim = (generator_config or {}).get("text_dim", 768)
@@ -136,29 +158,48 @@ def train_base(datasets: list[PairDataset], out_dir: str | os.PathLike,
         text_encoder = LearnedConceptEncoder(embedding_dim=dim, concepts=unique)
     generator = build_model("e2gan", {**(generator_config or {}),
                                       "text_dim": text_encoder.embedding_dim})
-    _check_size(generator, settings.size)
     discriminator = build_model("patchgan", {"text_dim": text_encoder.embedding_dim})
-    parameters = list(generator.parameters()) + list(text_encoder.parameters())
-    gan = PairedGAN(generator, discriminator, text_encoder, parameters, _hyper(settings), device,
-                    settings.mixed_precision)
+    if init_from is not None:
+        _warm_start(init_from, generator, discriminator, text_encoder)
+    _check_size(generator, settings.size)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     data = _tensor_dataset(datasets, settings)
-    result = _run(gan, data, settings, {"generator": generator, "discriminator": discriminator,
-                                        "text_encoder": text_encoder},
-                  out_dir / "training_state.pt", on_progress, should_stop, resume)
-    trainable = sum(p.numel() for p in parameters if p.requires_grad)
-    summary = _summary("base", settings, result, device, trainable, len(data),
-                       concepts=prompts, datasets=[str(d.root) for d in datasets])
-    save_generator(out_dir, generator.cpu().eval(), text_encoder.cpu(), summary, discriminator.cpu())
-    _forget_state_if_finished(out_dir / "training_state.pt", result)
-    return TrainingOutcome(out_dir, result, trainable, summary)
+    parameters = list(generator.parameters()) + list(text_encoder.parameters())
+    trainer = Trainer(TrainingParts(generator, discriminator, text_encoder, parameters, data),
+                      settings, state_dir=out_dir / "training_state", log_dir=out_dir / "logs",
+                      run_name="train-base")
+
+    def write(summary: dict[str, Any]) -> None:
+        save_generator(out_dir, generator.eval(), text_encoder, summary, discriminator)
+
+    return TrainingJob("base", trainer, out_dir, len(data), write,
+                       {"concepts": prompts, "datasets": [str(d.root) for d in datasets],
+                        **({"init_from": str(init_from)} if init_from else {})})
 
 
-def _hyper(settings: TrainingSettings) -> GANHyperparameters:
-    return GANHyperparameters(learning_rate=settings.learning_rate,
-                              discriminator_learning_rate=settings.discriminator_learning_rate,
-                              l1_weight=settings.l1_weight)
+def _warm_start(folder, generator: nn.Module, discriminator: nn.Module,
+                text_encoder: TextEncoder) -> None:
+    loaded = load_generator(folder, with_discriminator=True)
+    try:
+        generator.load_state_dict(loaded.generator.state_dict())
+    except RuntimeError:
+        raise E2GANError(f"cannot start from {folder}: its generator has another layout than "
+                         "the one being trained") from None
+    if loaded.discriminator is not None:
+        discriminator.load_state_dict(loaded.discriminator.state_dict())
+    if isinstance(text_encoder, LearnedConceptEncoder) and isinstance(loaded.text_encoder, LearnedConceptEncoder):
+        for key, table in loaded.text_encoder.tables.items():
+            if key in text_encoder.tables:  # concepts the base knew keep their tokens
+                text_encoder.tables[key].data.copy_(table.data)
+
+
+def train_base(datasets: list[PairDataset], out_dir: str | os.PathLike,
+               settings: TrainingSettings, generator_config: dict | None = None,
+               text_encoder: TextEncoder | None = None, resume: bool = True,
+               on_event: EventCallback | None = None, should_stop: StopCheck | None = None,
+               init_from: str | os.PathLike | None = None) -> TrainingOutcome:
+    job = base_job(datasets, out_dir, settings, generator_config, text_encoder, init_from)
+    return job.run_to_end(resume, on_event, should_stop)
 
 
 def starting_discriminator(loaded: LoadedGenerator) -> nn.Module:
@@ -179,24 +220,12 @@ def prepare_concept(loaded: LoadedGenerator, prompt: str) -> list[nn.Parameter]:
     return []
 
 
-def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os.PathLike,
-             settings: TrainingSettings, mode: str = "lora", ranks: dict[str, int] | None = None,
-             ids: list[str] | None = None, resume: bool = True,
-             on_progress: Callable | None = None,
-             should_stop: Callable[[], bool] | None = None) -> TrainingOutcome:
-    """Teach a base model the dataset's concept.
-
-    `mode="lora"` writes one adapter file at `output` (LoRA on the crucial layers with `ranks`,
-    plus the concept's text tokens); `mode="full"` tunes every generator weight and writes a model
-    folder. The base's discriminator, when it was saved, is the starting D: it already knows what
-    a good edit of a photo looks like, which is much of what makes fine-tuning fast.
-    """
-    if mode not in ("lora", "full"):
-        raise E2GANError(f"fine-tuning mode must be 'lora' or 'full', got {mode!r}")
-    seed_everything(settings.seed)
-    device = resolve_device(settings.device)
-    loaded = load_generator(base_dir, with_discriminator=True)
-    generator, encoder = loaded.generator, loaded.text_encoder
+def finetune_parts(loaded: LoadedGenerator, dataset: PairDataset, settings: TrainingSettings,
+                   mode: str, ranks: dict[str, int] | None, ids: list[str] | None,
+                   base_dir) -> TrainingParts:
+    """Make `loaded` ready to learn the dataset's concept: an adapter (or every weight) and the
+    concept's tokens trainable, everything else frozen."""
+    generator = loaded.generator
     _check_size(generator, settings.size)
     prompt = dataset.info.prompt
     discriminator = starting_discriminator(loaded)
@@ -210,65 +239,84 @@ def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os
     else:
         generator.requires_grad_(True)
         generator_parameters = list(generator.parameters())
-    parameters = generator_parameters + text_parameters
-    gan = PairedGAN(generator, discriminator, encoder, parameters, _hyper(settings), device,
-                    settings.mixed_precision)
+    return TrainingParts(generator, discriminator, loaded.text_encoder,
+                         generator_parameters + text_parameters,
+                         _tensor_dataset([dataset], settings, ids))
+
+
+def finetune_job(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os.PathLike,
+                 settings: TrainingSettings, mode: str = "lora",
+                 ranks: dict[str, int] | None = None, ids: list[str] | None = None) -> TrainingJob:
+    """Teach a base model the dataset's concept.
+
+    `mode="lora"` writes one adapter file at `output` (LoRA on the crucial layers with `ranks`,
+    plus the concept's text tokens); `mode="full"` tunes every generator weight and writes a model
+    folder. The base's discriminator, when it was saved, is the starting D: it already knows what
+    a good edit of a photo looks like, which is much of what makes fine-tuning fast.
+    """
+    if mode not in ("lora", "full"):
+        raise E2GANError(f"fine-tuning mode must be 'lora' or 'full', got {mode!r}")
+    _seed(settings)
+    loaded = load_generator(base_dir, with_discriminator=True)
+    parts = finetune_parts(loaded, dataset, settings, mode, ranks, ids, base_dir)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    state_path = output.with_name(output.name + ".training_state.pt")
-    modules: dict[str, nn.Module] = {"generator": generator, "discriminator": discriminator}
-    if encoder is not None:
-        modules["text_encoder"] = encoder
-    data = _tensor_dataset([dataset], settings, ids)
-    result = _run(gan, data, settings, modules, state_path, on_progress, should_stop, resume)
-    trainable = sum(p.numel() for p in parameters)
-    summary = _summary(f"finetune-{mode}", settings, result, device, trainable, len(data),
-                       base=str(base_dir), base_sha256=loaded.info["sha256"],
-                       dataset=str(dataset.root), concept=prompt)
-    generator.cpu().eval()
-    if encoder is not None:
-        encoder.cpu()
-    if mode == "lora":
-        adapter = adapter_from_model(generator, concept_key(prompt), prompt, loaded.info, encoder,
-                                     training=summary, concept=dataset.info.concept)
-        save_adapter(output, adapter)
-        summary["adapter_bytes"] = output.stat().st_size
-    else:
-        save_generator(output, generator, encoder, summary)
-    _forget_state_if_finished(state_path, result)
-    return TrainingOutcome(output, result, trainable, summary)
+    trainer = Trainer(parts, settings, state_dir=output.with_name(output.name + ".training_state"),
+                      log_dir=output.with_name(output.name + ".logs"), run_name=f"finetune-{mode}")
+    prompt, generator, encoder = dataset.info.prompt, parts.generator, parts.text_encoder
+
+    def write(summary: dict[str, Any]) -> None:
+        generator.eval()
+        if mode == "lora":
+            adapter = adapter_from_model(generator, concept_key(prompt), prompt, loaded.info,
+                                         encoder, training=summary, concept=dataset.info.concept)
+            save_adapter(output, adapter)
+        else:
+            save_generator(output, generator, encoder, summary)
+
+    return TrainingJob(f"finetune-{mode}", trainer, output, len(parts.dataset), write,
+                       {"base": str(base_dir), "base_sha256": loaded.info["sha256"],
+                        "dataset": str(dataset.root), "concept": prompt}, model=loaded)
+
+
+def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os.PathLike,
+             settings: TrainingSettings, mode: str = "lora", ranks: dict[str, int] | None = None,
+             ids: list[str] | None = None, resume: bool = True,
+             on_event: EventCallback | None = None,
+             should_stop: StopCheck | None = None) -> TrainingOutcome:
+    job = finetune_job(base_dir, dataset, output, settings, mode, ranks, ids)
+    outcome = job.run_to_end(resume, on_event, should_stop)
+    if mode == "lora" and outcome.output.is_file():
+        outcome.summary["adapter_bytes"] = outcome.output.stat().st_size
+    return outcome
+
+
+def pix2pix_job(dataset: PairDataset, out_dir: str | os.PathLike, settings: TrainingSettings,
+                generator_config: dict | None = None) -> TrainingJob:
+    """The baseline: pix2pix's 9-block ResNet generator from scratch on one concept."""
+    _seed(settings)
+    generator = build_model("pix2pix", generator_config)
+    _check_size(generator, settings.size)
+    discriminator = build_model("patchgan", {"text_dim": 0})
+    out_dir = Path(out_dir)
+    data = _tensor_dataset([dataset], settings)
+    trainer = Trainer(TrainingParts(generator, discriminator, None, list(generator.parameters()), data),
+                      settings, state_dir=out_dir / "training_state", log_dir=out_dir / "logs",
+                      run_name="train-pix2pix")
+
+    def write(summary: dict[str, Any]) -> None:
+        save_generator(out_dir, generator.eval(), None, summary)
+
+    return TrainingJob("pix2pix", trainer, out_dir, len(data), write,
+                       {"dataset": str(dataset.root), "concept": dataset.info.prompt})
 
 
 def train_pix2pix(dataset: PairDataset, out_dir: str | os.PathLike, settings: TrainingSettings,
                   generator_config: dict | None = None, resume: bool = True,
-                  on_progress: Callable | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> TrainingOutcome:
-    """The baseline: pix2pix's 9-block ResNet generator from scratch on one concept."""
-    seed_everything(settings.seed)
-    device = resolve_device(settings.device)
-    generator = build_model("pix2pix", generator_config)
-    _check_size(generator, settings.size)
-    discriminator = build_model("patchgan", {"text_dim": 0})
-    gan = PairedGAN(generator, discriminator, None, list(generator.parameters()), _hyper(settings),
-                    device, settings.mixed_precision)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = _tensor_dataset([dataset], settings)
-    result = _run(gan, data, settings, {"generator": generator, "discriminator": discriminator},
-                  out_dir / "training_state.pt", on_progress, should_stop, resume)
-    trainable = sum(p.numel() for p in generator.parameters())
-    summary = _summary("pix2pix", settings, result, device, trainable, len(data),
-                       dataset=str(dataset.root), concept=dataset.info.prompt)
-    save_generator(out_dir, generator.cpu().eval(), None, summary)
-    _forget_state_if_finished(out_dir / "training_state.pt", result)
-    return TrainingOutcome(out_dir, result, trainable, summary)
-
-
-def _forget_state_if_finished(state_path: Path, result: LoopResult) -> None:
-    """A finished run's resumable state is dead weight (optimiser moments: 3x the model); a run
-    that was stopped or ran out of time keeps it, so rerunning the command continues it."""
-    if not result.stopped_early:
-        state_path.unlink(missing_ok=True)
+                  on_event: EventCallback | None = None,
+                  should_stop: StopCheck | None = None) -> TrainingOutcome:
+    return pix2pix_job(dataset, out_dir, settings, generator_config).run_to_end(
+        resume, on_event, should_stop)
 
 
 def uniform_ranks(generator: nn.Module, rank: int) -> dict[str, int]:
