@@ -39,7 +39,9 @@ class PatchDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         self.to_logit = nn.Conv2d(channels, 1, 4, 1, 1)
         # A 4x4 kernel with padding 1 shrinks the map by one pixel; the projection follows it.
-        self.feature_pool = nn.Conv2d(channels, channels, 4, 1, 1, groups=channels, bias=False)
+        # Only a concept-conditioned D has them: an unused parameter would stall DDP's reducer.
+        self.feature_pool = (nn.Conv2d(channels, channels, 4, 1, 1, groups=channels, bias=False)
+                             if config.text_dim else None)
         self.text_projection = nn.Linear(config.text_dim, channels) if config.text_dim else None
 
     def forward(self, source: torch.Tensor, image: torch.Tensor,

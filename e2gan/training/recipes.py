@@ -165,7 +165,10 @@ def base_job(datasets: list[PairDataset], out_dir: str | os.PathLike, settings: 
     out_dir = Path(out_dir)
     data = _tensor_dataset(datasets, settings)
     parameters = list(generator.parameters()) + list(text_encoder.parameters())
-    trainer = Trainer(TrainingParts(generator, discriminator, text_encoder, parameters, data),
+    # Each concept's token table trains only in the steps its pairs are in the batch.
+    several_tables = isinstance(text_encoder, LearnedConceptEncoder) and len(text_encoder.concepts) > 1
+    trainer = Trainer(TrainingParts(generator, discriminator, text_encoder, parameters, data,
+                                    partial_gradients=several_tables),
                       settings, state_dir=out_dir / "training_state", log_dir=out_dir / "logs",
                       run_name="train-base")
 

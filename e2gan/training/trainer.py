@@ -53,6 +53,9 @@ class TrainingParts:
     text_encoder: nn.Module | None
     generator_parameters: list[nn.Parameter]  # what G's optimiser moves (all, or LoRA + tokens)
     dataset: Dataset
+    # True when a step may leave some trainable parameters without a gradient (several concepts'
+    # token tables, only some in a batch): DDP then has to look for them, at a cost.
+    partial_gradients: bool = False
 
 
 class EpochShuffle(Sampler[int]):
@@ -72,7 +75,7 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.size, generator=generator).tolist())
 
 
-def _accelerator(settings: TrainingSettings, log_dir: Path | None):
+def _accelerator(settings: TrainingSettings, log_dir: Path | None, partial_gradients: bool):
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     if settings.device.startswith("cuda") and not torch.cuda.is_available():
@@ -89,9 +92,7 @@ def _accelerator(settings: TrainingSettings, log_dir: Path | None):
     return Accelerator(
         cpu=not use_cuda, mixed_precision=mixed_precision, log_with=report_to,
         project_dir=str(log_dir) if log_dir else None,
-        # A learned token table trains only for the concepts in the batch, so under several
-        # processes some parameters get no gradient in a step; DDP must be told to expect that.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=partial_gradients)])
 
 
 class Trainer:
@@ -105,7 +106,8 @@ class Trainer:
         check_schedule(settings.schedule, settings.steps, settings.warmup_steps)
         self.settings = settings
         self.state_dir = Path(state_dir) if state_dir else None
-        self.accelerator = accelerator = _accelerator(settings, Path(log_dir) if log_dir else None)
+        self.accelerator = accelerator = _accelerator(settings, Path(log_dir) if log_dir else None,
+                                                      parts.partial_gradients)
         self.hyperparameters = GANHyperparameters(
             learning_rate=settings.learning_rate,
             discriminator_learning_rate=settings.discriminator_learning_rate,
@@ -170,8 +172,10 @@ class Trainer:
         accelerator = self.accelerator
         if accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)  # before anyone writes: each process adds its RNG file
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(partial))  # every process writes its own RNG file
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()  # every RNG file is in before the folder moves
         if accelerator.is_main_process:
             extra = {"step": self.step, "ema": self.ema.state_dict() if self.ema else None}
             buffer = _serialise(extra)
