@@ -42,6 +42,38 @@ class UpNormAct(nn.Module):
         return F.relu(self.norm(self.conv(x)))
 
 
+class ResizeConvNormAct(nn.Module):
+    """Checkerboard-free 2x upsampling: resize and a reflect-padded 3x3 conv -> InstanceNorm -> ReLU.
+
+    A stride-2 3x3 transposed conv gives its four output phases different numbers of kernel taps
+    (1, 2, 2 and 4), so even a constant input comes out as a 2x2 checkerboard that training has to
+    learn away (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"). Two orders avoid it:
+
+    - `resize_conv`: nearest-neighbour 2x, then the conv at the output resolution (Odena's fix;
+      every output pixel sees 9 taps, so 4x the arithmetic of the transposed conv it replaces);
+    - `conv_resize`: the conv at the input resolution, then bilinear 2x (the transposed conv's
+      arithmetic; the resize adds no detail of its own, so pair it with skip connections).
+
+    The conv stays the `.conv` child, a plain `nn.Conv2d`, so LoRA targets it under the same name.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, order: str = "resize_conv") -> None:
+        super().__init__()
+        if order not in ("resize_conv", "conv_resize"):
+            raise ValueError(f"unknown resize order {order!r}")
+        self.order = order
+        self.conv = nn.Conv2d(in_channels, out_channels, 3)
+        self.norm = nn.InstanceNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.order == "resize_conv":
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = F.relu(self.norm(self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
+        if self.order == "conv_resize":
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return x
+
+
 class ResidualBlock(nn.Module):
     """Two reflect-padded 3x3 convs with a skip connection (no activation after the sum)."""
 

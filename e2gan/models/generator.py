@@ -16,6 +16,19 @@ bottleneck too: with them outside, the generator costs 0.47x pix2pix's MACs inst
 0.41x (23.6G vs 56.9G), and the residual blocks dominate the cost. The counts, widths and positions
 are config fields, so the paper's other variants (3RB+2TB, TB after RB1, ...) are one config away.
 
+Decoder variants (config fields; the defaults are the paper's layout above, so a config.json written
+before these fields existed rebuilds exactly the model it was trained as):
+
+- `upsampling`: "transposed" (the paper: stride-2 3x3 transposed convs, whose uneven kernel overlap
+  prints a 2x2 checkerboard), "resize_conv" (nearest 2x then a 3x3 conv, 4x the transposed conv's
+  arithmetic) or "conv_resize" (a 3x3 conv then bilinear 2x, the transposed conv's arithmetic).
+  See `ResizeConvNormAct`.
+- `skip_connections`: add the encoder's features to the decoder's at each matching resolution
+  (stem -> last upsample, downsample.i -> the decoder layer that restores its size). Additive, so
+  no parameters and a few adds; it gives fine detail a path around the 1/8-resolution bottleneck.
+- `residual_output`: the head predicts a change, output = clamp(source + delta, -1, 1), instead of
+  tanh of a fresh image; the head starts at zero, so an untrained model is the identity edit.
+
 Noise (Eq. 1's z) enters as extra input channels: random while training, zeros at inference unless
 the caller passes its own, so an edit is reproducible and exports to ONNX as a pure function.
 """
@@ -27,7 +40,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from e2gan.models.blocks import ConvNormAct, ResidualBlock, TransformerBlock, UpNormAct
+from e2gan.models.blocks import (ConvNormAct, ResidualBlock, ResizeConvNormAct, TransformerBlock,
+                                 UpNormAct)
+
+UPSAMPLING_KINDS = ("transposed", "resize_conv", "conv_resize")
 
 
 @dataclass
@@ -43,6 +59,10 @@ class E2GANConfig:
     mlp_mult: int = 4
     text_dim: int = 768
     noise_channels: int = 1
+    # Decoder variants; the defaults are the paper's layout (see the module docstring).
+    upsampling: str = "transposed"  # "transposed" | "resize_conv" | "conv_resize"
+    skip_connections: bool = False
+    residual_output: bool = False
 
 
 class E2GANGenerator(nn.Module):
@@ -53,6 +73,11 @@ class E2GANGenerator(nn.Module):
         self.config = config = config or E2GANConfig()
         if not 0 <= config.transformer_after_block <= config.num_residual_blocks:
             raise ValueError("transformer_after_block must lie between 0 and num_residual_blocks")
+        if config.upsampling not in UPSAMPLING_KINDS:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING_KINDS}, "
+                             f"got {config.upsampling!r}")
+        if config.residual_output and config.in_channels != config.out_channels:
+            raise ValueError("residual_output needs in_channels == out_channels")
         filters = config.num_filters
         self.stem = ConvNormAct(config.in_channels + config.noise_channels, filters, 7,
                                 reflect_padding=3)
@@ -71,13 +96,25 @@ class E2GANGenerator(nn.Module):
         self.blocks_after = nn.ModuleList(
             ResidualBlock(width)
             for _ in range(config.num_residual_blocks - config.transformer_after_block))
-        self.bottleneck_out = UpNormAct(width, width)
+        self.bottleneck_out = self._up(width, width)
         self.upsample = nn.ModuleList()
         for index in range(config.num_downsamplings):
             multiplier = 2 ** (config.num_downsamplings - index)
-            self.upsample.append(UpNormAct(filters * multiplier, filters * multiplier // 2))
-        self.head = nn.Sequential(nn.ReflectionPad2d(3),
-                                  nn.Conv2d(filters, config.out_channels, 7), nn.Tanh())
+            self.upsample.append(self._up(filters * multiplier, filters * multiplier // 2))
+        head_conv = nn.Conv2d(filters, config.out_channels, 7)
+        if config.residual_output:
+            # A zero head makes the untrained model the identity edit, the natural start for a
+            # change predicted on top of the source.
+            nn.init.zeros_(head_conv.weight)
+            nn.init.zeros_(head_conv.bias)
+            self.head = nn.Sequential(nn.ReflectionPad2d(3), head_conv)
+        else:
+            self.head = nn.Sequential(nn.ReflectionPad2d(3), head_conv, nn.Tanh())
+
+    def _up(self, in_channels: int, out_channels: int) -> nn.Module:
+        if self.config.upsampling == "transposed":
+            return UpNormAct(in_channels, out_channels)
+        return ResizeConvNormAct(in_channels, out_channels, order=self.config.upsampling)
 
     @property
     def size_multiple(self) -> int:
@@ -92,10 +129,15 @@ class E2GANGenerator(nn.Module):
                 shape = (source.shape[0], self.config.noise_channels, *source.shape[2:])
                 noise = (torch.randn(shape, device=source.device, dtype=source.dtype)
                          if self.training else source.new_zeros(shape))
-            source = torch.cat([source, noise], dim=1)
-        h = self.stem(source)
+            inputs = torch.cat([source, noise], dim=1)
+        else:
+            inputs = source
+        h = self.stem(inputs)
+        # Encoder features from the finest resolution down; the decoder adds them back in reverse.
+        skips = [h]
         for layer in self.downsample:
             h = layer(h)
+            skips.append(h)
         h = self.bottleneck_in(h)
         for block in self.blocks_before:
             h = block(h)
@@ -103,7 +145,11 @@ class E2GANGenerator(nn.Module):
             h = block(h, text)
         for block in self.blocks_after:
             h = block(h)
-        h = self.bottleneck_out(h)
-        for layer in self.upsample:
+        decoder = [self.bottleneck_out, *self.upsample]
+        for layer, skip in zip(decoder, reversed(skips)):
             h = layer(h)
+            if self.config.skip_connections:
+                h = h + skip
+        if self.config.residual_output:
+            return (source + self.head(h)).clamp(-1.0, 1.0)
         return self.head(h)
