@@ -46,8 +46,8 @@ def _mean_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
 
 
-def test_catalogue_has_at_least_fourteen_slugged_concepts_with_unique_prompts():
-    assert len(BUILTIN_CONCEPTS) >= 14
+def test_catalogue_has_at_least_forty_slugged_concepts_with_unique_prompts():
+    assert len(BUILTIN_CONCEPTS) >= 40
     for name, concept in BUILTIN_CONCEPTS.items():
         assert isinstance(concept, Concept)
         assert concept.name == name
@@ -73,6 +73,26 @@ def test_concept_is_deterministic_per_seed_and_varies_across_seeds(photo, concep
     other = _edit(BuiltinTeacher(), photo, concept, seed=4)
     np.testing.assert_array_equal(first, again)
     assert _mean_difference(first, other) > 0.3
+
+
+@pytest.mark.parametrize("concept", CONCEPT_NAMES)
+def test_concept_keeps_a_wide_photo_wide(teacher, concept):
+    # 96x40: non-square the other way from the fixture photo, and under a quarter of 256 px, so
+    # filters sized by `size_scale` shrink to their minimums.
+    wide = Image.fromarray(cv2.resize(skimage.data.chelsea(), (96, 40), interpolation=cv2.INTER_AREA))
+    edited = _edit(teacher, wide, concept, seed=2)
+    assert edited.shape == (40, 96, 3) and edited.dtype == np.uint8
+    assert _mean_difference(edited, np.asarray(wide)) > 3.0
+
+
+def test_the_first_eighteen_concepts_keep_their_names_and_order():
+    # Datasets and adapters made before the catalogue grew are named after these.
+    assert CONCEPT_NAMES[:18] == [
+        "pencil_sketch", "watercolor", "cartoon", "old_photo", "black_and_white",
+        "low_quality_photo", "pop_art", "autumn_foliage", "winter", "night", "oil_painting",
+        "stained_glass", "thermal_camera", "silver_sculpture", "pixel_art", "neon_glow",
+        "golden_hour", "blueprint",
+    ]
 
 
 @pytest.mark.parametrize("concept", CONCEPT_NAMES)
@@ -129,10 +149,11 @@ def test_concepts_resolve_from_name_prompt_or_loose_spelling(text):
     assert resolve_builtin_concept(text).name == "pencil_sketch"
 
 
-def test_every_concept_resolves_from_its_own_name_and_prompt():
+def test_every_concept_resolves_from_its_own_name_prompt_and_instruction():
     for concept in BUILTIN_CONCEPTS.values():
         assert resolve_builtin_concept(concept.name) is concept
         assert resolve_builtin_concept(concept.prompt) is concept
+        assert resolve_builtin_concept(concept.instruction) is concept
 
 
 @pytest.mark.parametrize("text", ["xyz", "", "a", "pencil"])

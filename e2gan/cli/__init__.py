@@ -6,9 +6,9 @@ Every subcommand takes `--json`, and then prints exactly one JSON object as its 
 error (`E2GANError`: missing file, odd image, unknown concept, wrong base) is one line on stderr
 and exit status 2, never a traceback.
 
-Commands live by area in this package's modules (`data`, `training`, `judging`, `models`,
-`overview`); each module registers its handlers with `@command` and adds its own subparsers in
-`add_parsers`, so a new command touches one module.
+Commands live by area in this package's modules (`concepts`, `data`, `training`, `judging`,
+`models`, `overview`); each module registers its handlers with `@command` and adds its own
+subparsers in `add_parsers`, so a new command touches one module.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import json
 import sys
 
 # Imported in the method's order, which is the order the commands register in COMMANDS.
-from e2gan.cli import data, training, judging, models, overview  # noqa: I001
+from e2gan.cli import concepts, data, training, judging, models, overview  # noqa: I001
 from e2gan.cli.common import COMMANDS, command
 from e2gan.errors import E2GANError
 
 __all__ = ["COMMANDS", "build_parser", "command", "main"]
 
 # The order here is the order of the subcommands in `e2gan --help`: the method's steps in turn.
-AREAS = (data, training, judging, models, overview)
+AREAS = (concepts, data, training, judging, models, overview)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,10 @@
 It lets the whole pipeline (pairs, training, adapters, evaluation) run on a laptop with no
 downloads, and gives tests a teacher that is fast and exactly reproducible. The prompt picks the
 concept, spelt as its name ("pencil_sketch"), its prompt ("a pencil sketch") or loosely
-("Pencil-Sketch"). The effects themselves live in `e2gan.teachers.effects`.
+("Pencil-Sketch"). The effects themselves live in `e2gan.teachers.effects` (the first eighteen)
+and in modules by theme: `tone_effects` (colour grades, exposure), `paint_effects` (strokes and
+materials), `geometry_effects` (warps), `print_effects` (printing processes) and
+`portrait_effects` (made for faces).
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from PIL import Image
 
 from e2gan.errors import E2GANError
 from e2gan.files import to_rgb
-from e2gan.teachers import effects
+from e2gan.teachers import (
+    effects,
+    geometry_effects,
+    paint_effects,
+    portrait_effects,
+    print_effects,
+    tone_effects,
+)
 from e2gan.teachers.base import TEACHERS, Concept, Teacher
 
 ConceptFunction = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -62,6 +72,82 @@ _CATALOGUE: list[tuple[ConceptFunction, str, str, str]] = [
      "make it golden hour"),
     (effects.blueprint, "a blueprint", "white technical lines on cyanotype blue",
      "turn it into a blueprint"),
+    # Colour and tone.
+    (tone_effects.duotone, "a duotone print", "every tone mapped between two bold inks",
+     "make it a duotone"),
+    (tone_effects.cross_processed, "a cross-processed lomo photo",
+     "clashing channel curves, blue-green shadows, yellow highlights, dark corners",
+     "make it a cross-processed lomo photo"),
+    (tone_effects.infrared_film, "an infrared film photo", "false colour: pink foliage, yellow reds, deep blue sky",
+     "make it an infrared film photo"),
+    (tone_effects.teal_orange, "a teal and orange film grade", "teal shadows and orange skin tones",
+     "give it a teal and orange film grade"),
+    (tone_effects.solarize, "a solarized print", "brightest tones reversed with dark Mackie lines",
+     "solarize it"),
+    (tone_effects.hdr_tone_mapped, "an HDR photo", "tone-mapped local contrast, halos, vivid colour",
+     "make it an HDR photo"),
+    (tone_effects.high_key, "a high-key photo", "bright, airy, soft and nearly shadowless",
+     "make it a high-key photo"),
+    (tone_effects.low_key, "a low-key photo", "deep black shadows with only the highlights lit",
+     "make it a low-key photo"),
+    # Strokes and materials.
+    (paint_effects.charcoal, "a charcoal drawing", "smudged black charcoal on toothy gray paper",
+     "turn it into a charcoal drawing"),
+    (paint_effects.ink_wash, "an ink wash painting", "sumi-e washes of black ink on rice paper",
+     "make it an ink wash painting"),
+    (paint_effects.pointillism, "a pointillist painting", "dots of pure colour side by side",
+     "paint it in pointillism"),
+    (paint_effects.crayon, "a crayon drawing", "waxy colour strokes with paper grain showing",
+     "make it a crayon drawing"),
+    (paint_effects.impressionist, "an impressionist painting", "short dabs of broken colour",
+     "make it an impressionist painting"),
+    (paint_effects.mosaic_tiles, "a tile mosaic", "small stone tesserae set in pale grout",
+     "turn it into a mosaic"),
+    (paint_effects.cross_stitch, "a cross-stitch embroidery", "coloured thread crosses on Aida cloth",
+     "turn it into cross-stitch embroidery"),
+    (paint_effects.frosted_glass, "a view through frosted glass", "scattered, pale, softened light",
+     "put it behind frosted glass"),
+    # Geometry.
+    (geometry_effects.swirl, "a swirled image", "a whirlpool twist around the centre",
+     "swirl it"),
+    (geometry_effects.fisheye, "a fisheye lens photo", "bulging centre inside a round lens image",
+     "make it a fisheye lens photo"),
+    (geometry_effects.ripple, "a water ripple reflection", "rings of ripples spreading over the picture",
+     "add water ripples to it"),
+    (geometry_effects.kaleidoscope, "a kaleidoscope pattern", "one wedge mirrored round the centre",
+     "turn it into a kaleidoscope"),
+    (geometry_effects.low_poly, "low poly art", "flat-coloured triangular facets",
+     "make it low poly art"),
+    # Printing processes.
+    (print_effects.halftone_newspaper, "a halftone newspaper photo", "black dot screen on yellowed newsprint",
+     "print it in a newspaper"),
+    (print_effects.risograph, "a risograph print", "two grainy translucent inks printed off register",
+     "make it a risograph print"),
+    (print_effects.woodcut, "a woodcut print", "black block print with carved gouge lines",
+     "make it a woodcut print"),
+    (print_effects.engraving, "a steel engraving", "fine curved line hatching, crossed in the shadows",
+     "make it a steel engraving"),
+    (print_effects.cyanotype, "a cyanotype", "Prussian blue sun print on brushed paper",
+     "make it a cyanotype"),
+    (print_effects.polaroid, "a polaroid photo", "faded instant photo in a white frame",
+     "make it a polaroid photo"),
+    # Made for faces.
+    (portrait_effects.marble_statue, "a marble statue", "polished white stone with gray veins",
+     "turn it into a marble statue"),
+    (portrait_effects.bronze_statue, "a bronze statue", "cast metal relief with green patina",
+     "turn it into a bronze statue"),
+    (portrait_effects.clay_figure, "a clay figure", "soft plasticine colours and moulded forms",
+     "turn it into a clay figure"),
+    (portrait_effects.comic_book, "a comic book portrait", "bold inks, spot blacks, Ben-Day dots",
+     "make it a comic book drawing"),
+    (portrait_effects.zombie, "a zombie", "gray-green blotched skin under a sickly grade",
+     "turn them into a zombie"),
+    (portrait_effects.vampire, "a vampire", "deathly pale skin, blood-red lips, cold night",
+     "turn them into a vampire"),
+    (portrait_effects.studio_portrait, "a warm studio portrait", "warm side key light, dark backdrop",
+     "light it as a warm studio portrait"),
+    (portrait_effects.sunburn, "a sunburned face", "lobster-red skin in hot summer light",
+     "give them a sunburn"),
 ]
 
 BUILTIN_CONCEPTS: dict[str, Concept] = {
