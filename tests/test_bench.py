@@ -33,8 +33,10 @@ def photo_root(tmp_path_factory) -> Path:
             [f"test_{i:03d}" for i in range(8)]
     for name, (_, image) in zip(names, photos):
         image.save(root / "scenes" / f"{name}.jpg", quality=92)
-    for index, (_, image) in enumerate(list(photos)[28:]):
-        image.resize((48, 48)).save(root / "faces" / f"face_{index:04d}.jpg", quality=92)
+    # The data README's split: face_0001-face_1245 train, face_1246 on only judge.
+    numbers = list(range(1, 9)) + list(range(1246, 1250))
+    for number, (_, image) in zip(numbers, list(photos)[28:]):
+        image.resize((48, 48)).save(root / "faces" / f"face_{number:04d}.jpg", quality=92)
     return root
 
 
@@ -103,7 +105,7 @@ def test_quick_bench_writes_every_section_and_resumes_without_retraining(
 
     # A rerun reads every finished run back instead of training again.
     import e2gan.bench.runs as runs
-    monkeypatch.setattr(runs, "_train", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(runs, "_job", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = run_bench(_settings(tiny_base), work, report_dir, data_root=photo_root)
     assert again["sections"]["main"]["rows"] == main_rows
     # ...and dates its numbers by the run that made them (nested results such as the FLOPs
@@ -134,14 +136,15 @@ def test_bench_refuses_a_concept_the_base_was_trained_on_and_unknown_sections(
         parse_concept("cars:winter")
 
 
-def test_scenes_keep_the_bsds_split_and_faces_split_by_name(tiny_base, photo_root, tmp_path):
+def test_scenes_and_faces_keep_the_data_readme_split(tiny_base, photo_root, tmp_path):
     data = BenchData(photo_root, tmp_path, _settings(tiny_base))
     scenes = data.dataset("scenes", "winter")
     assert {r.origin for r in scenes.split("test")} == {f"test_{i:03d}" for i in range(8)}
     assert all(r.origin.startswith(("train_", "val_")) for r in scenes.split("train"))
     assert len(scenes.split("train")) == 20 and data.dataset("scenes", "winter") is scenes
     faces = data.dataset("faces", "winter")
-    assert len(faces) == 12 and 1 <= len(faces.split("test")) < 12
+    assert {r.origin for r in faces.split("test")} == {f"face_{n:04d}" for n in range(1246, 1250)}
+    assert {r.origin for r in faces.split("train")} == {f"face_{n:04d}" for n in range(1, 9)}
     identity = data.identity_dataset("scenes")
     source, edited = identity.load_pair(identity.records[0])
     assert source.tobytes() == edited.tobytes()

@@ -2,7 +2,7 @@
 
 Sources live outside the project (`../shared/data`, see its README): `scenes/` is BSDS500, whose
 own split is kept (train_ and val_ photos make the training pool, test_ photos are held out);
-`faces/` is split by a hash of the file name. Photos are resized to a fixed shorter side before
+`faces/` keeps the data README's split too (face_0001-face_1245 train, the later ones only judge). Photos are resized to a fixed shorter side before
 the teacher edits them, so an effect's scale is the same for every photo.
 
 Each concept's dataset is made once under `<work>/data/<source>/<concept>` with the teacher's
@@ -20,8 +20,9 @@ from pathlib import Path
 from PIL import Image
 
 from e2gan.bench.settings import BenchSettings
-from e2gan.data.dataset import DatasetInfo, PairDataset, assign_splits, atomic_dataset_writer
+from e2gan.data.dataset import DatasetInfo, PairDataset, atomic_dataset_writer
 from e2gan.data.generate import generate_pairs
+from e2gan.data.photo_pool import FACES, is_judging_photo, judging_reason
 from e2gan.data.sources import ImageSource, folder_source
 from e2gan.errors import E2GANError
 from e2gan.paths import REPOSITORY
@@ -77,14 +78,17 @@ def scene_images(root: Path, settings: BenchSettings) -> tuple[ImageSource, dict
 
 
 def face_images(root: Path, settings: BenchSettings) -> tuple[ImageSource, dict[str, str]]:
-    """The first `face_count` faces by name, a hashed share of them held out."""
-    source = folder_source(root / "faces").take(settings.face_count)
-    splits = assign_splits(source.ids, settings.face_test_fraction, seed=0)
-    train = _limit([i for i in source.ids if splits[i] == "train"], settings.max_train_images)
-    test = _limit([i for i in source.ids if splits[i] == "test"], settings.max_test_images)
-    kept = set(train + test)
-    ids = [i for i in source.ids if i in kept]
-    return _resized(source, ids, settings.source_side), {i: splits[i] for i in ids}
+    """The data README's split: the first `face_count` training faces (face_0001-face_1245)
+    train; the judging faces (face_1246 on) are the held-out photos, never trained on."""
+    source = folder_source(root / "faces")
+    train = [i for i in source.ids if judging_reason(FACES, i) is None][:settings.face_count]
+    test = [i for i in source.ids if is_judging_photo(FACES, i)]
+    if not train or not test:
+        raise BenchDataMissing(f"{root / 'faces'} lacks training faces (face_0001-face_1245) or "
+                               "judging faces (face_1246 on)")
+    train, test = _limit(train, settings.max_train_images), _limit(test, settings.max_test_images)
+    splits = {**dict.fromkeys(train, "train"), **dict.fromkeys(test, "test")}
+    return _resized(source, train + test, settings.source_side), splits
 
 
 class BenchData:

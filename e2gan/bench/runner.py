@@ -35,8 +35,8 @@ def _section_module(name: str):
 def _setup_lines(s: BenchSettings, data_root: Path, base: Path) -> list[str]:
     return [
         f"- Data: real photos from `{data_root}` (scenes: BSDS500, train_/val_ photos train, test_ "
-        f"photos are held out; faces: the first {s.face_count}, {s.face_test_fraction:.0%} held out "
-        f"by a hash of the name), shorter side resized to {s.source_side} px, edited by the built-in "
+        f"photos are held out; faces: the first {s.face_count} of face_0001-face_1245 train, the "
+        f"judging faces face_1246-face_1445 are held out), shorter side resized to {s.source_side} px, edited by the built-in "
         "teacher into concepts the base never saw.",
         f"- Base: `{base}`. Training and judging at {s.size}x{s.size}, batch {s.batch_size}; seeds "
         f"fixed (run seed {s.seed}).",

@@ -51,8 +51,7 @@ class BenchSettings:
     base_factor: float = 4.0
     # Data.
     source_side: int = 256  # source photos are resized to this shorter side before the teacher
-    face_count: int = 600  # faces used (train + test)
-    face_test_fraction: float = 1 / 6
+    face_count: int = 600  # training faces used (the judging faces, face_1246 on, all judge)
     max_train_images: int | None = None  # per data source; None: all of the training split
     max_test_images: int | None = None
     eval_images: int = 100  # held-out pairs judged per run
@@ -110,7 +109,7 @@ class BenchSettings:
     def data_key(self) -> dict[str, Any]:
         """What decides the pairs and how they are judged: part of every cached result's spec."""
         return {k: getattr(self, k) for k in (
-            "size", "batch_size", "seed", "source_side", "face_count", "face_test_fraction",
+            "size", "batch_size", "seed", "source_side", "face_count",
             "max_train_images", "max_test_images", "eval_images", "fid", "device")}
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Data commands: make pairs with a teacher (`pairs`), import your own (`import`), pick the
-representative subset (`select`) and write a dataset in other tools' layouts (`dataset-export`)."""
+"""Data commands: make pairs with a teacher (`pairs`) from photos such as the base-training pool
+(`photo-pool` lists it), import your own (`import`), pick the representative subset (`select`)
+and write a dataset in other tools' layouts (`dataset-export`)."""
 
 from __future__ import annotations
 
@@ -99,12 +100,24 @@ def cmd_dataset_export(args: argparse.Namespace) -> dict[str, Any]:
                           overwrite=args.overwrite)
 
 
+@command("photo-pool")
+def cmd_photo_pool(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.photo_pool import WALLPAPER_APT_COMMAND, photo_pool
+
+    pool = photo_pool(args.domain, data_dir=args.data, wallpaper_root=args.wallpaper_root)
+    return {"domain": args.domain, "photos": pool.counts(), "sources": pool.provenance(),
+            "spec": f"pool:{args.domain}" + (f":{args.data}" if args.data else ""),
+            "wallpapers_install": WALLPAPER_APT_COMMAND}
+
+
 def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """This area's subcommands and flags; `add` makes a subparser with --json and --quiet."""
     p = add("pairs", "make a paired dataset with a teacher")
     p.add_argument("--concept", required=True, help="a built-in concept name, or a prompt")
     p.add_argument("--teacher", default="builtin")
-    p.add_argument("--source", default="builtin", help="'builtin', a folder or a .zip of images")
+    p.add_argument("--source", default="builtin",
+                   help="'builtin', 'pool:scenes|faces|all[:DATA]' (see photo-pool), a folder or "
+                        "a .zip of images")
     p.add_argument("--count", type=int, default=None, help="number of source images")
     p.add_argument("--size", type=int, default=256, help="side of built-in photo crops")
     p.add_argument("--out", required=True)
@@ -133,6 +146,14 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     g.add_argument("--min-image-similarity", type=float, default=None, help="default 0.7")
     g.add_argument("--min-direction-similarity", type=float, default=None, help="default 0.2")
     g.add_argument("--min-caption-similarity", type=float, default=None, help="default 0.2")
+
+    p = add("photo-pool", "list the base-training photo pool: sources, photos per domain, terms")
+    p.add_argument("--data", help="benchmark photos folder holding scenes/ and faces/ (only their "
+                                  "training parts are used; default: $E2GAN_PHOTO_DATA, else "
+                                  "../shared/data beside the repository)")
+    p.add_argument("--domain", default="all", choices=["all", "scenes", "faces"])
+    p.add_argument("--wallpaper-root", help="where Debian wallpaper packages install (default: "
+                                            "$E2GAN_WALLPAPER_ROOT, else /usr/share)")
 
     p = add("import", "import your own pairs")
     p.add_argument("layout", choices=["folders", "img2img-turbo"])

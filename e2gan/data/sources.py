@@ -184,19 +184,25 @@ def builtin_photos(count: int, size: int = 256, seed: int = 0) -> ImageSource:
 
 
 def open_source(spec: str, count: int | None = None, size: int = 256, seed: int = 0) -> ImageSource:
-    """'builtin', a folder or a .zip file, truncated to `count` images when given.
+    """'builtin', 'pool:DOMAIN[:DATA_FOLDER]', a folder or a .zip file, truncated to `count`.
 
-    `size` and `seed` shape the built-in crops only; folder and zip images keep their own size.
+    `size` and `seed` shape the built-in and photo-pool crops only (see `e2gan.data.photo_pool`);
+    folder and zip images keep their own size.
     """
     if count is not None and count < 1:
         raise E2GANError(f"image count must be at least 1, got {count}")
     if spec == "builtin":
         return builtin_photos(count or DEFAULT_BUILTIN_COUNT, size=size, seed=seed)
+    if spec.startswith("pool:"):
+        from e2gan.data.photo_pool import open_pool
+
+        return open_pool(spec, count=count, size=size, seed=seed)
     path = Path(spec).expanduser()
     if path.is_dir():
         return folder_source(path).take(count)
     if path.is_file() and path.suffix.lower() == ".zip":
         return zip_source(path).take(count)
     if path.is_file():
-        raise E2GANError(f"image source must be a folder, a .zip file or 'builtin': {spec}")
+        raise E2GANError(f"image source must be a folder, a .zip file or 'builtin' "
+                         f"(or 'pool:scenes|faces|all'): {spec}")
     raise E2GANError(f"image source not found: {spec}")
