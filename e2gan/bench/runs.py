@@ -31,6 +31,7 @@ from e2gan.checkpoint import load_generator, load_rank_table
 from e2gan.data.dataset import PairDataset
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
+from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
                                     TrainingSettings, finetune_job, pix2pix_job)
@@ -168,6 +169,15 @@ def maker_for(context: BenchContext, spec: RunSpec, folder: Path, prompt: str):
         return pipeline_maker(context.base_dir(spec.base), prompt, folder / "adapter.safetensors",
                               device=device)
     return pipeline_maker(folder / "model", prompt if spec.kind == "full" else "", device=device)
+
+
+def base_maker(context: BenchContext, spec: RunSpec, folder: Path, prompt: str):
+    """The base with a LoRA run's adapter switched off: the concept's learned tokens, no LoRA.
+    What the base alone does with the concept (the studio's "adapter off" row)."""
+    pipeline = EditPipeline.from_pretrained(context.base_dir(spec.base), device=context.settings.device)
+    pipeline.load_adapter(folder / "adapter.safetensors")
+    pipeline.use_adapter(None)
+    return lambda images: pipeline(images, prompt)
 
 
 def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:

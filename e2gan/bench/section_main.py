@@ -4,6 +4,7 @@
 - pix2pix-9RB from scratch on all training pairs, judged at one unit (equal time) and at
   `pix2pix_factor` units (5: the paper's claim is that E2GAN needs at most a fifth of its time);
 - full fine-tuning of the base on all training pairs, `full_factor` units;
+- the base without its adapter (the concept's learned tokens, LoRA off): what the base alone does;
 - no edit (the source as is), the floor.
 
 The claim tested: E2GAN's training time <= 1/5 of pix2pix's at FID or KID no worse.
@@ -17,7 +18,7 @@ from e2gan.bench.context import BenchContext
 from e2gan.bench.judge import judge, no_edit
 from e2gan.bench.plots import bar_chart
 from e2gan.bench.report import METRIC_HEADERS, markdown_table, megabytes, metric_cells
-from e2gan.bench.runs import RunSpec, execute, maker_for, result_folder
+from e2gan.bench.runs import RunSpec, base_maker, execute, maker_for, result_folder
 from e2gan.bench.settings import parse_concept
 from e2gan.demo import comparison_picture
 from e2gan.files import atomic_save_image
@@ -39,6 +40,19 @@ def _no_edit_row(context: BenchContext, data: str) -> dict[str, Any]:
         no_edit, dataset, s.size, s.eval_images, s.fid, s.device))
 
 
+def _base_row(context: BenchContext, data: str, e2gan: dict[str, Any]) -> dict[str, Any]:
+    s = context.settings
+    spec = e2gan_spec(context, data)
+    dataset = context.data.dataset(*parse_concept(data))
+    key = {"base_without_adapter": data, "adapter_run": e2gan["slug"], **s.data_key(),
+           "base_path": str(context.base_dir(spec.base).resolve())}
+    def measure(folder):
+        maker = base_maker(context, spec, result_folder(context, e2gan), dataset.info.prompt)
+        return judge(maker, dataset, s.size, s.eval_images, s.fid, s.device)
+
+    return context.store.cached(f"base_{data}", key, measure)
+
+
 def _verdict(e2gan: dict, pix2pix: dict) -> dict[str, Any]:
     ratio = e2gan["seconds"] / max(pix2pix["seconds"], 1e-9)
     better = {}
@@ -54,7 +68,7 @@ def run(context: BenchContext) -> dict[str, Any]:
     s = context.settings
     concepts, rows, verdicts, plots = [], [], [], []
     fid_series: dict[str, list] = {"E2GAN": [], "pix2pix 1x": [], f"pix2pix {s.pix2pix_factor:g}x": [],
-                                   "full FT": [], "no edit": []}
+                                   "full FT": [], "base, no adapter": [], "no edit": []}
     for data in s.main_concepts:
         source, concept = parse_concept(data)
         concepts.append(data)
@@ -67,7 +81,8 @@ def run(context: BenchContext) -> dict[str, Any]:
         entries = [("E2GAN (base + LoRA)", e2gan),
                    (f"pix2pix-9RB, {s.unit_seconds:g} s", {**pix2pix, **pix2pix["milestones"][0]}),
                    (f"pix2pix-9RB, {s.pix2pix_seconds:g} s", pix2pix),
-                   ("full fine-tune", full), ("no edit", none)]
+                   ("full fine-tune", full), ("base without adapter", _base_row(context, data, e2gan)),
+                   ("no edit", none)]
         for (model, result), series in zip(entries, fid_series.values()):
             rows.append({"concept": data, "model": model, **{k: result.get(k) for k in (
                 "fid", "kid", "kid_std", "psnr", "ssim", "mae", "seconds", "steps", "train_flops",
@@ -84,7 +99,10 @@ def run(context: BenchContext) -> dict[str, Any]:
         picture = comparison_picture(dataset, s.size, [("teacher", None)] + [
             (name, maker_for(context, spec, result_folder(context, result), prompt))
             for name, spec, result in [("E2GAN", e2gan_spec(context, data), e2gan),
-                                       ("pix2pix", pix2pix_spec, pix2pix), ("full", full_spec, full)]])
+                                       ("pix2pix", pix2pix_spec, pix2pix), ("full", full_spec, full)]] +
+            [("base, no adapter", base_maker(context, e2gan_spec(context, data),
+                                             result_folder(context, e2gan), prompt))])
+        # Columns: source (= no edit), teacher, E2GAN, pix2pix (5x), full fine-tune, base alone.
         name = f"main_{source}_{concept}.png"
         atomic_save_image(context.report_dir / name, picture)
         plots.append(name)

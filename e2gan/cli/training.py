@@ -26,21 +26,19 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None):
 
 
 def _generator_config(args: argparse.Namespace) -> dict[str, Any] | None:
-    """--generator-config JSON, with --upsampling on top when given."""
+    """--generator-config JSON: settings of the generator's config dataclass."""
     import json
 
     from e2gan.errors import E2GANError
 
     config: dict[str, Any] = {}
-    if getattr(args, "generator_config", None):
+    if args.generator_config:
         try:
             config = json.loads(args.generator_config)
         except ValueError as error:
             raise E2GANError(f"--generator-config is not valid JSON: {error}") from None
         if not isinstance(config, dict):
             raise E2GANError("--generator-config must be a JSON object of generator settings")
-    if getattr(args, "upsampling", None):
-        config["upsampling"] = args.upsampling
     return config or None
 
 
@@ -172,8 +170,6 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help="let the text model download when it is not on this machine")
     p.add_argument("--init-from", default=None,
                    help="start from this generator folder's weights (warm start, not a resume)")
-    p.add_argument("--upsampling", default=None, choices=["transposed", "resize_conv"],
-                   help="the decoder's upsampling layers (default: the model's default)")
     p.add_argument("--generator-config", default=None,
                    help="JSON object of generator settings (e.g. '{\"num_filters\": 32}')")
     _training_arguments(p, steps=5000)
