@@ -101,8 +101,9 @@ def complete_distribution_metrics(folder: ConceptFolder, base_dir) -> list[dict]
 def metrics_caption(rows: list[dict]) -> str:
     """What the table's numbers are, and how far to trust FID on this many images."""
     if not rows:
-        return ("No metrics yet: they are made when fine-tuning finishes, on the held-out pairs "
-                "(none when every pair is in the training split).")
+        return ("No metrics yet: they are made on the held-out pairs when fine-tuning finishes, "
+                "or, after a Stop, by Compare's FID/KID button (none when every pair is in the "
+                "training split).")
     pairs = rows[0].get("pairs", 0)
     text = (f"Against the teacher's edits of {pairs} held-out pairs at {rows[0].get('size')} px. "
             "PSNR / SSIM / MAE compare each output with the teacher's edit of the same photo.")
