@@ -307,6 +307,16 @@ def test_stop_from_another_thread_returns_after_the_current_step():
     assert result.seconds < 2.5
 
 
+def test_a_diverging_run_stops_with_a_clear_error_and_writes_nothing(datasets, tmp_path):
+    from e2gan.training.trainer import TrainingDiverged
+
+    output = tmp_path / "bw.safetensors"
+    with pytest.raises(TrainingDiverged, match="diverged at step"):
+        train_pix2pix(datasets["bw"], tmp_path / "p2p", settings(steps=3, learning_rate=1e30),
+                      generator_config={"num_filters": 8, "num_residual_blocks": 1})
+    assert not (tmp_path / "p2p" / "model.safetensors").exists() and not output.exists()
+
+
 def test_zero_seconds_stops_before_training_but_returns(tmp_path):
     trainer = tiny_trainer(tmp_path / "state", max_seconds=0)
     before = weights(trainer)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import pickle
 import shutil
 import threading
@@ -41,7 +42,11 @@ from e2gan.training.gan import ConditionedGenerator, GANHyperparameters, PairedG
 from e2gan.training.schedules import check_schedule, learning_rate_factor
 from e2gan.training.settings import TrainingSettings
 
-TRAINER_STATE_FILE = "trainer.pt"  # beside accelerate's files: the step and the EMA weights
+TRAINER_STATE_FILE = "trainer.pt"
+
+
+class TrainingDiverged(E2GANError):
+    """A loss became NaN or infinite."""  # beside accelerate's files: the step and the EMA weights
 
 
 @dataclass
@@ -314,6 +319,13 @@ class Trainer:
             learning_rate = self._set_learning_rate()
             batch, noise = self._randomise(batch)
             losses = self.gan_step(batch, noise)
+            if not all(math.isfinite(value) for value in losses.values()):
+                # Writing on would save NaN weights that load and edit to black: stop here, so the
+                # caller keeps the last model it wrote and the last saved state.
+                raise TrainingDiverged(
+                    f"training diverged at step {self.step + 1}: losses "
+                    f"{', '.join(f'{k}={v:.3g}' for k, v in losses.items())}; nothing was written "
+                    "from this run after its last checkpoint; lower the learning rate and rerun")
             if self.ema is not None:
                 self.ema.step(self.trainable)
             self.step += 1
