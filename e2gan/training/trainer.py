@@ -149,7 +149,8 @@ class Trainer:
         self.step = 0
         self._saved_step: int | None = None  # the step the state on disk holds, when known
         self._stop = threading.Event()
-        # Each process its own noise and augmentation stream, all reproducible from the seed.
+        # Flips and noise come from (seed, step) (`_randomise`); anything else drawing from the
+        # global generators gets a per-process stream that is still reproducible from the seed.
         set_seed(settings.seed, device_specific=True)
         if settings.report_to != "none":
             accelerator.init_trackers(run_name, config=settings.tracker_config())
