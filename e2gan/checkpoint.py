@@ -106,7 +106,8 @@ def load_generator(folder: str | os.PathLike, text_encoder: TextEncoder | None =
         raise E2GANError(f"{config_path} is not an e2gan generator config")
     generator = build_model(info["arch"], info["config"])
     tensors, _ = _read_safetensors(weights_path)
-    text_tensors = {k[len(TEXT_PREFIX):]: v for k, v in tensors.items() if k.startswith(TEXT_PREFIX)}
+    # Weights may be stored in half precision (a smaller file); models run in float32.
+    text_tensors = {k[len(TEXT_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(TEXT_PREFIX)}
     model_tensors = {k: v for k, v in tensors.items() if not k.startswith(TEXT_PREFIX)}
     try:
         generator.load_state_dict(model_tensors, strict=True)

@@ -97,6 +97,24 @@ def test_generator_round_trip(tmp_path, source):
     assert load_generator(folder).discriminator is None  # only loaded on request
 
 
+def test_half_precision_weights_load_as_float32_and_edit_alike(tmp_path, source):
+    """A base stored in fp16 (half the file, as `checkpoints/base-next`) runs in float32."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "base"
+    generator, encoder, _ = make_base(folder)
+    for name in ("model.safetensors", "discriminator.safetensors"):
+        tensors = load_file(folder / name)
+        save_file({k: v.half() for k, v in tensors.items()}, folder / name)
+    loaded = load_generator(folder, with_discriminator=True)
+    assert all(p.dtype == torch.float32 for p in loaded.generator.parameters())
+    assert all(t.dtype == torch.float32 for t in loaded.text_encoder.tables.values())
+    with torch.no_grad():
+        expected = generator(source, encoder([PROMPTS[0]] * 2))
+    # within one 8-bit grey level (2/255 in [-1, 1])
+    torch.testing.assert_close(edit(loaded, source, PROMPTS[0]), expected, atol=2 / 255, rtol=0)
+
+
 def test_loading_into_a_given_encoder_restores_the_trained_tables(base_dir):
     fresh = LearnedConceptEncoder(embedding_dim=16, concepts=["a pencil sketch"])  # random tables
     loaded = load_generator(base_dir, text_encoder=fresh)
