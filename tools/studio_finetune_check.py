@@ -1,0 +1,44 @@
+"""Issue 11's studio target: the studio's default CPU fine-tune on winter (150 built-in pairs,
+100 clustered, 5 minutes at 128 px, LoRA lr 3e-3, batch 4) on the old and the new base, back to
+back; held-out PSNR/SSIM/MAE (+FID/KID) and a comparison picture."""
+import json, sys, time
+from pathlib import Path
+import torch
+from e2gan.data.dataset import PairDataset
+from e2gan.data.generate import generate_pairs
+from e2gan.data.sources import open_source
+from e2gan.demo import comparison_picture
+from e2gan.evaluation import evaluate_pairs
+from e2gan.pipeline import EditPipeline
+from e2gan.selection import select
+from e2gan.teachers import create_teacher
+from e2gan.training.recipes import TrainingSettings, finetune
+
+out = Path(sys.argv[1]); minutes = float(sys.argv[2]); bases = dict(a.split("=") for a in sys.argv[3:])
+out.mkdir(parents=True, exist_ok=True)
+pairs = out / "pairs"
+if not (pairs / "dataset.json").is_file() or not PairDataset.open(pairs).info.complete:
+    generate_pairs(create_teacher("builtin"), open_source("builtin", count=150, size=256, seed=7),
+                   "a snowy winter scene", pairs, concept="winter", seed=0)
+dataset = PairDataset.open(pairs)
+ids = select(dataset, 100, "cluster", seed=0).ids
+prompt = dataset.info.prompt
+results, columns = {}, [("teacher", None)]
+for name, base in bases.items():
+    import os; settings = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=float(os.environ.get("LORA_LR", "3e-3")),
+                                max_seconds=minutes * 60, checkpoint_every=0)
+    adapter = out / f"winter_{name}.safetensors"
+    outcome = finetune(base, dataset, adapter, settings, ids=ids, resume=False)
+    pipeline = EditPipeline.from_pretrained(base, device="cpu")
+    pipeline.load_adapter(adapter)
+    make = lambda images, p=pipeline: p(images, prompt)
+    row = evaluate_pairs(make, dataset, "test", size=128, fid="--fid" in name or True)
+    results[name] = {"steps": outcome.result.steps_done, "seconds": round(outcome.result.seconds, 1),
+                     **{k: row[k] for k in row if isinstance(row[k], (int, float))}}
+    print(name, json.dumps(results[name]), flush=True)
+    columns.append((f"{name} + LoRA", make))
+results["no edit"] = {k: v for k, v in evaluate_pairs(lambda images: list(images), dataset, "test",
+                                                      size=128, fid=True).items() if isinstance(v, (int, float))}
+print("no edit", json.dumps(results["no edit"]))
+(out / "results.json").write_text(json.dumps(results, indent=1))
+comparison_picture(dataset, 128, columns, count=6).save(out / "compare.png")
