@@ -1,9 +1,16 @@
-"""Issue 11's studio target: the studio's default CPU fine-tune on winter (150 built-in pairs,
-100 clustered, 5 minutes at 128 px, LoRA lr 3e-3, batch 4) on the old and the new base, back to
-back; held-out PSNR/SSIM/MAE (+FID/KID) and a comparison picture."""
-import json, sys, time
+"""The studio's default CPU fine-tune on winter, on several bases back to back.
+
+    python tools/studio_finetune_check.py OUT MINUTES NAME=BASE_DIR [NAME=BASE_DIR ...]
+
+150 built-in pairs (as the studio makes them), 100 chosen by clustering, LoRA (the base's
+ranks.json) at lr 3e-3 (or $LORA_LR), batch 4, MINUTES at 128 px per base; then PSNR / SSIM /
+MAE / FID / KID on the held-out pairs for each base + adapter and for "no edit", written to
+OUT/results.json, and OUT/compare.png (source | teacher | each base + adapter).
+"""
+import json
+import os
+import sys
 from pathlib import Path
-import torch
 from e2gan.data.dataset import PairDataset
 from e2gan.data.generate import generate_pairs
 from e2gan.data.sources import open_source
@@ -25,14 +32,14 @@ ids = select(dataset, 100, "cluster", seed=0).ids
 prompt = dataset.info.prompt
 results, columns = {}, [("teacher", None)]
 for name, base in bases.items():
-    import os; settings = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=float(os.environ.get("LORA_LR", "3e-3")),
+    settings = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=float(os.environ.get("LORA_LR", "3e-3")),
                                 max_seconds=minutes * 60, checkpoint_every=0)
     adapter = out / f"winter_{name}.safetensors"
     outcome = finetune(base, dataset, adapter, settings, ids=ids, resume=False)
     pipeline = EditPipeline.from_pretrained(base, device="cpu")
     pipeline.load_adapter(adapter)
     make = lambda images, p=pipeline: p(images, prompt)
-    row = evaluate_pairs(make, dataset, "test", size=128, fid="--fid" in name or True)
+    row = evaluate_pairs(make, dataset, "test", size=128, fid=True)
     results[name] = {"steps": outcome.result.steps_done, "seconds": round(outcome.result.seconds, 1),
                      **{k: row[k] for k in row if isinstance(row[k], (int, float))}}
     print(name, json.dumps(results[name]), flush=True)
