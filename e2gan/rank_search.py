@@ -80,10 +80,10 @@ def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSet
     modules = dict(generator.named_modules())
     caps = {layer: lora.rank_cap(modules[layer]) for layer in layers}
     ranks = {layer: 1 for layer in layers}
-    text_parameters = prepare_concept(loaded, prompt)
+    data = PairTensorDataset(dataset, "train", settings.size, augment=False)  # the trainer flips
+    text_parameters, _ = prepare_concept(loaded, prompt, pairs=data)
     generator.requires_grad_(False)
     lora.add_adapter(generator, name, ranks)
-    data = PairTensorDataset(dataset, "train", settings.size, augment=False)  # the trainer flips
     rounds: list[dict[str, Any]] = []
     best, since_best = None, 0
     for round_index in range(settings.max_rounds):

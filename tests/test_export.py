@@ -112,15 +112,16 @@ def test_exported_models_edit_like_the_pipeline(exported, tiny_base, tiny_adapte
 
 
 def test_a_wrong_merge_is_caught_and_nothing_written(tiny_base, tiny_adapter, tmp_path, monkeypatch):
-    real_fold = editor_module.fold_zero_noise
+    real_remove = editor_module.lora.remove_adapters
 
-    def fold_wrong_channels(generator):  # corrupts a source channel's weights, as a bad fold would
+    def merge_wrongly(generator, merge=True):  # corrupts a source channel's weights, as a bad merge would
+        generator = real_remove(generator, merge=merge)
         conv = generator.stem.conv
         with torch.no_grad():
             conv.weight[:, 0] = conv.weight[:, -1]
-        return real_fold(generator)
+        return generator
 
-    monkeypatch.setattr(editor_module, "fold_zero_noise", fold_wrong_channels)
+    monkeypatch.setattr(editor_module.lora, "remove_adapters", merge_wrongly)
     with pytest.raises(E2GANError, match="differs from torch"):
         export_concept(tiny_base, tmp_path / "out", adapter=tiny_adapter, size=32, repeats=1)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

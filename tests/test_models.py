@@ -104,16 +104,29 @@ def test_explicit_noise_is_used(tiny):
     source, text = inputs()
     noise = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        eval_zero = tiny(source, text)
+        eval_default = tiny(source, text)
         eval_noise = tiny(source, text, noise)
         tiny.train()
         train_noise_a = tiny(source, text, noise)
         train_noise_b = tiny(source, text, noise)
-        train_zero = tiny(source, text, torch.zeros_like(noise))
-    assert not torch.allclose(eval_noise, eval_zero, atol=1e-4)  # the noise matters
+        train_pattern = tiny(source, text, tiny.inference_noise(source))
+    assert not torch.allclose(eval_noise, eval_default, atol=1e-4)  # the noise matters
     assert torch.equal(train_noise_a, train_noise_b)  # and given noise replaces random noise
     torch.testing.assert_close(train_noise_a, eval_noise, atol=1e-5, rtol=0)
-    torch.testing.assert_close(train_zero, eval_zero, atol=1e-5, rtol=0)  # eval noise is zeros
+    torch.testing.assert_close(train_pattern, eval_default, atol=1e-5, rtol=0)
+
+
+def test_inference_noise_is_a_fixed_unit_gaussian_pattern_at_any_size(tiny):
+    """Not zeros: the model was trained on unit-variance noise (see models.generator)."""
+    small = tiny.inference_noise(torch.zeros(2, 3, 16, 24))
+    large = tiny.inference_noise(torch.zeros(1, 3, 512, 300))
+    assert small.shape == (2, 1, 16, 24) and large.shape == (1, 1, 512, 300)
+    assert torch.equal(small[0], small[1]) and torch.equal(small[0], large[0, :, :16, :24])
+    assert 0.95 < float(large[..., :256, :256].std()) < 1.05 and abs(float(large.mean())) < 0.02
+    # the same pattern in a freshly built model: it comes from the seed, not from the weights
+    fresh = build_model("e2gan", TINY)
+    assert torch.equal(fresh.inference_noise(torch.zeros(1, 3, 16, 24)), small[:1])
+    assert "noise_tile" not in tiny.state_dict()  # checkpoints are unchanged by it
 
 
 def test_no_noise_channels_config():
@@ -346,7 +359,7 @@ def test_every_decoder_variant_exports_to_onnx_at_any_size(variant):
 
     import onnxruntime as ort
 
-    from e2gan.export.editor import ConceptEditor, fold_zero_noise
+    from e2gan.export.editor import ConceptEditor
     from e2gan.export.formats import onnx_bytes
 
     torch.manual_seed(0)
@@ -354,11 +367,11 @@ def test_every_decoder_variant_exports_to_onnx_at_any_size(variant):
     if variant == "resize_conv+skips+residual":
         torch.nn.init.normal_(model.head[1].weight, std=0.01)
     text = torch.randn(1, 4, TINY["text_dim"], generator=torch.Generator().manual_seed(1))
-    reference = ConceptEditor(copy.deepcopy(model), text)  # noise fed zeros, as EditPipeline runs it
-    fold_zero_noise(model)
+    reference = ConceptEditor(copy.deepcopy(model), text)
     session = ort.InferenceSession(onnx_bytes(ConceptEditor(model, text), torch.zeros(1, 3, 32, 32),
                                               dynamic=True), providers=["CPUExecutionProvider"])
-    for height, width in ((32, 32), (24, 40)):
+    # sizes across the 256 px noise tile's edge: the graph repeats and cuts it as torch does
+    for height, width in ((32, 32), (24, 40), (264, 16)):
         image = inputs(1, height, width)[0]
         with torch.no_grad():
             expected = reference(image).numpy()

@@ -6,11 +6,13 @@
 ranks.json) at lr 3e-3 (or $LORA_LR), batch 4, MINUTES at 128 px per base; then PSNR / SSIM /
 MAE / FID / KID on the held-out pairs for each base + adapter and for "no edit", written to
 OUT/results.json, and OUT/compare.png (source | teacher | each base + adapter).
+With REUSE=1, adapters already in OUT are judged again without retraining.
 """
 import json
 import os
 import sys
 from pathlib import Path
+from e2gan.checkpoint import read_adapter
 from e2gan.data.dataset import PairDataset
 from e2gan.data.generate import generate_pairs
 from e2gan.data.sources import open_source
@@ -35,12 +37,17 @@ for name, base in bases.items():
     settings = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=float(os.environ.get("LORA_LR", "3e-3")),
                                 max_seconds=minutes * 60, checkpoint_every=0)
     adapter = out / f"winter_{name}.safetensors"
-    outcome = finetune(base, dataset, adapter, settings, ids=ids, resume=False)
+    if os.environ.get("REUSE") == "1" and adapter.is_file():
+        training = read_adapter(adapter).metadata["training"]
+        steps, seconds = training["steps"], training["seconds"]
+    else:
+        outcome = finetune(base, dataset, adapter, settings, ids=ids, resume=False)
+        steps, seconds = outcome.result.steps_done, outcome.result.seconds
     pipeline = EditPipeline.from_pretrained(base, device="cpu")
     pipeline.load_adapter(adapter)
     make = lambda images, p=pipeline: p(images, prompt)
     row = evaluate_pairs(make, dataset, "test", size=128, fid=True)
-    results[name] = {"steps": outcome.result.steps_done, "seconds": round(outcome.result.seconds, 1),
+    results[name] = {"steps": steps, "seconds": round(seconds, 1),
                      **{k: row[k] for k in row if isinstance(row[k], (int, float))}}
     print(name, json.dumps(results[name]), flush=True)
     columns.append((f"{name} + LoRA", make))

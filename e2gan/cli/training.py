@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from e2gan.cli.common import command, progress, training_progress
 from e2gan.training.schedules import SCHEDULES
-from e2gan.training.settings import REPORT_TO
+from e2gan.training.settings import CONCEPT_STARTS, REPORT_TO
 
 
 def _settings(args: argparse.Namespace, default_lr: float | None = None):
@@ -22,7 +22,8 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None):
                             schedule=args.schedule, warmup_steps=args.warmup_steps,
                             ema_decay=args.ema_decay, max_grad_norm=args.max_grad_norm,
                             report_to=args.report_to, checkpoint_every=args.checkpoint_every,
-                            augment=not args.no_augment)
+                            augment=not args.no_augment,
+                            concept_start=getattr(args, "concept_start", "closest"))
 
 
 def _generator_config(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -57,7 +58,8 @@ def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
     datasets = [PairDataset.open(path) for path in args.dataset]
     outcome = train_base(datasets, args.out, _settings(args), generator_config=_generator_config(args),
                          resume=not args.restart, text_encoder=_base_text_encoder(args, datasets),
-                         on_event=training_progress(args, "train-base"), init_from=args.init_from)
+                         on_event=training_progress(args, "train-base"), init_from=args.init_from,
+                         identity=args.identity)
     return _report(outcome)
 
 
@@ -88,7 +90,7 @@ def _load_ranks(args: argparse.Namespace) -> dict[str, int] | None:
     from e2gan.checkpoint import load_generator, load_rank_table
     from e2gan.training.recipes import uniform_ranks
 
-    if args.rank:
+    if args.rank is not None:  # `--rank 0` is an error (lora.check_ranks), not "no --rank"
         return uniform_ranks(load_generator(args.base).generator, args.rank)
     return load_rank_table(args.ranks) if args.ranks else None  # None: the base's ranks.json
 
@@ -172,6 +174,9 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help="start from this generator folder's weights (warm start, not a resume)")
     p.add_argument("--generator-config", default=None,
                    help="JSON object of generator settings (e.g. '{\"num_filters\": 32}')")
+    p.add_argument("--identity", action="store_true",
+                   help="also learn 'the same photo, unedited' (edit = source), a starting point "
+                        "for new concepts' tokens")
     _training_arguments(p, steps=5000)
 
     p = add("finetune", "teach a base model a new concept (LoRA adapter or full fine-tune)")
@@ -181,6 +186,9 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--mode", default="lora", choices=["lora", "full"])
     p.add_argument("--ranks", help="rank table json (default: the base's ranks.json)")
     p.add_argument("--rank", type=int, help="one rank for every crucial layer")
+    p.add_argument("--concept-start", default="closest", choices=list(CONCEPT_STARTS),
+                   help="a new concept's tokens start at the base's concept whose edits of the "
+                        "training pairs are closest to the teacher's, or at the mean of them all")
     _training_arguments(p, steps=600)
 
     p = add("train-pix2pix", "train the pix2pix baseline from scratch")

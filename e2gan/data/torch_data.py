@@ -124,3 +124,33 @@ class PairTensorDataset(Dataset):
             "prompt": record.prompt,
             "id": record.id,
         }
+
+
+IDENTITY_PROMPT = "the same photo, unedited"
+
+
+class IdentityPairs(Dataset):
+    """Pairs whose edit is the source itself, under IDENTITY_PROMPT, drawn evenly from the
+    sources of `pairs`: `length` of them.
+
+    A base that also learns to leave a photo alone has a known "no edit" point among its concept
+    tables. A new concept's tokens can start there (training.concept_start), so a short fine-tune
+    begins from the photo rather than from another concept's colours; CycleGAN's identity loss
+    plays the same anchoring role.
+    """
+
+    def __init__(self, pairs: Dataset, length: int) -> None:
+        if not 1 <= length <= len(pairs):
+            raise E2GANError(f"identity pairs: asked for {length} from {len(pairs)} sources")
+        self.pairs = pairs
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        item = self.pairs[index * len(self.pairs) // self.length]
+        return {"source": item["source"], "edited": item["source"], "prompt": IDENTITY_PROMPT,
+                "id": f"identity:{item['id']}"}

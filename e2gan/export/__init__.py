@@ -2,7 +2,7 @@
 
 A base model plus (optionally) a concept adapter becomes a file whose only input is the image:
 the adapter is merged into the weights, the concept's text tokens are a constant inside the graph
-and the zero noise channel is folded away (`e2gan.export.editor`). Formats:
+and the noise is the generator's fixed pattern (`e2gan.export.editor`). Formats:
 
 - ONNX, a static `size` x `size` batch-1 variant and a dynamic one (batch, height and width free;
   height and width multiples of the model's `size_multiple`);
@@ -18,6 +18,7 @@ adapter's sha256, the check and the timings. All files are written atomically.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -51,7 +52,10 @@ def _io_description(size: int | None, multiple: int) -> dict[str, Any]:
 
 def _check(reference: ConceptEditor, candidate: Callable, shapes: list[tuple], what: str) -> float:
     difference = max_abs_difference(torch_runner(reference), candidate, random_inputs(shapes))
-    if not difference <= TOLERANCE:  # also catches NaN
+    if math.isnan(difference):
+        raise E2GANError(f"{what} or the torch model gives non-finite values (NaN or inf): the "
+                         "weights or adapter are broken; not written")
+    if not difference <= TOLERANCE:
         raise E2GANError(f"{what} differs from torch by {difference:.2e} (> {TOLERANCE}); not written")
     return difference
 
@@ -87,7 +91,7 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
         "adapter_sha256": sha256_file(adapter) if adapter else None,
         "adapter_scale": scale if adapter else None,
         "merged": True, "text_tokens_baked_in": editor.text_tokens is not None,
-        "noise": "zeros (Eq. 1's z at inference), folded into the first conv",
+        "noise": "Eq. 1's z: the generator's fixed N(0, 1) pattern (seed 0, 256 px tile), a constant",
         "torch_version": torch.__version__,
     }
     static_shape = (1, 3, size, size)
@@ -159,7 +163,7 @@ def _floor(editor: ConceptEditor, size: int, threads: int, result: dict,
     floor_s = 2 * macs / rate
     for record in result["files"]:
         record["over_floor"] = round(record["latency_median_s"] / floor_s, 3)
-    return {"macs_g": round(macs / 1e9, 3), "floor_s": float(f"{floor_s:.4g}"),
+    return {"macs_g": float(f"{macs / 1e9:.4g}"), "floor_s": float(f"{floor_s:.4g}"),
             "sgemm_gflops": round(rate / 1e9, 2),
             "floor_rule": f"2 x MACs (torch counter) / best sgemm FLOP/s with {threads} thread(s)",
             "torch_eager_over_floor": round(result["torch_eager_latency_median_s"] / floor_s, 3)}

@@ -1,20 +1,19 @@
 """A deployable editor: one concept's generator as a pure function of the image.
 
 `ConceptEditor` wraps a generator with the concept's text tokens stored as a constant buffer, so
-an exported graph's only input is the image and a device needs no text encoder. At inference the
-generator's noise input (Eq. 1's z) is zeros; `fold_zero_noise` removes that channel from the first
-conv (its weights multiply zeros), which is exact and leaves the graph without the zeros tensor.
+an exported graph's only input is the image and a device needs no text encoder. The generator's
+noise input (Eq. 1's z) is its fixed inference pattern (see `models.generator`), which the graph
+carries as a 256x256 constant tile (256 KB per noise channel) repeated to the image's size.
 
 `deployable_editor` builds two editors from the same `EditPipeline` state: the *reference* (the
-model exactly as `EditPipeline` runs it: LoRA layers active, noise channel fed zeros) and the
-*deployable* one (adapter merged into the weights, LoRA layers removed, noise folded). Exports are
-checked against the reference, so a merge or folding mistake shows up as a difference.
+model exactly as `EditPipeline` runs it: LoRA layers active) and the *deployable* one (adapter
+merged into the weights, LoRA layers removed). Exports are checked against the reference, so a
+merge mistake shows up as a difference.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 from torch import nn
@@ -47,25 +46,6 @@ class ConceptEditor(nn.Module):
         return self.generator(image, text)
 
 
-def fold_zero_noise(generator: nn.Module) -> bool:
-    """Drop the always-zero noise channels from the stem conv; True when something was folded."""
-    config = getattr(generator, "config", None)
-    channels = getattr(config, "noise_channels", 0)
-    stem = getattr(getattr(generator, "stem", None), "conv", None)
-    if not channels or not isinstance(stem, nn.Conv2d):
-        return False
-    folded = nn.Conv2d(stem.in_channels - channels, stem.out_channels, stem.kernel_size,
-                       stride=stem.stride, padding=stem.padding, bias=stem.bias is not None)
-    with torch.no_grad():
-        # the generator concatenates [source, noise]: the noise channels are the last inputs
-        folded.weight.copy_(stem.weight[:, :stem.in_channels - channels])
-        if stem.bias is not None:
-            folded.bias.copy_(stem.bias)
-    generator.stem.conv = folded
-    generator.config = dataclasses.replace(config, noise_channels=0)
-    return True
-
-
 def deployable_editor(pipeline, prompt: str | None) -> tuple[ConceptEditor, ConceptEditor, str]:
     """(reference, deployable, prompt) from an `EditPipeline` with at most one active adapter."""
     generator = pipeline.generator
@@ -77,7 +57,6 @@ def deployable_editor(pipeline, prompt: str | None) -> tuple[ConceptEditor, Conc
     generator = generator.cpu().eval()
     reference = ConceptEditor(generator, text)
     plain = lora.remove_adapters(copy.deepcopy(generator), merge=True)
-    fold_zero_noise(plain)
     for parameter in plain.parameters():
         parameter.requires_grad_(False)
     return reference, ConceptEditor(plain, text), prompt

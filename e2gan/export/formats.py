@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import statistics
 import time
 import warnings
@@ -112,12 +113,15 @@ def random_inputs(shapes: list[tuple[int, int, int, int]], seed: int = 0) -> lis
 def max_abs_difference(reference: Callable[[np.ndarray], np.ndarray],
                        candidate: Callable[[np.ndarray], np.ndarray],
                        inputs: list[np.ndarray]) -> float:
-    """Largest |reference - candidate| over all inputs (outputs are in [-1, 1])."""
+    """Largest |reference - candidate| over all inputs (outputs are in [-1, 1]); NaN when either
+    side has a non-finite value, so a check `difference <= tolerance` fails on it."""
     worst = 0.0
     for array in inputs:
         expected, got = reference(array), candidate(array)
         if expected.shape != got.shape:
             raise E2GANError(f"exported model gives shape {got.shape}, torch {expected.shape}")
+        if not (np.isfinite(expected).all() and np.isfinite(got).all()):
+            return math.nan  # max(0.0, nan) is 0.0: a NaN must not vanish into the maximum
         worst = max(worst, float(np.abs(expected.astype(np.float64) - got).max()))
     return worst
 
@@ -174,6 +178,9 @@ class OnnxImageMaker:
             resized = rgb.resize(size, Image.BICUBIC) if size != rgb.size else rgb
             array = np.asarray(resized, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
             edited = self.run(np.ascontiguousarray(array))[0]
+            if not np.isfinite(edited).all():  # clip and uint8 would hide it as black
+                raise E2GANError("the ONNX model's output has non-finite values (NaN or inf): "
+                                 "its weights are broken")
             pixels = ((edited.transpose(1, 2, 0).clip(-1, 1) + 1) * 127.5).round().astype(np.uint8)
             result = Image.fromarray(pixels)
             outputs.append(result.resize(rgb.size, Image.BICUBIC) if result.size != rgb.size else result)

@@ -29,8 +29,13 @@ before these fields existed rebuilds exactly the model it was trained as):
 - `residual_output`: the head predicts a change, output = clamp(source + delta, -1, 1), instead of
   tanh of a fresh image; the head starts at zero, so an untrained model is the identity edit.
 
-Noise (Eq. 1's z) enters as extra input channels: random while training, zeros at inference unless
-the caller passes its own, so an edit is reproducible and exports to ONNX as a pure function.
+Noise (Eq. 1's z) enters as extra input channels: fresh N(0, 1) draws while training; at inference
+one fixed N(0, 1) pattern (`inference_noise`), unless the caller passes its own. Not zeros: the
+stem's InstanceNorm and every layer after it were trained on inputs whose noise channel carries
+unit variance, and a model fed zeros runs off the distribution it learned. Measured on a winter
+LoRA (base-next, 30 held-out pairs, 128 px): zeros 16.0 dB PSNR against the teacher, a fixed
+pattern 19.8 dB (three seeds within 0.03 dB), zeros with the noise's variance added back into the
+stem's normalisation 18.1 dB. A fixed pattern keeps an edit reproducible and exportable.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ from e2gan.models.blocks import (ConvNormAct, ResidualBlock, ResizeConvNormAct, 
                                  UpNormAct)
 
 UPSAMPLING_KINDS = ("transposed", "resize_conv", "conv_resize")
+# The inference noise is one seeded tile, repeated to cover any image: 256 px is larger than the
+# training crops, so within what the model saw at training time the pattern does not repeat.
+NOISE_TILE, NOISE_SEED = 256, 0
 
 
 @dataclass
@@ -79,6 +87,11 @@ class E2GANGenerator(nn.Module):
         if config.residual_output and config.in_channels != config.out_channels:
             raise ValueError("residual_output needs in_channels == out_channels")
         filters = config.num_filters
+        if config.noise_channels:
+            # Not persistent: rebuilt from the seed, so checkpoints and their hashes do not change.
+            tile = torch.randn((1, config.noise_channels, NOISE_TILE, NOISE_TILE),
+                               generator=torch.Generator().manual_seed(NOISE_SEED))
+            self.register_buffer("noise_tile", tile, persistent=False)
         self.stem = ConvNormAct(config.in_channels + config.noise_channels, filters, 7,
                                 reflect_padding=3)
         self.downsample = nn.ModuleList()
@@ -121,6 +134,13 @@ class E2GANGenerator(nn.Module):
         """Height and width must be multiples of this (every stride-2 step halves them)."""
         return 2 ** (self.config.num_downsamplings + 1)
 
+    def inference_noise(self, source: torch.Tensor) -> torch.Tensor:
+        """The fixed noise pattern for `source`'s batch and size: the seeded tile, repeated and cut."""
+        height, width = source.shape[2], source.shape[3]
+        repeats = (1, 1, (height + NOISE_TILE - 1) // NOISE_TILE, (width + NOISE_TILE - 1) // NOISE_TILE)
+        noise = self.noise_tile.repeat(repeats)[:, :, :height, :width]
+        return noise.expand(source.shape[0], -1, -1, -1).to(source.dtype)
+
     def forward(self, source: torch.Tensor, text: torch.Tensor,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         """source: (B, 3, H, W) in [-1, 1]; text: (B, T, text_dim) -> (B, 3, H, W) in [-1, 1]."""
@@ -128,7 +148,7 @@ class E2GANGenerator(nn.Module):
             if noise is None:
                 shape = (source.shape[0], self.config.noise_channels, *source.shape[2:])
                 noise = (torch.randn(shape, device=source.device, dtype=source.dtype)
-                         if self.training else source.new_zeros(shape))
+                         if self.training else self.inference_noise(source))
             inputs = torch.cat([source, noise], dim=1)
         else:
             inputs = source

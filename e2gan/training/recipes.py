@@ -27,10 +27,11 @@ from e2gan import lora
 from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, load_generator,
                               load_rank_table, save_adapter, save_generator)
 from e2gan.data.dataset import PairDataset
-from e2gan.data.torch_data import PairTensorDataset
+from e2gan.data.torch_data import IDENTITY_PROMPT, IdentityPairs, PairTensorDataset
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
 from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
+from e2gan.training.concept_start import MEAN, closest_concept_start
 from e2gan.training.events import EventCallback, RunSummary
 from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_LEARNING_RATE,  # noqa: F401 (re-exported)
                                      TrainingSettings)
@@ -144,13 +145,15 @@ def _seed(settings: TrainingSettings) -> None:
 
 def base_job(datasets: list[PairDataset], out_dir: str | os.PathLike, settings: TrainingSettings,
              generator_config: dict | None = None, text_encoder: TextEncoder | None = None,
-             init_from: str | os.PathLike | None = None) -> TrainingJob:
+             init_from: str | os.PathLike | None = None, identity: bool = False) -> TrainingJob:
     """The shared base generator on several concepts' datasets at once. `init_from` starts from a
-    saved generator folder's weights (a warm start with new data or settings, not a resume)."""
+    saved generator folder's weights (a warm start with new data or settings, not a resume).
+    `identity` adds one more concept, IDENTITY_PROMPT, whose edit is the photo itself, with as
+    many pairs as an average concept (see IdentityPairs)."""
     if not datasets:
         raise E2GANError("base training needs at least one dataset")
     _seed(settings)
-    prompts = [d.info.prompt for d in datasets]
+    prompts = [d.info.prompt for d in datasets] + ([IDENTITY_PROMPT] if identity else [])
     if text_encoder is None:
         dim = (generator_config or {}).get("text_dim", 768)
         # Several datasets may share a concept (generated + imported pairs): one table each.
@@ -164,6 +167,8 @@ def base_job(datasets: list[PairDataset], out_dir: str | os.PathLike, settings: 
     _check_size(generator, settings.size)
     out_dir = Path(out_dir)
     data = _tensor_dataset(datasets, settings)
+    if identity:
+        data = ConcatDataset([data, IdentityPairs(data, max(1, len(data) // len(datasets)))])
     parameters = list(generator.parameters()) + list(text_encoder.parameters())
     # Each concept's token table trains only in the steps its pairs are in the batch.
     several_tables = isinstance(text_encoder, LearnedConceptEncoder) and len(text_encoder.concepts) > 1
@@ -200,8 +205,8 @@ def train_base(datasets: list[PairDataset], out_dir: str | os.PathLike,
                settings: TrainingSettings, generator_config: dict | None = None,
                text_encoder: TextEncoder | None = None, resume: bool = True,
                on_event: EventCallback | None = None, should_stop: StopCheck | None = None,
-               init_from: str | os.PathLike | None = None) -> TrainingOutcome:
-    job = base_job(datasets, out_dir, settings, generator_config, text_encoder, init_from)
+               init_from: str | os.PathLike | None = None, identity: bool = False) -> TrainingOutcome:
+    job = base_job(datasets, out_dir, settings, generator_config, text_encoder, init_from, identity)
     return job.run_to_end(resume, on_event, should_stop)
 
 
@@ -212,27 +217,41 @@ def starting_discriminator(loaded: LoadedGenerator) -> nn.Module:
         "patchgan", {"text_dim": encoder.embedding_dim if encoder else 0})
 
 
-def prepare_concept(loaded: LoadedGenerator, prompt: str) -> list[nn.Parameter]:
-    """Give a learned text encoder a trainable table for a concept the base has never seen."""
+def prepare_concept(loaded: LoadedGenerator, prompt: str, start: str = "closest",
+                    pairs: Dataset | None = None) -> tuple[list[nn.Parameter], dict[str, Any]]:
+    """Give a learned text encoder a trainable table for the prompt's concept, and say where it
+    started. A concept the base has never seen starts at the known concept whose edits of `pairs`
+    are closest to the teacher's (`start="closest"`, see training.concept_start) or at the mean of
+    the known ones (`"mean"`, or when no pairs are given)."""
     encoder = loaded.text_encoder
-    if isinstance(encoder, LearnedConceptEncoder):
-        encoder.requires_grad_(False)
-        table = encoder.tables[concept_key(prompt)] if encoder.knows(prompt) else encoder.add_concept(prompt)
-        table.requires_grad_(True)
-        return [table]
-    return []
+    if not isinstance(encoder, LearnedConceptEncoder):
+        return [], {}
+    encoder.requires_grad_(False)
+    if encoder.knows(prompt):
+        table, origin = encoder.tables[concept_key(prompt)], {"concept_start": "known to the base"}
+    elif start == "closest" and pairs is not None and len(encoder.tables):
+        chosen = closest_concept_start(loaded.generator, encoder, pairs)
+        table = encoder.add_concept(prompt, chosen.table)
+        origin = {"concept_start": chosen.source,
+                  "concept_start_l1": {k: round(v, 4) for k, v in sorted(chosen.l1_by_candidate.items(),
+                                                                          key=lambda kv: kv[1])}}
+    else:
+        table, origin = encoder.add_concept(prompt), {"concept_start": MEAN}
+    table.requires_grad_(True)
+    return [table], origin
 
 
 def finetune_parts(loaded: LoadedGenerator, dataset: PairDataset, settings: TrainingSettings,
                    mode: str, ranks: dict[str, int] | None, ids: list[str] | None,
-                   base_dir) -> TrainingParts:
+                   base_dir) -> tuple[TrainingParts, dict[str, Any]]:
     """Make `loaded` ready to learn the dataset's concept: an adapter (or every weight) and the
-    concept's tokens trainable, everything else frozen."""
+    concept's tokens trainable, everything else frozen. Also returns where the tokens started."""
     generator = loaded.generator
     _check_size(generator, settings.size)
     prompt = dataset.info.prompt
     discriminator = starting_discriminator(loaded)
-    text_parameters = prepare_concept(loaded, prompt)
+    data = _tensor_dataset([dataset], settings, ids)
+    text_parameters, origin = prepare_concept(loaded, prompt, settings.concept_start, data)
     if mode == "lora":
         # The searched table shipped with the base, else rank 4 everywhere.
         ranks = ranks or load_rank_table(base_dir) or uniform_ranks(generator, 4)
@@ -243,8 +262,7 @@ def finetune_parts(loaded: LoadedGenerator, dataset: PairDataset, settings: Trai
         generator.requires_grad_(True)
         generator_parameters = list(generator.parameters())
     return TrainingParts(generator, discriminator, loaded.text_encoder,
-                         generator_parameters + text_parameters,
-                         _tensor_dataset([dataset], settings, ids))
+                         generator_parameters + text_parameters, data), origin
 
 
 def finetune_job(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os.PathLike,
@@ -261,7 +279,7 @@ def finetune_job(base_dir: str | os.PathLike, dataset: PairDataset, output: str 
         raise E2GANError(f"fine-tuning mode must be 'lora' or 'full', got {mode!r}")
     _seed(settings)
     loaded = load_generator(base_dir, with_discriminator=True)
-    parts = finetune_parts(loaded, dataset, settings, mode, ranks, ids, base_dir)
+    parts, concept_origin = finetune_parts(loaded, dataset, settings, mode, ranks, ids, base_dir)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(parts, settings, state_dir=output.with_name(output.name + ".training_state"),
@@ -279,7 +297,8 @@ def finetune_job(base_dir: str | os.PathLike, dataset: PairDataset, output: str 
 
     return TrainingJob(f"finetune-{mode}", trainer, output, len(parts.dataset), write,
                        {"base": str(base_dir), "base_sha256": loaded.info["sha256"],
-                        "dataset": str(dataset.root), "concept": prompt}, model=loaded)
+                        "dataset": str(dataset.root), "concept": prompt, **concept_origin},
+                       model=loaded)
 
 
 def finetune(base_dir: str | os.PathLike, dataset: PairDataset, output: str | os.PathLike,

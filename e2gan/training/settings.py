@@ -13,6 +13,7 @@ from e2gan.errors import E2GANError
 LORA_LEARNING_RATE = 3e-3
 FULL_LEARNING_RATE = 2e-4  # the paper's (and pix2pix's) Adam setting
 REPORT_TO = ("none", "tensorboard", "trackio")
+CONCEPT_STARTS = ("closest", "mean")  # see training.concept_start
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainingSettings:
     max_grad_norm: float | None = None  # None: no clipping
     report_to: str = "none"  # none, tensorboard or trackio (through Accelerate's trackers)
     log_every: int = 10
+    concept_start: str = "closest"  # a new concept's tokens: closest known concept, or "mean"
 
     def __post_init__(self) -> None:
         for name in ("size", "steps", "batch_size", "log_every"):
@@ -51,6 +53,9 @@ class TrainingSettings:
             raise E2GANError(f"EMA decay must lie in [0, 1), got {self.ema_decay}")
         if self.warmup_steps < 0 or self.checkpoint_every < 0:
             raise E2GANError("warm-up steps and checkpoint interval must not be negative")
+        if self.concept_start not in CONCEPT_STARTS:
+            raise E2GANError(f"concept start must be one of {', '.join(CONCEPT_STARTS)}, "
+                             f"got {self.concept_start!r}")
         if self.report_to not in REPORT_TO:
             raise E2GANError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
 
