@@ -57,6 +57,36 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, metadata
 
 
+def _check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN or inf: they load silently and edit every image to black."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise E2GANError(f"{path} has non-finite values (NaN or inf) in tensor {name!r}; "
+                             "the file is damaged or its training diverged")
+
+
+def _read_json_object(path: Path, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise E2GANError(f"cannot read {path}: {error}") from None
+    if not isinstance(value, dict):
+        raise E2GANError(f"{path} is not {what} (a JSON object was expected, found "
+                         f"{type(value).__name__})")
+    return value
+
+
+def _build_from(info: dict[str, Any], path: Path, what: str) -> nn.Module:
+    """The model a config file describes ({"arch", "config"}), or an error naming the file."""
+    if not isinstance(info.get("arch"), str) or not isinstance(info.get("config", {}), dict):
+        raise E2GANError(f"{path} is not {what}: it needs \"arch\" (a name) and \"config\" "
+                         "(an object)")
+    try:
+        return build_model(info["arch"], info.get("config"))
+    except (TypeError, ValueError) as error:  # a config field of the wrong type or value
+        raise E2GANError(f"{path} has a bad {info['arch']} config: {str(error)[:200]}") from None
+
+
 def _state_without_lora(model: nn.Module) -> dict[str, torch.Tensor]:
     if lora.lora_layers(model):
         raise E2GANError("remove or merge adapters before saving a base model")
@@ -98,14 +128,12 @@ def load_generator(folder: str | os.PathLike, text_encoder: TextEncoder | None =
     config_path, weights_path = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights_path.is_file():
         raise E2GANError(f"{folder} is not a model folder (needs config.json and model.safetensors)")
-    try:
-        info = json.loads(config_path.read_text())
-    except (OSError, ValueError) as error:
-        raise E2GANError(f"cannot read {config_path}: {error}") from None
+    info = _read_json_object(config_path, "an e2gan generator config")
     if info.get("format") != GENERATOR_FORMAT:
         raise E2GANError(f"{config_path} is not an e2gan generator config")
-    generator = build_model(info["arch"], info["config"])
+    generator = _build_from(info, config_path, "an e2gan generator config")
     tensors, _ = _read_safetensors(weights_path)
+    _check_finite(tensors, weights_path)
     # Weights may be stored in half precision (a smaller file); models run in float32.
     text_tensors = {k[len(TEXT_PREFIX):]: v.float() for k, v in tensors.items() if k.startswith(TEXT_PREFIX)}
     model_tensors = {k: v for k, v in tensors.items() if not k.startswith(TEXT_PREFIX)}
@@ -132,11 +160,24 @@ def load_generator(folder: str | os.PathLike, text_encoder: TextEncoder | None =
                     text_encoder.add_concept(key, initial=table)
     discriminator = None
     if with_discriminator and (folder / "discriminator.safetensors").is_file():
-        d_info = json.loads((folder / "discriminator.json").read_text())
-        discriminator = build_model(d_info["arch"], d_info["config"])
-        discriminator.load_state_dict(_read_safetensors(folder / "discriminator.safetensors")[0])
+        discriminator = _load_discriminator(folder)
     info = {**info, "sha256": sha256_file(weights_path), "path": str(folder)}
     return LoadedGenerator(generator.eval(), text_encoder, info, discriminator)
+
+
+def _load_discriminator(folder: Path) -> nn.Module:
+    config_path, weights_path = folder / "discriminator.json", folder / "discriminator.safetensors"
+    if not config_path.is_file():
+        raise E2GANError(f"{weights_path} has no discriminator.json beside it")
+    discriminator = _build_from(_read_json_object(config_path, "a discriminator config"),
+                                config_path, "a discriminator config")
+    tensors, _ = _read_safetensors(weights_path)
+    _check_finite(tensors, weights_path)
+    try:
+        discriminator.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise E2GANError(f"{weights_path} does not match {config_path}: {str(error)[:300]}") from None
+    return discriminator
 
 
 def load_rank_table(path: str | os.PathLike) -> dict[str, int] | None:
@@ -220,11 +261,29 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
     tensors, header = _read_safetensors(path)
     try:
         metadata = json.loads(header["e2gan"])
-        assert metadata["format"] == ADAPTER_FORMAT
+        assert isinstance(metadata, dict) and metadata["format"] == ADAPTER_FORMAT
     except (KeyError, ValueError, AssertionError):
         raise E2GANError(f"{path} is not an e2gan adapter (no e2gan metadata)") from None
+    _check_adapter_metadata(metadata, path)
+    _check_finite(tensors, path)
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     return Adapter(metadata, tensors)
+
+
+# What loading, applying and blending an adapter read from its header, and their JSON types.
+ADAPTER_FIELDS = {"concept": str, "prompt": str, "ranks": dict, "base_sha256": str,
+                  "base_arch": str, "layer_types": dict, "text_encoder": dict}
+
+
+def _check_adapter_metadata(metadata: dict[str, Any], path: Path) -> None:
+    for name, kind in ADAPTER_FIELDS.items():
+        if not isinstance(metadata.get(name), kind):
+            found = "missing" if name not in metadata else f"a {type(metadata[name]).__name__}"
+            raise E2GANError(f"{path} is a damaged e2gan adapter: its header's {name!r} is {found}")
+    try:
+        lora.check_ranks(metadata["ranks"])  # before a rank of 100000 allocates anything
+    except E2GANError as error:
+        raise E2GANError(f"{path}: {error}") from None
 
 
 def apply_adapter(loaded: LoadedGenerator, adapter: Adapter, name: str | None = None) -> str:

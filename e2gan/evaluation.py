@@ -25,6 +25,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from e2gan.data.dataset import PairDataset
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
+from e2gan.files import MIN_IMAGE_SIDE
 
 MAX_PSNR = 100.0
 ImageMaker = Callable[[list[Image.Image]], list[Image.Image]]
@@ -80,6 +81,10 @@ def evaluate_pairs(make_images: ImageMaker, dataset: PairDataset, split: str = "
 
     `device` is where the metric networks (Inception, CLIP) run, not the image maker.
     """
+    if limit is not None and limit < 1:  # 0 once meant "all": say so rather than guess
+        raise E2GANError(f"the pair limit must be at least 1 (leave it out to judge all), got {limit}")
+    if size < MIN_IMAGE_SIDE:
+        raise E2GANError(f"size must be at least {MIN_IMAGE_SIDE} pixels, got {size}")
     records = dataset.split(split)[:limit] if limit else dataset.split(split)
     if not records:
         raise E2GANError(f"dataset {dataset.root} has no {split!r} pairs to evaluate on")

@@ -3,6 +3,9 @@
 Every file the project writes goes through here: written to a temporary name in the same folder,
 flushed, then renamed over the target, so an interrupted run leaves either the old file or the new
 one, never half of one.
+
+Every user image is opened here too (`open_image`), so the pixel limit is checked from the
+header before any pixel is decoded: a 290 KB PNG can declare 10000x10000 pixels.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import io
 import json
 import os
 import shutil
+import re
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NoReturn
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from e2gan.errors import E2GANError
+from e2gan.limits import MAX_IMAGE_PIXELS
 
 # Smaller than this and a 7x7 reflect-padded stem plus three stride-2 convs has nothing to see.
 MIN_IMAGE_SIDE = 16
@@ -36,18 +42,30 @@ _UMASK = _current_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically. A full disk or an unwritable place is an `OSError`
+    naming `path` (not the temporary name), which the CLI prints as one line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise E2GANError(f"{path} is a folder; give a file name to write")
+    existing = next(parent for parent in path.parents if parent.exists())
+    if not existing.is_dir():
+        raise E2GANError(f"cannot write {path}: {existing} is a file, not a folder")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None:
+            # OSError(errno, ...) keeps the subclass (PermissionError, ...) callers may catch.
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from None
         raise
     return path
 
@@ -99,6 +117,64 @@ def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
     return image
 
 
+# What PIL raises for a file that is not an image, or is truncated or damaged.
+IMAGE_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def check_image_pixels(size: tuple[int, int], name: str) -> None:
+    """Refuse an image whose decoded size is over `E2GAN_MAX_IMAGE_PIXELS`."""
+    width, height = size
+    MAX_IMAGE_PIXELS.check(width * height, f"image {name} is {width}x{height} "
+                                           f"({MAX_IMAGE_PIXELS.show(width * height)})")
+
+
+def _raise_pil_bomb_error(error: Image.DecompressionBombError, name: str) -> NoReturn:
+    # PIL's own guard (over twice Image.MAX_IMAGE_PIXELS) fires inside Image.open, before the
+    # size is ours to see; its message still has the pixel count.
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    amount = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
+    MAX_IMAGE_PIXELS.check(amount, f"image {name} has {MAX_IMAGE_PIXELS.show(amount)}")
+    raise E2GANError(f"cannot read image {name}: {error}") from None
+
+
+def open_image(source: str | os.PathLike | IO[bytes], name: str) -> Image.Image:
+    """Open an image lazily (only its header is read) and refuse it when its decoded size is over
+    the pixel limit, before anything is decoded. The caller decodes it (`load`, `draft`,
+    `to_rgb`) and closes it (`with open_image(...) as image:`)."""
+    limit = MAX_IMAGE_PIXELS.value()
+    # PIL refuses over twice its own limit before we see the size; a raised E2GAN limit must
+    # win over it (PIL's limit is the process's to set, and this process is e2gan's).
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            # PIL warns past its own limit; ours is checked below, and a warning is no answer.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(source)
+    except Image.DecompressionBombError as error:
+        _raise_pil_bomb_error(error, name)
+    except FileNotFoundError:
+        raise E2GANError(f"image not found: {name}") from None
+    except IMAGE_READ_ERRORS as error:
+        raise E2GANError(f"cannot read image {name}: {error}") from None
+    try:
+        check_image_pixels(opened.size, name)
+    except E2GANError:
+        opened.close()
+        raise
+    return opened
+
+
+def read_image(source: str | os.PathLike | IO[bytes], name: str) -> Image.Image:
+    """Open (see `open_image`), decode and convert an image to RGB, or raise `E2GANError`."""
+    with open_image(source, name) as opened:
+        try:
+            opened.load()
+        except IMAGE_READ_ERRORS as error:
+            raise E2GANError(f"cannot read image {name}: {error}") from None
+        return to_rgb(opened, name=name)
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file as RGB, or raise `E2GANError` naming the file and the problem."""
     path = Path(path)
@@ -106,13 +182,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise E2GANError(f"image not found: {path}")
     if not path.is_file():
         raise E2GANError(f"not a file: {path}")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise E2GANError(f"cannot read image {path}: {error}") from None
-    return to_rgb(image, name=str(path))
+    return read_image(path, str(path))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

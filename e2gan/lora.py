@@ -13,6 +13,8 @@ silently change the update's magnitude; `set_adapter_scale` is the user's streng
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import warnings
 from typing import Iterable
@@ -23,6 +25,7 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from e2gan.errors import E2GANError
+from e2gan.limits import MAX_LORA_RANK
 
 # Module-name patterns of the crucial layers, by group (the groups of the paper's Fig. 4).
 LAYER_GROUPS: dict[str, str] = {
@@ -31,6 +34,9 @@ LAYER_GROUPS: dict[str, str] = {
     "mlp": r"transformer\.\d+\.(feed_forward\.proj_in|feed_forward\.proj_out|proj_in|proj_out)",
 }
 ADAPTABLE_TYPES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+# Past a few times the trained strength the generator's output saturates and edits are noise; a
+# scale of 1e30 (or NaN) only turns every image black or grey, so it is refused.
+MAX_ADAPTER_SCALE = 10.0
 
 
 class LoraConvTranspose2d(nn.Module, LoraLayer):
@@ -154,10 +160,29 @@ def lora_parameter_count(model: nn.Module, ranks: dict[str, int]) -> int:
     return total
 
 
+def check_ranks(ranks: dict[str, int]) -> None:
+    """Every rank a whole number from 1 to the rank limit (`E2GAN_MAX_LORA_RANK`)."""
+    for name, rank in ranks.items():
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
+            raise E2GANError(f"LoRA rank of layer {name} must be a whole number of at least 1, "
+                             f"got {rank!r}")
+        MAX_LORA_RANK.check(rank, f"LoRA rank {rank} of layer {name} is too large")
+
+
+def check_adapter_scale(scale: float) -> float:
+    """An adapter strength must be a finite number within +-MAX_ADAPTER_SCALE."""
+    if (not isinstance(scale, numbers.Real) or not math.isfinite(scale)
+            or abs(scale) > MAX_ADAPTER_SCALE):
+        raise E2GANError(f"adapter scale must be a finite number from {-MAX_ADAPTER_SCALE:g} to "
+                         f"{MAX_ADAPTER_SCALE:g} (1 is the trained strength), got {scale!r}")
+    return float(scale)
+
+
 def add_adapter(model: nn.Module, adapter_name: str, ranks: dict[str, int]) -> None:
     """Inject a fresh (B = 0, so initially a no-op) LoRA adapter with per-layer ranks."""
     if not ranks:
         raise E2GANError("an adapter needs at least one layer with a rank")
+    check_ranks(ranks)
     modules = dict(model.named_modules())
     missing = sorted(name for name in ranks if name not in modules)
     if missing:
@@ -233,6 +258,7 @@ def set_active_adapters(model: nn.Module, names: list[str]) -> None:
 
 def set_adapter_scale(model: nn.Module, adapter_name: str, scale: float) -> None:
     """Scale one adapter's update: 0 is the base model, 1 the trained concept, >1 exaggerates."""
+    scale = check_adapter_scale(scale)
     if adapter_name not in adapter_names(model):
         raise E2GANError(f"no adapter named {adapter_name!r} is loaded")
     for layer in lora_layers(model).values():

@@ -6,6 +6,8 @@ measured is what users run.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 
 import numpy as np
@@ -16,7 +18,7 @@ from e2gan import lora
 from e2gan.checkpoint import Adapter, LoadedGenerator, apply_adapter, load_generator, read_adapter
 from e2gan.data.torch_data import tensor_to_image
 from e2gan.errors import E2GANError
-from e2gan.files import to_rgb
+from e2gan.files import MIN_IMAGE_SIDE, check_image_pixels, to_rgb
 from e2gan.text import LearnedConceptEncoder, concept_key
 from e2gan.training.recipes import resolve_device
 
@@ -42,6 +44,7 @@ class EditPipeline:
     def load_adapter(self, adapter: str | os.PathLike | Adapter, scale: float = 1.0,
                      name: str | None = None) -> str:
         """Load an adapter and make it the only active one."""
+        lora.check_adapter_scale(scale)  # before anything is loaded: a refusal leaves no trace
         if not isinstance(adapter, Adapter):
             adapter = read_adapter(adapter)
         name = name or adapter.concept
@@ -88,6 +91,12 @@ class EditPipeline:
                  batch_size: int = 8) -> list[Image.Image]:
         """Edit images. `size`: resize the shorter side to this (rounded to the model's multiple);
         None keeps each image's size, rounded down to that multiple."""
+        if size is not None:  # the studio's API may send 256.0, or NaN
+            if (isinstance(size, bool) or not isinstance(size, numbers.Real)
+                    or not math.isfinite(size) or size < MIN_IMAGE_SIDE):
+                raise E2GANError(f"size must be a number of at least {MIN_IMAGE_SIDE} pixels, "
+                                 f"got {size!r}")
+            size = int(size)
         outputs = []
         for start in range(0, len(images), batch_size):
             chunk = [to_rgb(image, f"image {start + i}") for i, image in enumerate(images[start:start + batch_size])]
@@ -104,6 +113,10 @@ class EditPipeline:
                 if getattr(self.generator, "uses_text", False):
                     text = self.text_encoder([prompt] * len(indices)).to(self.device)
                 edited = self.generator(batch, text)
+                if not torch.isfinite(edited).all():
+                    # tensor_to_image would turn NaN into black and metrics would judge it.
+                    raise E2GANError(f"the model's output has non-finite values (NaN or inf) for "
+                                     f"prompt {prompt!r}: its weights or adapter are broken")
                 for i, out in zip(indices, edited):
                     results[i] = tensor_to_image(out.float().cpu())
             outputs.extend(results)
@@ -115,6 +128,8 @@ class EditPipeline:
         if size is not None:
             scale = size / min(width, height)
             width, height = round(width * scale), round(height * scale)
+            # An upscale allocates what it asks for: the pixel limit holds for it too.
+            check_image_pixels((width, height), f"at size {size}")
         width, height = max(multiple, width // multiple * multiple), max(multiple, height // multiple * multiple)
         if (width, height) != image.size:
             image = image.resize((width, height), Image.BICUBIC)

@@ -14,6 +14,7 @@ subparsers in `add_parsers`, so a new command touches one module.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -26,6 +27,16 @@ __all__ = ["COMMANDS", "build_parser", "command", "main"]
 
 # The order here is the order of the subcommands in `e2gan --help`: the method's steps in turn.
 AREAS = (concepts, data, training, judging, models, overview)
+
+# Flags that hold text (prompts and their phrasings), which is stored as UTF-8 in datasets and
+# adapters. Paths are not here: a file name need not be UTF-8.
+TEXT_OPTIONS = ("prompt", "concept", "instruction", "description", "negative_prompt",
+                "source_caption")
+
+# OSErrors the machine or the user's paths cause, not the program: a full disk, a read-only or
+# unwritable place, a path that is a folder or missing. One line, like an E2GANError.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                      errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.ENAMETOOLONG}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,16 +54,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_text_options(args: argparse.Namespace) -> None:
+    for name in TEXT_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as lone surrogates
+                shown = value.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+                raise E2GANError(f"--{name.replace('_', '-')} is not UTF-8 text: {shown}") from None
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return " ".join(str(error).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_text_options(args)
         result = COMMANDS[args.command](args)
         if result is None:  # a non-main process of a sharded run: the main one reports
             return 0
-    except E2GANError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (E2GANError, OSError) as error:
+        if isinstance(error, OSError) and error.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        message = _one_line(error)
+        print(f"error: {message}", file=sys.stderr)
         if args.json:
-            print(json.dumps({"error": str(error)}))
+            print(json.dumps({"error": message}))
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -40,7 +40,9 @@ from e2gan.data.dataset import (
     merge_metadata_shards,
     unique_pair_ids,
 )
+from e2gan.data.pair_format import IMAGE_FOLDERS
 from e2gan.errors import E2GANError
+from e2gan.files import open_image
 from e2gan.teachers import GenerationStopped, Teacher
 from e2gan.teachers.candidates import CandidateFilter
 
@@ -109,6 +111,7 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
                        teacher="+".join(dict.fromkeys(each.name for each in teachers)),
                        teacher_params=dataset_parameters(teachers, len(pool), candidate_filter))
     root = Path(out_root)
+    _check_resumed_crop_size(root, source)
     rank = distributed.process_index if distributed is not None else 0
     processes = distributed.num_processes if distributed is not None else 1
     if rank == 0:
@@ -174,6 +177,21 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
         distributed.wait_for_everyone()  # every process returns the merged dataset
     return GenerationResult(PairDataset.open(root), made, len(done), time.perf_counter() - started,
                             stopped, rejected, rank, processes)
+
+
+def _check_resumed_crop_size(root: Path, source) -> None:
+    """A resumed dataset of crops keeps its crop size: 64 px and 128 px pairs in one dataset
+    would train and be judged as one. Checked before the writer reopens (and touches) it."""
+    crop_size = getattr(source, "crop_size", None)
+    folder = root / IMAGE_FOLDERS[0]
+    made = next(folder.glob("*.png"), None) if crop_size is not None and folder.is_dir() else None
+    if made is None:
+        return
+    with open_image(made, str(made)) as image:
+        width, height = image.size
+    if (width, height) != (crop_size, crop_size):
+        raise E2GANError(f"dataset {root} was made at {width} px, not {crop_size}; resume it at "
+                         f"size {width} (pairs --size {width}) or write to another folder")
 
 
 # --- setting a run up (the CLI and the studio) -------------------------------------------------

@@ -29,11 +29,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from e2gan.data.sources import ImageSource, _packaged_photos
 from e2gan.errors import E2GANError
-from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, to_rgb
+from e2gan.files import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, MIN_IMAGE_SIDE, open_image, to_rgb
 from e2gan.paths import REPOSITORY
 
 SCENES, FACES = "scenes", "faces"
@@ -345,7 +345,8 @@ class PhotoPool:
 
         domains = "+".join(sorted({p.domain for p in self.photos}))
         return ImageSource(ids, load,
-                           f"photo pool {domains} ({len(self.photos)} photos, seed {seed})")
+                           f"photo pool {domains} ({len(self.photos)} photos, seed {seed})",
+                           crop_size=size)
 
 
 def photo_pool(domain: str = "all", data_dir: str | Path | None = None,
@@ -400,21 +401,18 @@ def _crop_file(photo: PoolPhoto, size: int, rng: np.random.Generator) -> Image.I
     path = photo.path
     if photo.source == _BENCHMARK[photo.domain][0]:  # belt and braces: the listing left them out
         check_training_photo(photo.domain, path)
-    try:
-        # Image.open checks the header against Image.MAX_IMAGE_PIXELS (DecompressionBombError).
-        with Image.open(path) as opened:
-            width, height = opened.size
-            left, top, side = _crop_box(width, height, photo.domain, rng)
-            scale = min(1.0, size / side)
+    # open_image checks the header against the pixel limit before anything is decoded.
+    with open_image(path, str(path)) as opened:
+        width, height = opened.size
+        left, top, side = _crop_box(width, height, photo.domain, rng)
+        scale = min(1.0, size / side)
+        try:
             opened.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
             # 1, 1/2, 1/4 or 1/8 after a JPEG draft, each side rounded up on its own
             x_factor, y_factor = opened.size[0] / width, opened.size[1] / height
             image = to_rgb(opened, name=str(path))
-    except FileNotFoundError:
-        raise E2GANError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as error:
-        raise E2GANError(f"cannot read image {path}: {error}") from None
+        except IMAGE_READ_ERRORS as error:
+            raise E2GANError(f"cannot read image {path}: {error}") from None
     box = (left * x_factor, top * y_factor, min(image.width, (left + side) * x_factor),
            min(image.height, (top + side) * y_factor))
     return image.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)

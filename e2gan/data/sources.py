@@ -16,10 +16,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from e2gan.errors import E2GANError
-from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, list_images, load_image, to_rgb
+from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, list_images, load_image, read_image
+from e2gan.limits import MAX_ARCHIVE_MEMBER_BYTES
 
 DEFAULT_BUILTIN_COUNT = 200
 
@@ -31,6 +32,9 @@ class ImageSource:
     ids: list[str]
     loader: Callable[[str], Image.Image]
     description: str
+    # Every image is a square crop of this side (built-in and pool photos); None when images
+    # keep their own size. A resumed dataset must keep it (`generate_pairs` checks).
+    crop_size: int | None = None
 
     def __post_init__(self) -> None:
         self._known = set(self.ids)
@@ -47,7 +51,7 @@ class ImageSource:
             return self
         if count < 1:
             raise E2GANError(f"image count must be at least 1, got {count}")
-        return ImageSource(self.ids[:count], self.loader, self.description)
+        return ImageSource(self.ids[:count], self.loader, self.description, self.crop_size)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -103,6 +107,17 @@ def _is_image_member(member: zipfile.ZipInfo) -> bool:
     )
 
 
+def _read_member(archive: zipfile.ZipFile, member: str, name: str) -> bytes:
+    """A member's bytes, read in chunks and stopped at the member limit: the header's size can
+    lie, and a 1 MB zip can inflate to gigabytes."""
+    limit = MAX_ARCHIVE_MEMBER_BYTES.value()
+    with archive.open(member) as handle:
+        data = handle.read(limit + 1)
+    MAX_ARCHIVE_MEMBER_BYTES.check(len(data), f"{name} unpacks to more than "
+                                              f"{MAX_ARCHIVE_MEMBER_BYTES.show(limit)}")
+    return data
+
+
 def zip_source(path: str | Path) -> ImageSource:
     """The images anywhere inside a .zip archive, sorted by their path in it."""
     archive_path = Path(path)
@@ -123,14 +138,10 @@ def zip_source(path: str | Path) -> ImageSource:
         # Reopened per image so a source holds no file handle and can cross process boundaries.
         try:
             with zipfile.ZipFile(archive_path) as archive:
-                data = archive.read(member)
-            with Image.open(io.BytesIO(data)) as opened:
-                opened.load()
-                image = opened.copy()
-        except (zipfile.BadZipFile, UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                RuntimeError, Image.DecompressionBombError) as error:
+                data = _read_member(archive, member, name)
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as error:
             raise E2GANError(f"cannot read image {name}: {error}") from None
-        return to_rgb(image, name=name)
+        return read_image(io.BytesIO(data), name)
 
     return ImageSource(list(by_id), load, f"zip file {archive_path}")
 
@@ -180,7 +191,7 @@ def builtin_photos(count: int, size: int = 256, seed: int = 0) -> ImageSource:
     def load(source_id: str) -> Image.Image:
         return _builtin_crop(int(source_id.removeprefix("builtin-")), size, seed)
 
-    return ImageSource(ids, load, f"built-in photos (seed {seed})")
+    return ImageSource(ids, load, f"built-in photos (seed {seed})", crop_size=size)
 
 
 def open_source(spec: str, count: int | None = None, size: int = 256, seed: int = 0) -> ImageSource:

@@ -1,0 +1,68 @@
+"""Resource limits, in one place: what one input may cost before it is refused.
+
+Each limit has a default sized for the studio on a shared machine and an environment variable
+that overrides it (read at each check, so a running process picks up a test's or a server's
+setting). A limit that is hit is an `E2GANError` naming the value, the limit and its variable.
+
+    E2GAN_MAX_IMAGE_PIXELS          40_000_000   decoded pixels of one image (checked from the
+                                                 header, before any pixel is decoded)
+    E2GAN_MAX_ARCHIVE_MEMBER_BYTES  134_217_728  uncompressed bytes of one file read from a zip
+                                                 (streamed, stopped at the limit)
+    E2GAN_MAX_LORA_RANK             128          rank of any one LoRA layer
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from e2gan.errors import E2GANError
+
+
+@dataclass(frozen=True)
+class Limit:
+    variable: str  # the environment variable that overrides the default
+    default: int
+    what: str  # what is counted, for messages: "pixels per image"
+    unit: str = ""  # how messages show an amount: "MP" with per_unit 1_000_000
+    per_unit: int = 1
+
+    def value(self) -> int:
+        text = os.environ.get(self.variable, "").strip().replace("_", "")
+        if not text:
+            return self.default
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise E2GANError(f"{self.variable} must be a positive whole number ({self.what}), "
+                             f"got {os.environ[self.variable]!r}")
+        return value
+
+    def show(self, amount: int) -> str:
+        """An amount in this limit's unit: "900 MP", "1,234", "0.25 MP"."""
+        value = amount / self.per_unit
+        return (f"{value:,.0f} {self.unit}" if value >= 100 else f"{value:.3g} {self.unit}").strip()
+
+    def check(self, amount: int, subject: str) -> None:
+        """Refuse `amount` over the limit. `subject` says what and how much, and leads the
+        message: "photo a.png is 30000x30000 (900 MP)"."""
+        limit = self.value()
+        if amount > limit:
+            raise E2GANError(f"{subject}; the limit is {self.show(limit)} {self.what} "
+                             f"(set {self.variable} to raise it)")
+
+
+# 40 MP holds every camera photo up to a 7000x5700 frame; decoded it is 120 MB of RGB, and a
+# studio session may hold a few. A 10000x10000 PNG of 290 KB drove the studio to 16.5 GB.
+MAX_IMAGE_PIXELS = Limit("E2GAN_MAX_IMAGE_PIXELS", 40_000_000, "per image", "MP", 1_000_000)
+
+# A 40 MP photo is under 128 MiB in any of the formats read (PNG of noise included); a 1 MB zip
+# holding a 1 GiB member reached 2.68 GB of memory before this limit existed.
+MAX_ARCHIVE_MEMBER_BYTES = Limit("E2GAN_MAX_ARCHIVE_MEMBER_BYTES", 128 * 1024 * 1024,
+                                 "per file in an archive", "MiB", 1024 * 1024)
+
+# The searched rank tables stop at 16 (`lora.rank_cap`); 128 leaves room to experiment while a
+# typo cannot allocate gigabytes (`finetune --rank 100000` grew to 19.7 GB and was OOM-killed).
+MAX_LORA_RANK = Limit("E2GAN_MAX_LORA_RANK", 128, "for a LoRA layer")
