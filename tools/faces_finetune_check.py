@@ -3,9 +3,10 @@ judged on 100 judging faces, face_1246 on), LoRA for MINUTES at 128 px on each b
 
     python tools/faces_finetune_check.py OUT MINUTES NAME=BASE_DIR [NAME=BASE_DIR ...]
 
-Needs the benchmark photos in ../shared/data.
+With STEPS=N each LoRA trains exactly N steps instead (MINUTES is then ignored): a fair
+comparison on a machine that is not idle. Needs the benchmark photos in ../shared/data.
 """
-import json, sys
+import json, os, sys
 from pathlib import Path
 from e2gan.bench.data import BenchData
 from e2gan.bench.settings import BenchSettings
@@ -20,7 +21,9 @@ ids = select(dataset, 100, "cluster", seed=0).ids
 prompt = dataset.info.prompt
 print(len(dataset.split("train")), len(dataset.split("test")), flush=True)
 for name, base in bases.items():
-    s = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=3e-3, max_seconds=minutes * 60, checkpoint_every=0)
+    steps = int(os.environ.get("STEPS", 0))
+    s = TrainingSettings(size=128, steps=steps or 1_000_000, batch_size=4, learning_rate=3e-3,
+                         max_seconds=None if steps else minutes * 60, checkpoint_every=0)
     o = finetune(base, dataset, out / f"{name}.safetensors", s, ids=ids, resume=False)
     p = EditPipeline.from_pretrained(base, device="cpu"); p.load_adapter(out / f"{name}.safetensors")
     r = evaluate_pairs(lambda ims: p(ims, prompt), dataset, "test", size=128, fid=True)
