@@ -98,7 +98,7 @@ def test_generator_round_trip(tmp_path, source):
 
 
 def test_half_precision_weights_load_as_float32_and_edit_alike(tmp_path, source):
-    """A base stored in fp16 (half the file, as `checkpoints/base-next`) runs in float32."""
+    """A base stored in fp16 (half the file, as `checkpoints/base`) runs in float32."""
     from safetensors.torch import load_file, save_file
 
     folder = tmp_path / "base"

@@ -33,7 +33,7 @@ Noise (Eq. 1's z) enters as extra input channels: fresh N(0, 1) draws while trai
 one fixed N(0, 1) pattern (`inference_noise`), unless the caller passes its own. Not zeros: the
 stem's InstanceNorm and every layer after it were trained on inputs whose noise channel carries
 unit variance, and a model fed zeros runs off the distribution it learned. Measured on a winter
-LoRA (base-next, 30 held-out pairs, 128 px): zeros 16.0 dB PSNR against the teacher, a fixed
+LoRA (the shipped base, 30 held-out pairs, 128 px): zeros 16.0 dB PSNR against the teacher, a fixed
 pattern 19.8 dB (three seeds within 0.03 dB), zeros with the noise's variance added back into the
 stem's normalisation 18.1 dB. A fixed pattern keeps an edit reproducible and exportable.
 """
