@@ -110,8 +110,10 @@ def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
     return str(folder)
 
 
-def resolve_source(kind: str, local_path: str = "", upload: str | None = None) -> str:
-    """The source spec for `open_source` from the UI's choice."""
+def resolve_source(kind: str, local_path: str = "", upload: str | None = None,
+                   workspace_root: Path | None = None) -> str:
+    """The source spec for `open_source` from the UI's choice. A local path may not lead into
+    the studio's workspaces (`workspace_root`): those are other sessions' files."""
     if kind == "built-in photos":
         return "builtin"
     if kind == "upload":
@@ -123,7 +125,13 @@ def resolve_source(kind: str, local_path: str = "", upload: str | None = None) -
             raise E2GANError("local paths are off on a hosted Space; upload images instead")
         if not local_path.strip():
             raise E2GANError("type a folder or .zip path")
-        return local_path.strip()
+        path = Path(local_path.strip()).expanduser()
+        if workspace_root is not None:
+            resolved, root = path.resolve(), Path(workspace_root).resolve()
+            if resolved == root or root in resolved.parents:
+                raise E2GANError(f"{path} is inside the studio's workspaces ({root}); "
+                                 "use the Library for your own results, or upload the images")
+        return str(path)
     raise E2GANError(f"unknown source kind {kind!r}")
 
 

@@ -185,15 +185,34 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     return read_image(path, str(path))
 
 
+def inside(root: str | os.PathLike, path: str | os.PathLike, what: str = "file") -> Path:
+    """`path` with symlinks resolved, refused unless it stays inside `root`.
+
+    Names written by somebody else (a prompts file, an archive, a shared folder) must not reach
+    files outside the folder the user pointed at: not by `../`, an absolute name, or a symlink.
+    """
+    base = Path(root).resolve()
+    resolved = Path(path).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise E2GANError(f"{what} {path} points outside {root} (to {resolved}); "
+                         "only files inside it are read")
+    return resolved
+
+
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in `folder`, sorted by name (hidden files skipped)."""
+    """Image files directly in `folder`, sorted by name (hidden files skipped). A symlink that
+    leads out of the folder is refused (see `inside`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise E2GANError(f"folder not found: {folder}")
-    return sorted(
+    images = sorted(
         p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
+    for image in images:
+        if image.is_symlink():
+            inside(folder, image, "image")
+    return images
 
 
 def replace_folder(new: Path, target: Path, overwrite: bool) -> None:

@@ -169,3 +169,35 @@ def test_import_img2img_turbo_clear_errors(tmp_path):
     with pytest.raises(E2GANError, match="test_B"):
         import_img2img_turbo(root, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["../../secret.png", "ABSOLUTE", "link.png"])
+def test_import_img2img_turbo_reads_nothing_outside_its_root(tmp_path, name):
+    """A prompts file names images; `../`, absolute names and symlinks must not lead out."""
+    secret = tmp_path / "secret.png"
+    save_rgb(secret, 7)
+    root = tmp_path / "turbo"
+    make_turbo(root, {"a.png": "p"}, None)
+    if name == "ABSOLUTE":
+        name = str(secret)
+    if name == "link.png":
+        (root / "train_A" / name).symlink_to(secret)
+        (root / "train_B" / name).symlink_to(secret)
+    (root / "train_prompts.json").write_text(json.dumps({"a.png": "p", name: "p"}))
+    with pytest.raises(E2GANError, match=r"points outside .*train_A"):
+        import_img2img_turbo(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_symlink_out_of_a_source_folder_is_refused_one_inside_is_read(tmp_path):
+    source_dir, edited_dir = make_folders(tmp_path)
+    (source_dir / "c.png").unlink()
+    (source_dir / "c.png").symlink_to(source_dir / "a.png")  # inside: fine
+    assert len(import_folders(source_dir, edited_dir, "p", tmp_path / "out")) == 3
+    outside = tmp_path / "elsewhere.png"
+    save_rgb(outside, 3)
+    (edited_dir / "c.png").unlink()
+    (edited_dir / "c.png").symlink_to(outside)
+    with pytest.raises(E2GANError, match="image .*c.png points outside"):
+        import_folders(source_dir, edited_dir, "p", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()

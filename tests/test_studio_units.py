@@ -271,3 +271,18 @@ def test_a_pix2pix_baseline_trains_as_a_job_and_joins_compare(winter_concept, ti
     assert label in result["images"] and result["images"][label].size == (32, 32)
     assert result["latency"][label] > 0
     assert compare.metric_rows(folder)[-1]["model"] == label
+
+
+def test_a_local_path_may_not_reach_into_other_sessions_workspaces(tmp_path):
+    from app.concepts import resolve_source
+    from app.workspace import Workspace
+
+    root = tmp_path / "workspace"
+    other = Workspace.create(root)
+    with pytest.raises(E2GANError, match="inside the studio's workspaces"):
+        resolve_source("local path", str(other.root), workspace_root=root)
+    with pytest.raises(E2GANError, match="inside the studio's workspaces"):
+        resolve_source("local path", str(root / ".." / root.name / other.root.name), workspace_root=root)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    assert resolve_source("local path", f"  {photos} ", workspace_root=root) == str(photos)

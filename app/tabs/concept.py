@@ -61,7 +61,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                 guidance_value):
         workspace = context.workspace(workspace_id)
         upload_spec = concepts.store_upload(workspace, files) if kind == "upload" else None
-        source = concepts.resolve_source(kind, path or "", upload_spec)
+        source = concepts.resolve_source(kind, path or "", upload_spec, context.workspace_root)
         spec = concepts.set_concept(workspace, text, teacher_name, source,
                                     {"strength": strength_value, "guidance_scale": guidance_value},
                                     int(seed_value or 0))

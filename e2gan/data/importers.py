@@ -31,7 +31,7 @@ from e2gan.data.dataset import (
 )
 from e2gan.data.pair_format import read_json_file
 from e2gan.errors import E2GANError
-from e2gan.files import IMAGE_SUFFIXES, list_images, load_image
+from e2gan.files import IMAGE_SUFFIXES, inside, list_images, load_image
 
 IMPORTED_TEACHER = "imported"
 # dataset.json lists the commonest phrasings only; every pair keeps its own prompt in its record.
@@ -122,14 +122,17 @@ def _read_prompts(path: Path) -> dict[str, str]:
 
 
 def _find_image(folder: Path, name: str) -> Path | None:
-    """``folder/name``, or failing that an image with the same stem (a .jpg re-saved as .png)."""
+    """``folder/name``, or failing that an image with the same stem (a .jpg re-saved as .png).
+    A name that leads out of `folder` (``../``, an absolute path, a symlink) is an error."""
     exact = folder / name
+    inside(folder, exact, "prompts entry")
     if exact.is_file():
         return exact
     stem = Path(name).stem
     for suffix in IMAGE_SUFFIXES:
         for candidate in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
             if candidate.is_file():
+                inside(folder, candidate, "image")
                 return candidate
     return None
 
