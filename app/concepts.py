@@ -15,6 +15,7 @@ from PIL import Image
 
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
+from e2gan.files import open_image, replace_folder
 from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
                             resolve_builtin_concept)
 from e2gan.text import concept_key
@@ -89,25 +90,48 @@ def resolve_concept(text: str, teacher: str) -> tuple[str, str]:
 
 
 def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
-    """Copy uploaded images (or one zip) into the workspace; the source spec to use, or None."""
+    """Copy uploaded images (or one zip) into the workspace; the source spec to use, or None.
+
+    Each upload replaces the previous one whole (uploading A then B makes pairs from B only), and
+    is checked before it replaces anything: every image's header is read (size against the pixel
+    limit, format) and a zip must open. A rejected upload leaves nothing behind to fail later.
+    """
     if not files:
         return None
     paths = [Path(file) for file in files]
-    if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
-        target = workspace.uploads_dir / paths[0].name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(paths[0], target)
-        try:
-            zipfile.ZipFile(target).close()
-        except zipfile.BadZipFile:
-            target.unlink()
-            raise E2GANError(f"{paths[0].name} is not a readable zip file") from None
-        return str(target)
-    folder = workspace.uploads_dir / "images"
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        shutil.copyfile(path, folder / path.name)
-    return str(folder)
+    incoming = workspace.uploads_dir / "incoming"
+    if incoming.exists():
+        shutil.rmtree(incoming)  # a half-copied upload from a crash
+    incoming.mkdir(parents=True)
+    try:
+        if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
+            shutil.copyfile(paths[0], incoming / paths[0].name)
+            try:
+                zipfile.ZipFile(incoming / paths[0].name).close()
+            except zipfile.BadZipFile:
+                raise E2GANError(f"{paths[0].name} is not a readable zip file") from None
+            stored = paths[0].name
+        else:
+            problems = []
+            for path in paths:
+                try:
+                    with open_image(path, path.name):
+                        pass
+                except E2GANError as error:
+                    problems.append(str(error))
+            if problems:
+                raise E2GANError(f"{len(problems)} of {len(paths)} uploaded files were refused "
+                                 f"(nothing was kept): " + "; ".join(problems[:5]))
+            (incoming / "images").mkdir()
+            for path in paths:
+                shutil.copyfile(path, incoming / "images" / path.name)
+            stored = "images"
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    current = workspace.uploads_dir / "current"
+    replace_folder(incoming, current, overwrite=True)
+    return str(current / stored)
 
 
 def resolve_source(kind: str, local_path: str = "", upload: str | None = None,

@@ -286,3 +286,25 @@ def test_a_local_path_may_not_reach_into_other_sessions_workspaces(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     assert resolve_source("local path", f"  {photos} ", workspace_root=root) == str(photos)
+
+
+def test_each_upload_replaces_the_last_and_a_refused_one_leaves_nothing(tmp_path):
+    from PIL import Image
+
+    from app.concepts import store_upload
+    from app.workspace import Workspace
+    from e2gan.files import list_images
+
+    workspace = Workspace.create(tmp_path / "workspace")
+    first, second = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (16, 16), "red").save(first)
+    Image.new("RGB", (16, 16), "blue").save(second)
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"this is not a png")
+
+    assert [p.name for p in list_images(store_upload(workspace, [str(first)]))] == ["a.png"]
+    with pytest.raises(E2GANError, match=r"1 of 2 uploaded files were refused .*fake\.png"):
+        store_upload(workspace, [str(second), str(fake)])
+    # the refused upload is forgotten: the next good one works, and holds only its own files
+    assert [p.name for p in list_images(store_upload(workspace, [str(second)]))] == ["b.png"]
+    assert sorted(p.name for p in workspace.uploads_dir.iterdir()) == ["current"]
