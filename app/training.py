@@ -18,6 +18,7 @@ from PIL import Image
 
 from e2gan import lora
 from e2gan.checkpoint import load_generator, load_rank_table
+from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image, atomic_write_json
@@ -49,6 +50,9 @@ class FinetuneRequest:
     def check(self) -> None:
         if not self.minutes > 0:
             raise E2GANError(f"training minutes must be positive, got {self.minutes}")
+        # minutes, not seconds: the limit's unit ("minutes"), shown as the user typed it
+        MAX_STUDIO_TRAINING_MINUTES.check(math.ceil(self.minutes) if math.isfinite(self.minutes)
+                                          else 10**18, f"a fine-tune of {self.minutes} minutes")
         if self.epochs < 0:
             raise E2GANError(f"epochs must not be negative, got {self.epochs}")
         if self.size < 32 or self.size % 4:

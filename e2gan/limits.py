@@ -9,6 +9,7 @@ setting). A limit that is hit is an `E2GANError` naming the value, the limit and
     E2GAN_MAX_ARCHIVE_MEMBER_BYTES  134_217_728  uncompressed bytes of one file read from a zip
                                                  (streamed, stopped at the limit)
     E2GAN_MAX_LORA_RANK             128          rank of any one LoRA layer
+    E2GAN_MAX_STUDIO_TRAINING_MINUTES  60        minutes of one studio fine-tune
 """
 
 from __future__ import annotations
@@ -66,3 +67,8 @@ MAX_ARCHIVE_MEMBER_BYTES = Limit("E2GAN_MAX_ARCHIVE_MEMBER_BYTES", 128 * 1024 * 
 # The searched rank tables stop at 16 (`lora.rank_cap`); 128 leaves room to experiment while a
 # typo cannot allocate gigabytes (`finetune --rank 100000` grew to 19.7 GB and was OOM-killed).
 MAX_LORA_RANK = Limit("E2GAN_MAX_LORA_RANK", 128, "for a LoRA layer")
+
+# One studio fine-tune holds the shared queue for its whole budget; `/finetune` once accepted
+# minutes = 1e9. An hour is twelve times the default; "continue" extends a run past it.
+MAX_STUDIO_TRAINING_MINUTES = Limit("E2GAN_MAX_STUDIO_TRAINING_MINUTES", 60, "per studio fine-tune",
+                                    "minutes")

@@ -308,3 +308,14 @@ def test_each_upload_replaces_the_last_and_a_refused_one_leaves_nothing(tmp_path
     # the refused upload is forgotten: the next good one works, and holds only its own files
     assert [p.name for p in list_images(store_upload(workspace, [str(second)]))] == ["b.png"]
     assert sorted(p.name for p in workspace.uploads_dir.iterdir()) == ["current"]
+
+
+def test_a_studio_fine_tune_longer_than_the_limit_is_refused(monkeypatch):
+    from app.training import FinetuneRequest
+
+    for minutes in (1e9, float("inf"), 61):
+        with pytest.raises(E2GANError, match="the limit is 60 minutes .*E2GAN_MAX_STUDIO_TRAINING_MINUTES"):
+            FinetuneRequest(minutes=minutes).check()
+    FinetuneRequest(minutes=60).check()
+    monkeypatch.setenv("E2GAN_MAX_STUDIO_TRAINING_MINUTES", "120")
+    FinetuneRequest(minutes=90).check()
