@@ -7,7 +7,9 @@ times it): training stops at each milestone, is judged, and continues from its s
 
 Training FLOPs are counted, not estimated: one optimisation step of the same recipe (D step and
 G step, forward and backward, at the bench's batch and size) runs under torch's
-`FlopCounterMode`, and a run's training FLOPs are its steps times that. Convention: torch's
+`FlopCounterMode`, and a run's training FLOPs are its steps times that, plus the one-off cost of
+setting the job up (a fine-tune's search for its concept's starting tokens, whose seconds also
+count against its time budget). Convention: torch's
 counter (2 FLOPs per multiply-add; a transposed conv counted at its input resolution, the
 arithmetic actually done); data loading, augmentation and the optimiser update are not counted.
 """
@@ -129,8 +131,9 @@ def _job(context: BenchContext, spec: RunSpec, dataset: PairDataset, ids: list[s
     return pix2pix_job(dataset, folder / "model", settings)
 
 
-def step_flops(context: BenchContext, spec: RunSpec) -> float:
-    """FLOPs of one optimisation step of `spec`'s recipe (see the module docstring); cached."""
+def step_flops(context: BenchContext, spec: RunSpec) -> tuple[float, float]:
+    """FLOPs of one optimisation step of `spec`'s recipe (see the module docstring), and the
+    one-off FLOPs of setting the job up (a fine-tune's concept-start search); cached."""
     # A step's FLOPs depend on the model, the ranks, the batch and the size, not on the concept or
     # the pairs: one probe per recipe serves every run of it.
     probe = RunSpec(spec.kind, spec.data, [0.0], spec.selection, spec.pairs, 0, spec.ranks,
@@ -143,13 +146,19 @@ def step_flops(context: BenchContext, spec: RunSpec) -> float:
     def count(folder: Path) -> dict[str, Any]:
         dataset = context.data.dataset(*parse_concept(spec.data))
         with tempfile.TemporaryDirectory(dir=folder) as scratch:
-            with FlopCounterMode(display=False) as counter:
-                _job(context, probe, dataset, selected_ids(dataset, probe), Path(scratch),
-                     _training_settings(context, probe, steps=1)).trainer.run()
-        return {"flops_per_step": counter.get_total_flops()}
+            # Building a fine-tune searches its concept's starting tokens (forward passes): a
+            # one-off cost, counted apart from the step.
+            with FlopCounterMode(display=False) as setup:
+                job = _job(context, probe, dataset, selected_ids(dataset, probe), Path(scratch),
+                           _training_settings(context, probe, steps=1))
+            with FlopCounterMode(display=False) as step:
+                job.trainer.run()
+        return {"flops_per_step": step.get_total_flops(), "setup_flops": setup.get_total_flops()}
 
+    key["counted"] = "step and setup apart"  # earlier probes counted the setup inside the step
     slug = "flops_" + "_".join(str(v) for v in key["flops_probe"].values() if v)
-    return float(context.store.cached(slug, key, count)["flops_per_step"])
+    counted = context.store.cached(slug, key, count)
+    return float(counted["flops_per_step"]), float(counted["setup_flops"])
 
 
 def _stored_bytes(spec: RunSpec, folder: Path) -> int:
@@ -195,21 +204,24 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
         settings = context.settings
         dataset = context.data.dataset(*parse_concept(spec.data))
         ids = selected_ids(dataset, spec)
-        flops = step_flops(context, spec)
+        flops, setup_flops = step_flops(context, spec)
         partial_path = folder / "milestones.json"
         milestones = json.loads(partial_path.read_text()) if partial_path.is_file() else []
         # One trainer for all the milestones: each budget trains on from where the last ended.
         steps_target = spec.steps if spec.steps is not None else NO_STEP_LIMIT
         job = _job(context, spec, dataset, ids, folder, _training_settings(context, spec, steps_target))
+        # A fine-tune's search for its starting tokens happens before training, on the same
+        # clock: it counts against the budget, so E2GAN's "60 s" is 60 s in all.
+        setup_seconds = float(job.details.get("concept_start_seconds", 0.0))
         if milestones:  # judged before the run was interrupted: continue from its saved state
             job.trainer.resume()
         for index, budget in enumerate(spec.seconds):
             if index < len(milestones):
                 continue
-            previous = milestones[-1] if milestones else {"steps": 0, "seconds": 0.0}
+            previous = milestones[-1] if milestones else {"steps": 0, "seconds": setup_seconds}
             if spec.steps is None:
                 context.log(f"train {spec.slug()}: {budget - previous['seconds']:.0f} s more")
-                result = job.trainer.run(seconds=budget - previous["seconds"])
+                result = job.trainer.run(seconds=max(0.0, budget - previous["seconds"]))
             else:
                 context.log(f"train {spec.slug()}: {spec.steps} steps")
                 budget = None
@@ -222,7 +234,9 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
                             settings.size, settings.eval_images, settings.fid, settings.device)
             milestones.append({"budget_seconds": budget, "seconds": round(seconds, 1),
                                "steps": steps, "images_seen": steps * settings.batch_size,
-                               "train_flops": steps * flops, "trainable_parameters": trainable,
+                               "setup_seconds": setup_seconds,
+                               "train_flops": steps * flops + setup_flops,
+                               "trainable_parameters": trainable,
                                "stored_bytes": _stored_bytes(spec, folder), **metrics})
             atomic_write_json(partial_path, milestones)
         job.trainer.forget_state()  # optimiser moments: no longer needed

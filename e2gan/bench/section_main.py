@@ -124,10 +124,13 @@ def markdown(rows: list[dict], verdicts: list[dict], s) -> str:
              f"Budgets: E2GAN {s.unit_seconds:g} s on {s.subset} similarity-clustered pairs; pix2pix "
              f"from scratch on all training pairs, judged at {s.unit_seconds:g} s and "
              f"{s.pix2pix_seconds:g} s; full fine-tune {s.full_seconds:g} s on all training pairs. "
+             "A fine-tune's budget includes its search for the concept's starting tokens (before "
+             "its first step). "
              f"Judged on up to {s.eval_images} held-out pairs at {s.size}x{s.size}. Train TFLOPs = "
              "steps x the FLOPs of one step counted by torch's FlopCounterMode (D step + G step, "
              "forward and backward; 2 FLOPs per multiply-add; transposed convs at input "
-             "resolution). Stored = bytes kept per concept (the adapter, or the whole generator).",
+             "resolution), plus that search's forward passes. Stored = bytes kept per concept (the "
+             "adapter, or the whole generator).",
              "", "**The paper's claim** (E2GAN's training time <= 1/5 of pix2pix's at FID or KID no "
              "worse than pix2pix's):", ""]
     for v in verdicts:

@@ -251,7 +251,10 @@ def finetune_parts(loaded: LoadedGenerator, dataset: PairDataset, settings: Trai
     prompt = dataset.info.prompt
     discriminator = starting_discriminator(loaded)
     data = _tensor_dataset([dataset], settings, ids)
+    started = time.perf_counter()
     text_parameters, origin = prepare_concept(loaded, prompt, settings.concept_start, data)
+    if "concept_start_l1" in origin:  # the search ran: its time is part of the fine-tune's cost
+        origin["concept_start_seconds"] = round(time.perf_counter() - started, 2)
     if mode == "lora":
         # The searched table shipped with the base, else rank 4 everywhere.
         ranks = ranks or load_rank_table(base_dir) or uniform_ranks(generator, 4)
