@@ -139,13 +139,18 @@ def comparison_picture(dataset: PairDataset, size: int, makers, count: int = 4) 
     (name, maker) in `makers` (a maker of None shows the teacher's edit)."""
     records = dataset.split("test")[:count]
     sources = [resize_and_center_crop(dataset.load_pair(r)[0], size) for r in records]
+    edits = [resize_and_center_crop(dataset.load_pair(r)[1], size) for r in records]
+    return contact_sheet(sources, edits, size, makers)
+
+
+def contact_sheet(sources: list[Image.Image], edits: list[Image.Image], size: int,
+                  makers) -> Image.Image:
+    """One row per source: the source, then one column per (name, maker) in `makers` (a maker of
+    None shows `edits`, the teacher's)."""
     columns = [sources]
     for name, maker in makers:
-        if maker is None:
-            columns.append([resize_and_center_crop(dataset.load_pair(r)[1], size) for r in records])
-        else:
-            columns.append(maker(sources))
-    sheet = Image.new("RGB", (size * len(columns), size * len(records)), "white")
+        columns.append(edits if maker is None else maker(sources))
+    sheet = Image.new("RGB", (size * len(columns), size * len(sources)), "white")
     for x, column in enumerate(columns):
         for y, image in enumerate(column):
             sheet.paste(image.resize((size, size)), (x * size, y * size))
