@@ -288,15 +288,24 @@ def test_a_config_without_the_variant_fields_rebuilds_the_papers_layout(tmp_path
     assert isinstance(model.head[-1], torch.nn.Tanh)
 
 
-def test_the_shipped_base_config_is_the_papers_layout():
+def test_the_shipped_base_rebuilds_from_its_config_at_the_papers_size():
+    """The shipped base uses the equal-cost decoder (conv_resize, skips, residual output): its
+    config must rebuild exactly the model its weights fit, with the paper's parameter count."""
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "checkpoints" / "base" / "config.json"
-    if not path.is_file():
+    from safetensors.torch import load_file
+
+    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "base"
+    if not (folder / "config.json").is_file():
         pytest.skip("no shipped base checkpoint")
-    model = build_model("e2gan", json.loads(path.read_text())["config"])
-    assert model.config.upsampling == "transposed" and not model.config.skip_connections
+    model = build_model("e2gan", json.loads((folder / "config.json").read_text())["config"])
+    assert model.config.upsampling == "conv_resize" and model.config.skip_connections
+    assert model.config.residual_output
+    weights = {k: v for k, v in load_file(folder / "model.safetensors").items() if k in model.state_dict()}
+    model.load_state_dict(weights, strict=True)  # every weight present, every shape right
+    paper = build_model("e2gan", {"text_dim": model.config.text_dim})
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in paper.parameters())
 
 
 def test_unknown_upsampling_and_bad_residual_are_refused():
