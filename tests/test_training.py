@@ -481,3 +481,15 @@ def test_finetune_uses_the_rank_table_shipped_with_its_base(tiny_base, tiny_pair
     settings = TrainingSettings(size=32, steps=1, batch_size=4, device="cpu", checkpoint_every=0)
     outcome = finetune(base, tiny_pairs["winter"], tmp_path / "w.safetensors", settings)
     assert read_adapter(outcome.output).metadata["ranks"] == table
+
+
+def test_rerunning_a_finished_finetune_is_refused_unless_restarted(base_dir, datasets, tmp_path):
+    """A finished adapter is never silently trained again from step 0 and overwritten."""
+    output = tmp_path / "bw.safetensors"
+    finetune(base_dir, datasets["bw"], output, settings(steps=2), mode="lora")
+    first = output.read_bytes()
+    with pytest.raises(E2GANError, match="already a finished result .*--restart"):
+        finetune(base_dir, datasets["bw"], output, settings(steps=2), mode="lora")
+    assert output.read_bytes() == first
+    finetune(base_dir, datasets["bw"], output, settings(steps=2, seed=1), mode="lora", resume=False)
+    assert output.read_bytes() != first

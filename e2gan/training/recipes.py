@@ -95,9 +95,14 @@ class TrainingJob:
                    should_stop: StopCheck | None = None) -> TrainingOutcome:
         """Resume (when asked and a state exists), train to the step target or time limit,
         write the result. A finished job's resumable state is deleted (optimiser moments: 3x
-        the model); a stopped or timed-out one keeps it, so rerunning the command continues."""
-        if resume:
-            self.trainer.resume()
+        the model); a stopped or timed-out one keeps it, so rerunning the command continues.
+        A finished result at the output (nothing left to resume) is refused rather than silently
+        trained again from step 0 over it; `resume=False` (`--restart`) replaces it."""
+        finished = self.output.is_file() or (self.output / "config.json").is_file()
+        if resume and not self.trainer.resume() and finished:
+            raise E2GANError(f"{self.output} is already a finished result and there is no saved "
+                             "state to continue from; use --restart to train again from scratch "
+                             "and replace it, or choose another output")
         result = self.trainer.run(on_event=on_event, should_stop=should_stop)
         summary = self.write(result)
         if not result.stopped_early:
