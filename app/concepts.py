@@ -6,6 +6,7 @@ Plain functions over `e2gan` (no Gradio), so scripts and tests use exactly what 
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 import threading
 import zipfile
@@ -72,9 +73,26 @@ def get_teacher(name: str, params: dict | None = None) -> Teacher:
         return _teacher_cache[key]
 
 
-def builtin_concept_choices() -> list[str]:
+def builtin_concept_choices(base_dir: Path | None = None) -> list[tuple[str, str]]:
+    """(label, name) for the built-in concepts; the label says whether the base model learned
+    the concept already (a fine-tune then starts from its own tokens) or never saw it (the
+    honest test of what a fine-tune learns). The base's config.json lists its concepts."""
     from e2gan.teachers import BUILTIN_CONCEPTS
-    return list(BUILTIN_CONCEPTS)
+    known = set(base_concepts(base_dir)) if base_dir is not None else set()
+    return [(f"{name} · {'in the base' if concept_key(concept.prompt) in known else 'new to the base'}"
+             if base_dir is not None else name, name)
+            for name, concept in BUILTIN_CONCEPTS.items()]
+
+
+def base_concepts(base_dir: Path) -> list[str]:
+    """The concept keys a base with learned text tokens was trained on ([] for other encoders)."""
+    config = Path(base_dir) / "config.json"
+    try:
+        encoder = json.loads(config.read_text()).get("text_encoder") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    concepts = encoder.get("concepts") if isinstance(encoder, dict) else None
+    return [c for c in concepts if isinstance(c, str)] if isinstance(concepts, list) else []
 
 
 def resolve_concept(text: str, teacher: str) -> tuple[str, str]:

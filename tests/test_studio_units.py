@@ -319,3 +319,21 @@ def test_a_studio_fine_tune_longer_than_the_limit_is_refused(monkeypatch):
     FinetuneRequest(minutes=60).check()
     monkeypatch.setenv("E2GAN_MAX_STUDIO_TRAINING_MINUTES", "120")
     FinetuneRequest(minutes=90).check()
+
+
+def test_the_concept_picker_marks_concepts_the_base_never_saw(tmp_path):
+    import json
+
+    from app.concepts import builtin_concept_choices
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps(
+        {"arch": "e2gan", "config": {}, "text_encoder": {"name": "learned", "concepts": ["an_oil_painting"]}}))
+    labels = dict((name, label) for label, name in builtin_concept_choices(base))
+    assert labels["oil_painting"] == "oil_painting · in the base"
+    assert labels["winter"] == "winter · new to the base"
+    # the shipped base holds winter out, as its model card says
+    shipped = dict((name, label) for label, name in builtin_concept_choices(
+        __import__("e2gan.paths", fromlist=["default_base_dir"]).default_base_dir()))
+    assert shipped["winter"].endswith("new to the base") and shipped["night"].endswith("in the base")

@@ -38,8 +38,9 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                 concept_text = gr.Textbox(label="concept", value="winter",
                                           info="built-in teacher: a named concept; diffusion "
                                                "teachers: any text")
-                builtin = gr.Dropdown(concepts.builtin_concept_choices(), value=None,
-                                      label="or pick a built-in concept")
+                builtin = gr.Dropdown(concepts.builtin_concept_choices(context.base_dir), value=None,
+                                      label="or pick a built-in concept",
+                                      info="'new to the base': concepts the base never saw")
                 teacher = gr.Dropdown(concepts.available_teachers(), value="builtin", label="teacher")
                 source_kind = gr.Radio(SOURCE_KINDS, value="built-in photos", label="source images")
                 upload = gr.File(label="images or one .zip", file_count="multiple", visible=False)
