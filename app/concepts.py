@@ -16,7 +16,7 @@ from PIL import Image
 
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
-from e2gan.files import open_image, replace_folder
+from e2gan.files import is_within, open_image, replace_folder
 from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
                             resolve_builtin_concept)
 from e2gan.text import concept_key
@@ -168,11 +168,9 @@ def resolve_source(kind: str, local_path: str = "", upload: str | None = None,
         if not local_path.strip():
             raise E2GANError("type a folder or .zip path")
         path = Path(local_path.strip()).expanduser()
-        if workspace_root is not None:
-            resolved, root = path.resolve(), Path(workspace_root).resolve()
-            if resolved == root or root in resolved.parents:
-                raise E2GANError(f"{path} is inside the studio's workspaces ({root}); "
-                                 "use the Library for your own results, or upload the images")
+        if workspace_root is not None and is_within(workspace_root, path):
+            raise E2GANError(f"{path} is inside the studio's workspaces ({workspace_root}); "
+                             "use the Library for your own results, or upload the images")
         return str(path)
     raise E2GANError(f"unknown source kind {kind!r}")
 

@@ -185,15 +185,20 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     return read_image(path, str(path))
 
 
+def is_within(root: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Whether `path`, symlinks resolved, is `root` or lies under it."""
+    base, resolved = Path(root).resolve(), Path(path).resolve()
+    return resolved == base or base in resolved.parents
+
+
 def inside(root: str | os.PathLike, path: str | os.PathLike, what: str = "file") -> Path:
     """`path` with symlinks resolved, refused unless it stays inside `root`.
 
     Names written by somebody else (a prompts file, an archive, a shared folder) must not reach
     files outside the folder the user pointed at: not by `../`, an absolute name, or a symlink.
     """
-    base = Path(root).resolve()
     resolved = Path(path).resolve()
-    if resolved != base and base not in resolved.parents:
+    if not is_within(root, resolved):
         raise E2GANError(f"{what} {path} points outside {root} (to {resolved}); "
                          "only files inside it are read")
     return resolved
