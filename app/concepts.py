@@ -17,6 +17,7 @@ from PIL import Image
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
 from e2gan.files import is_within, open_image, replace_folder
+from e2gan.limits import MAX_ARCHIVE_FILES, MAX_UPLOAD_BYTES
 from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
                             resolve_builtin_concept)
 from e2gan.text import concept_key
@@ -117,6 +118,12 @@ def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
     if not files:
         return None
     paths = [Path(file) for file in files]
+    # Gradio's server stops an oversized file while it streams; these checks also hold for a
+    # studio launched without `launch_options()` and for files handed over by a script.
+    MAX_ARCHIVE_FILES.check(len(paths), f"the upload has {len(paths):,} files")
+    for path in paths:
+        MAX_UPLOAD_BYTES.check(path.stat().st_size, f"uploaded file {path.name} is "
+                                                    f"{MAX_UPLOAD_BYTES.show(path.stat().st_size)}")
     incoming = workspace.uploads_dir / "incoming"
     if incoming.exists():
         shutil.rmtree(incoming)  # a half-copied upload from a crash
@@ -125,9 +132,11 @@ def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
         if len(paths) == 1 and paths[0].suffix.lower() == ".zip":
             shutil.copyfile(paths[0], incoming / paths[0].name)
             try:
-                zipfile.ZipFile(incoming / paths[0].name).close()
+                with zipfile.ZipFile(incoming / paths[0].name) as archive:
+                    entries = len(archive.infolist())
             except zipfile.BadZipFile:
                 raise E2GANError(f"{paths[0].name} is not a readable zip file") from None
+            MAX_ARCHIVE_FILES.check(entries, f"zip file {paths[0].name} holds {entries:,} files")
             stored = paths[0].name
         else:
             problems = []

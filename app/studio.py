@@ -12,8 +12,10 @@ import functools
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from e2gan.checkpoint import load_generator
+from e2gan.limits import MAX_STUDIO_QUEUE, MAX_UPLOAD_BYTES
 from e2gan.paths import default_base_dir
 
 from app.concepts import teacher_table
@@ -90,8 +92,14 @@ def build_demo(base_dir: str | Path | None = None,
     context = Context(Path(workspace_root or default_workspace_root()),
                       Path(base_dir or default_base_dir()))
     context.workspace_root.mkdir(parents=True, exist_ok=True)
+    # Every image a user hands the studio is opened by `e2gan.files.open_image`, which checks
+    # E2GAN_MAX_IMAGE_PIXELS from the header and names the limit. PIL's own guard would fire
+    # first, inside Gradio's preprocessing, as an anonymous "error" (and only past 179 MP).
+    Image.MAX_IMAGE_PIXELS = None
     trier = ConceptTrier(context.base_dir)
-    with gr.Blocks(title="E2GAN Studio") as demo:
+    # Gradio's cache holds every upload and every image shown; uploads are copied into the
+    # workspace, so a day-old cached file is no one's only copy.
+    with gr.Blocks(title="E2GAN Studio", delete_cache=(3600, 24 * 3600)) as demo:
         workspace_state = gr.State(None)
         gr.Markdown("# E2GAN Studio\nDistil a slow image editor into a tiny real-time GAN, one "
                     "concept at a time: **Concept → Pairs → Curate → Fine-tune → Compare → Library**.")
@@ -115,11 +123,13 @@ def build_demo(base_dir: str | Path | None = None,
         demo.load(start, workspace_state, [workspace_state, status], api_visibility="private")
         gr.Button("refresh status", size="sm").click(refresh, workspace_state, status,
                                                       api_name="status")
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=4, max_size=MAX_STUDIO_QUEUE.value())
     return demo
 
 
 def launch_options() -> dict:
-    """Gradio 6 takes the theme and css at launch."""
+    """Gradio 6 takes the theme and css at launch, and the upload limit: its server stops a
+    larger file while it streams in."""
     return {"theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS,
+            "max_file_size": MAX_UPLOAD_BYTES.value(),
             "favicon_path": str(ASSETS / "favicon.png") if (ASSETS / "favicon.png").is_file() else None}

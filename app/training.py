@@ -28,6 +28,7 @@ from e2gan.training.events import EndReason, StepsLogged
 from e2gan.training.recipes import TrainingSettings, finetune_job
 
 from app.concept_metrics import concept_metrics
+from app.form import finite_number, whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, Workspace
@@ -46,6 +47,18 @@ class FinetuneRequest:
     rank: int = 0  # 0: the base's searched per-layer ranks; else this rank on every crucial layer
     continue_previous: bool = False
     seed: int = 0
+
+    @classmethod
+    def from_form(cls, minutes: Any, epochs: Any, size: Any, learning_rate: Any, rank: Any,
+                  continue_previous: Any) -> FinetuneRequest:
+        """A request from the form's (or a raw API call's) values, each checked to be a finite
+        number first: JSON from a script may carry NaN or Infinity where the page cannot."""
+        request = cls(minutes=finite_number(minutes, "training minutes"),
+                      epochs=whole_number(epochs or 0, "epochs"), size=whole_number(size, "training size"),
+                      learning_rate=finite_number(learning_rate, "learning rate"),
+                      rank=whole_number(rank or 0, "rank"), continue_previous=bool(continue_previous))
+        request.check()
+        return request
 
     def check(self) -> None:
         if not self.minutes > 0:

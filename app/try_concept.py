@@ -12,11 +12,14 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from e2gan.checkpoint import is_adapter_file
 from e2gan.data.sources import builtin_photos
 from e2gan.errors import E2GANError
 from e2gan.paths import REPOSITORY, default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.teachers import create_teacher, resolve_builtin_concept
+
+from app.ui import PhotoInput, picture
 
 RUNS = REPOSITORY / "runs"
 
@@ -30,7 +33,8 @@ class ConceptTrier:
 
     def choices(self) -> list[str]:
         """The base's own concepts, then every adapter file found under runs/."""
-        adapters = sorted(str(p.relative_to(REPOSITORY)) for p in RUNS.glob("**/*.safetensors"))
+        adapters = sorted(str(p.relative_to(REPOSITORY)) for p in RUNS.glob("**/*.safetensors")
+                          if is_adapter_file(p))
         return self.pipeline.prompts_known() + adapters
 
     def edit(self, image: Image.Image | None, choice: str, scale: float = 1.0,
@@ -63,9 +67,9 @@ def build_try_tab(trier: ConceptTrier) -> None:
     Its `/edit` endpoint is public."""
     examples = [image for _, image in builtin_photos(4, size=256, seed=3)]
 
-    def on_edit(image, choice, scale):
+    def on_edit(path, choice, scale):
         try:
-            return trier.edit(image, choice, scale)
+            return trier.edit(picture(path), choice, scale)
         except E2GANError as error:
             raise gr.Error(str(error)) from None
 
@@ -73,7 +77,8 @@ def build_try_tab(trier: ConceptTrier) -> None:
         gr.Markdown("The shipped base model's concepts and any adapter under `runs/` (e.g. from "
                     "`e2gan demo`), next to the built-in teacher.")
         with gr.Row():
-            source = gr.Image(type="pil", label="image", value=examples[0])
+            # A path: `picture` checks the pixel limit before anything is decoded.
+            source = PhotoInput(label="image", value=examples[0])
             teacher = gr.Image(type="pil", label="teacher", interactive=False)
             edited = gr.Image(type="pil", label="E2GAN", interactive=False)
         with gr.Row():

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+from PIL import Image, UnidentifiedImageError
 
 from e2gan.errors import E2GANError
+from e2gan.files import read_image
 
 from app.jobs import BOARD
-from app.workspace import Workspace
+from app.workspace import Workspace, prune_workspaces
 
 HEAVY = "device"  # the concurrency_id every job that computes on the device shares
 
@@ -32,12 +34,16 @@ class Context:
 
     def workspace(self, workspace_id: str | None) -> Workspace:
         """The session's workspace, created on first use."""
-        if not workspace_id:
-            return Workspace.create(self.workspace_root)
-        try:
-            return Workspace.open(workspace_id, self.workspace_root)
-        except E2GANError:  # removed by a clean-up, or a stale id from an old browser tab
-            return Workspace.create(self.workspace_root)
+        if workspace_id:
+            try:
+                return Workspace.open(workspace_id, self.workspace_root)
+            except E2GANError:  # removed by a clean-up, or a stale id from an old browser tab
+                pass
+        workspace = Workspace.create(self.workspace_root)
+        # A new session: remove idle and surplus workspaces (never one with a running job).
+        prune_workspaces(self.workspace_root,
+                         busy={workspace.id} | {job.workspace_id for job in BOARD.running()})
+        return workspace
 
 
 def user_errors(function: Callable) -> Callable:
@@ -58,6 +64,35 @@ def user_errors(function: Callable) -> Callable:
         except E2GANError as error:
             raise gr.Error(str(error)) from None
     return wrapper
+
+
+class PhotoInput(gr.Image):
+    """An image input that hands its handler the file's path (Gradio opens only the header) and
+    answers a file that is not an image with a message naming it: a plain `gr.Image` fails in
+    its preprocessing, before any handler runs, with an anonymous "Error". Decoding, and the
+    pixel limit before it, are `picture`'s."""
+
+    is_template = True  # drawn by the frontend's own Image component
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            name = getattr(payload, "orig_name", None) or "the image"
+            raise gr.Error(f"cannot read image {name}: it is not an image file or it is "
+                           f"damaged ({type(error).__name__})") from None
+
+
+def picture(path: str | None) -> Image.Image:
+    """The image a user handed a step, as RGB. The studio's image inputs give their file's path
+    (`type="filepath"`, `image_mode=None`) so Gradio decodes nothing: the header is checked
+    against the pixel limit here first (a 290 KB PNG can decode to 100 million pixels)."""
+    if not path:
+        raise E2GANError("upload or pick an image first")
+    return read_image(path, Path(path).name)
 
 
 def seconds_text(seconds: float | None) -> str:

@@ -13,6 +13,10 @@
 Workspace ids are random and unguessable (the session holds its own id in a `gr.State`), and an
 id is checked to be plain hex before it becomes a path, so a client can never reach another
 session's folder or anything outside the root.
+
+A workspace's folder time is its last use (every open touches it). `prune_workspaces` removes
+the ones idle too long and the least recently used past the count limit (`e2gan.limits`), never
+one whose job is running.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ from typing import Any
 from e2gan.data.dataset import PairDataset
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
+from e2gan.limits import MAX_WORKSPACES, WORKSPACE_IDLE_HOURS
 from e2gan.paths import REPOSITORY
 from e2gan.text import concept_key
 
@@ -151,6 +158,7 @@ class Workspace:
         root = (Path(parent) if parent else default_workspace_root()) / workspace_id
         if not root.is_dir():
             raise E2GANError(f"workspace {workspace_id} no longer exists; reload the page")
+        os.utime(root)  # last use, for the clean-up
         return cls(root)
 
     @property
@@ -177,3 +185,37 @@ class Workspace:
         if not name or not self.concept(name).spec_file.is_file():
             raise E2GANError("no concept yet: choose one on the Concept step first")
         return self.concept(name)
+
+
+def prune_workspaces(parent: str | os.PathLike, busy: set[str] = frozenset(),
+                     now: float | None = None) -> list[str]:
+    """Remove the workspaces idle for more than `E2GAN_WORKSPACE_IDLE_HOURS`, then the least
+    recently used past `E2GAN_MAX_WORKSPACES`; never one in `busy` (ids with a running job).
+    Returns the removed ids. A workspace is first renamed out of reach, so a request arriving
+    meanwhile finds it gone (and gets a new one) rather than half-deleted."""
+    parent = Path(parent)
+    now = time.time() if now is None else now
+    idle_seconds = WORKSPACE_IDLE_HOURS.value() * 3600
+    keep = MAX_WORKSPACES.value()
+    folders = []
+    for folder in parent.iterdir() if parent.is_dir() else []:
+        if _ID_PATTERN.fullmatch(folder.name) and folder.is_dir() and not folder.is_symlink():
+            try:
+                folders.append((folder.stat().st_mtime, folder))
+            except FileNotFoundError:  # removed by another process meanwhile
+                continue
+    folders.sort(reverse=True)  # most recently used first
+    removed = []
+    for index, (used, folder) in enumerate(folders):
+        if folder.name in busy or (now - used <= idle_seconds and index < keep):
+            continue
+        doomed = folder.with_name(f".removing-{folder.name}")
+        try:
+            os.replace(folder, doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(folder.name)
+    for leftover in parent.glob(".removing-*"):  # a clean-up killed midway
+        shutil.rmtree(leftover, ignore_errors=True)
+    return removed

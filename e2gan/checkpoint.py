@@ -270,6 +270,19 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
     return Adapter(metadata, tensors)
 
 
+def is_adapter_file(path: str | os.PathLike) -> bool:
+    """Whether a .safetensors file says it is an e2gan adapter (its header only is read): runs
+    folders also hold full models and resumable training states in the same format."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return json.loads(metadata.get("e2gan", "{}")).get("format") == ADAPTER_FORMAT
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not an adapter
+        return False
+
+
 # What loading, applying and blending an adapter read from its header, and their JSON types.
 ADAPTER_FIELDS = {"concept": str, "prompt": str, "ranks": dict, "base_sha256": str,
                   "base_arch": str, "layer_types": dict, "text_encoder": dict}

@@ -8,8 +8,21 @@ setting). A limit that is hit is an `E2GANError` naming the value, the limit and
                                                  header, before any pixel is decoded)
     E2GAN_MAX_ARCHIVE_MEMBER_BYTES  134_217_728  uncompressed bytes of one file read from a zip
                                                  (streamed, stopped at the limit)
+    E2GAN_MAX_ARCHIVE_FILES         10_000       entries in one zip archive (read from its
+                                                 directory, before any member is unpacked), and
+                                                 files in one studio upload
+    E2GAN_MAX_UPLOAD_BYTES          268_435_456  bytes of one uploaded file (the studio's web
+                                                 server stops the upload at the limit)
     E2GAN_MAX_LORA_RANK             128          rank of any one LoRA layer
+    E2GAN_MAX_TRAINING_STEPS        1_000_000    optimiser steps of one training run
+    E2GAN_MAX_TRAINING_SIZE         1024         training resolution (pixels per side)
     E2GAN_MAX_STUDIO_TRAINING_MINUTES  60        minutes of one studio fine-tune
+    E2GAN_MAX_STUDIO_QUEUE          64           requests waiting in the studio's queue
+    E2GAN_MAX_WORKSPACES            200          studio workspaces kept on disk
+    E2GAN_WORKSPACE_IDLE_HOURS      72           hours a studio workspace is kept unused
+
+The studio's clean-up removes the least recently used workspaces past the count and any idle past
+the age; it never removes one whose job is running.
 """
 
 from __future__ import annotations
@@ -64,6 +77,15 @@ MAX_IMAGE_PIXELS = Limit("E2GAN_MAX_IMAGE_PIXELS", 40_000_000, "per image", "MP"
 MAX_ARCHIVE_MEMBER_BYTES = Limit("E2GAN_MAX_ARCHIVE_MEMBER_BYTES", 128 * 1024 * 1024,
                                  "per file in an archive", "MiB", 1024 * 1024)
 
+# A photo folder zipped is a few thousand files at most; the entry count is read from the zip's
+# directory, so a zip of millions of empty entries is refused before it is listed or unpacked.
+MAX_ARCHIVE_FILES = Limit("E2GAN_MAX_ARCHIVE_FILES", 10_000, "files per archive or upload")
+
+# 256 MiB holds a zip of a few hundred camera photos; Gradio's server stops a larger upload as it
+# streams (`launch(max_file_size=...)`), before it reaches a handler or the disk fills.
+MAX_UPLOAD_BYTES = Limit("E2GAN_MAX_UPLOAD_BYTES", 256 * 1024 * 1024, "per uploaded file", "MiB",
+                         1024 * 1024)
+
 # The searched rank tables stop at 16 (`lora.rank_cap`); 128 leaves room to experiment while a
 # typo cannot allocate gigabytes (`finetune --rank 100000` grew to 19.7 GB and was OOM-killed).
 MAX_LORA_RANK = Limit("E2GAN_MAX_LORA_RANK", 128, "for a LoRA layer")
@@ -72,3 +94,20 @@ MAX_LORA_RANK = Limit("E2GAN_MAX_LORA_RANK", 128, "for a LoRA layer")
 # minutes = 1e9. An hour is twelve times the default; "continue" extends a run past it.
 MAX_STUDIO_TRAINING_MINUTES = Limit("E2GAN_MAX_STUDIO_TRAINING_MINUTES", 60, "per studio fine-tune",
                                     "minutes")
+
+# A million steps is days on a GPU at 256 px (the shipped base took 9,000); more is a typo.
+MAX_TRAINING_STEPS = Limit("E2GAN_MAX_TRAINING_STEPS", 1_000_000, "training steps per run")
+
+# Activations grow with the square of the side: at 1024 px batch 4 one step of the generator and
+# discriminator needs about 10 GB; a typo like --size 100000 would ask for terabytes.
+MAX_TRAINING_SIZE = Limit("E2GAN_MAX_TRAINING_SIZE", 1024, "pixels per side for training")
+
+# Requests past this wait nowhere: Gradio answers "queue full" at once instead of letting a
+# flood of clients hold memory and sockets. 64 is 8 busy sessions with a few clicks each.
+MAX_STUDIO_QUEUE = Limit("E2GAN_MAX_STUDIO_QUEUE", 64, "requests waiting in the studio's queue")
+
+# Every new browser session makes a workspace; without a clean-up a public studio fills its disk
+# (85 workspaces, 820 MB after one probe). Kept: the 200 most recently used, none idle > 3 days.
+MAX_WORKSPACES = Limit("E2GAN_MAX_WORKSPACES", 200, "workspaces kept")
+WORKSPACE_IDLE_HOURS = Limit("E2GAN_WORKSPACE_IDLE_HOURS", 72, "hours a workspace is kept unused",
+                             "hours")

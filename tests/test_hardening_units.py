@@ -74,3 +74,41 @@ def test_a_refused_resume_leaves_the_dataset_as_it_was(tmp_path):
     assert (tmp_path / "ds" / "dataset.json").read_bytes() == before
     assert PairDataset.open(tmp_path / "ds").info.complete
     assert builtin_photos(count=4, size=48).take(2).crop_size == 48
+
+
+def test_training_steps_and_size_have_limits_that_name_their_variable(monkeypatch):
+    from e2gan.training.settings import TrainingSettings
+
+    with pytest.raises(E2GANError, match=r"2,000,000 training steps; the limit is 1,000,000 .*E2GAN_MAX_TRAINING_STEPS"):
+        TrainingSettings(steps=2_000_000)
+    with pytest.raises(E2GANError, match=r"training size 100000 px; the limit is .*E2GAN_MAX_TRAINING_SIZE"):
+        TrainingSettings(size=100_000)
+    monkeypatch.setenv("E2GAN_MAX_TRAINING_STEPS", "3_000_000")
+    assert TrainingSettings(steps=2_000_000).steps == 2_000_000
+
+
+def test_a_zip_with_too_many_entries_is_refused_from_its_directory(tmp_path, monkeypatch):
+    import zipfile
+
+    from e2gan.data.sources import open_source
+
+    monkeypatch.setenv("E2GAN_MAX_ARCHIVE_FILES", "10")
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for index in range(11):  # empty entries: only the directory is ever read
+            handle.writestr(f"{index}.txt", b"")
+    with pytest.raises(E2GANError, match=r"many.zip holds 11 files; the limit is 10 .*E2GAN_MAX_ARCHIVE_FILES"):
+        open_source(str(archive), count=1, size=64)
+
+
+def test_only_adapter_files_are_adapters(tmp_path):
+    from e2gan.checkpoint import is_adapter_file
+    from e2gan.files import atomic_write_bytes
+    from safetensors.torch import save as save_safetensors_bytes
+    import torch
+
+    atomic_write_bytes(tmp_path / "model.safetensors", save_safetensors_bytes({"w": torch.zeros(2)}))
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 20)
+    assert not is_adapter_file(tmp_path / "model.safetensors")
+    assert not is_adapter_file(tmp_path / "junk.safetensors")
+    assert not is_adapter_file(tmp_path / "missing.safetensors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -337,3 +338,40 @@ def test_the_concept_picker_marks_concepts_the_base_never_saw(tmp_path):
     shipped = dict((name, label) for label, name in builtin_concept_choices(
         __import__("e2gan.paths", fromlist=["default_base_dir"]).default_base_dir()))
     assert shipped["winter"].endswith("new to the base") and shipped["night"].endswith("in the base")
+
+
+def test_clean_up_removes_idle_and_surplus_workspaces_but_never_a_running_one(tmp_path, monkeypatch):
+    from app.workspace import Workspace, prune_workspaces
+
+    monkeypatch.setenv("E2GAN_MAX_WORKSPACES", "3")
+    monkeypatch.setenv("E2GAN_WORKSPACE_IDLE_HOURS", "24")
+    now = 1_000_000_000.0
+    spaces = [Workspace.create(tmp_path) for _ in range(6)]
+    # last used: 0..4 hours ago in creation order, and the last one 30 hours ago
+    for hours, space in zip([0, 1, 2, 3, 4, 30], spaces):
+        os.utime(space.root, (now - hours * 3600, now - hours * 3600))
+    (tmp_path / "not-a-workspace").mkdir()
+    busy = {spaces[4].id, spaces[5].id}  # jobs run there: idle or not, they stay
+    removed = prune_workspaces(tmp_path, busy=busy, now=now)
+    assert sorted(removed) == sorted([spaces[3].id])  # the 4th most recent, past the count of 3
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {spaces[i].id for i in (0, 1, 2, 4, 5)} | {"not-a-workspace"}
+    removed = prune_workspaces(tmp_path, busy=set(), now=now)  # the jobs ended
+    assert sorted(removed) == sorted([spaces[4].id, spaces[5].id])
+    # Opening a workspace is a use: today, the two others (last used in 2001) are idle.
+    Workspace.open(spaces[0].id, tmp_path)
+    assert sorted(prune_workspaces(tmp_path)) == sorted([spaces[1].id, spaces[2].id])
+    assert spaces[0].root.is_dir()
+
+
+def test_a_new_session_cleans_up_and_a_stale_id_gets_a_new_workspace(tmp_path, monkeypatch):
+    from app.ui import Context
+
+    monkeypatch.setenv("E2GAN_MAX_WORKSPACES", "2")
+    context = Context(tmp_path, tmp_path / "base")
+    first = context.workspace(None)
+    os.utime(first.root, (1, 1))  # idle since 1970
+    second = context.workspace(None)
+    assert not first.root.exists() and second.root.is_dir()
+    assert context.workspace(first.id).id not in (first.id, second.id)
+    assert context.workspace(second.id).id == second.id

@@ -11,8 +11,10 @@ from app.baseline import complete_pix2pix_fid
 from app.concept_metrics import complete_distribution_metrics, metrics_caption
 from app.concepts import example_images
 from app.settings import SETTINGS
+from app.form import finite_number
 from app.tabs.finetune import METRIC_HEADERS, metrics_rows
-from app.ui import HEAVY, Context, user_errors
+from app.ui import HEAVY, Context, PhotoInput, user_errors
+from app.ui import picture as read_picture  # `picture` is the handlers' name for the image
 
 
 def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
@@ -22,7 +24,7 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
                     "pix2pix baseline when one was trained on the Library tab, or another adapter "
                     "of this workspace). The strength slider re-renders live.")
         with gr.Row():
-            image = gr.Image(type="pil", label="image", value=examples[0], height=300)
+            image = PhotoInput(label="image", value=examples[0], height=300)
             slider = gr.ImageSlider(label="before / after (drag)", type="pil", height=300)
         with gr.Row():
             scale = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="adapter strength")
@@ -44,9 +46,11 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
         hidden = gr.Button(visible=False)
 
     @user_errors
-    def run(workspace_id, picture, strength, other_name):
+    def run(workspace_id, path, strength, other_name):
         workspace = context.workspace(workspace_id)
-        result = comparing.compare(workspace, picture, float(strength), other_name or None,
+        strength = finite_number(strength, "strength")
+        picture = read_picture(path)
+        result = comparing.compare(workspace, picture, strength, other_name or None,
                                    base_dir=context.base_dir)
         edited = result["images"][result["adapter_label"]]
         lines = [f"- **{label}**: {seconds * 1000:.0f} ms" for label, seconds in result["latency"].items()]
@@ -69,23 +73,26 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
         return workspace.id, metrics_rows(rows), metrics_caption(rows)
 
     @user_errors
-    def apply(workspace_id, picture, concept, strength):
+    def apply(workspace_id, path, concept, strength):
         """Public: one image through base + a workspace adapter at a strength."""
         workspace = context.workspace(workspace_id)
+        strength = finite_number(strength, "strength")
+        picture = read_picture(path)
         files = comparing.adapter_files(workspace)
         concept = concept or workspace.current_name()
         if concept not in files:
             raise gr.Error(f"no adapter {concept!r} in this workspace")
-        edited, seconds = comparing.apply_adapter(files[concept], picture, float(strength),
+        edited, seconds = comparing.apply_adapter(files[concept], picture, strength,
                                                   base_dir=context.base_dir)
         return workspace.id, edited, f"{seconds * 1000:.0f} ms"
 
-    def live(workspace_id, picture, strength):
+    def live(workspace_id, path, strength):
         """Re-render the adapter only, as the strength slider moves (private, UI only)."""
-        if not workspace_id or picture is None:
+        if not workspace_id or not path:
             return gr.skip()
         workspace = context.workspace(workspace_id)
         try:
+            picture = read_picture(path)
             folder = workspace.current()
             if not folder.has_adapter():
                 return gr.skip()

@@ -7,6 +7,7 @@ from PIL import Image
 
 from app import concepts, pairs
 from app.settings import SETTINGS
+from app.form import finite_number, whole_number
 from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
 
 SOURCE_KINDS = ["built-in photos", "upload"] + ([] if SETTINGS.on_space else ["local path"])
@@ -46,7 +47,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                 upload = gr.File(label="images or one .zip", file_count="multiple", visible=False)
                 local_path = gr.Textbox(label="folder or .zip path", visible=False)
             with gr.Column(scale=1):
-                seed = gr.Number(value=0, precision=0, label="seed")
+                seed = gr.Number(value=0, label="seed")
                 strength = gr.Slider(0.1, 1.0, value=0.75, step=0.05, label="strength",
                                      info="diffusion teachers only")
                 guidance = gr.Slider(1.0, 15.0, value=7.5, step=0.5, label="guidance",
@@ -60,12 +61,13 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
     @user_errors
     def preview(workspace_id, text, teacher_name, kind, path, files, seed_value, strength_value,
                 guidance_value):
+        seed_value = whole_number(seed_value or 0, "seed")
+        knobs = {"strength": finite_number(strength_value, "strength"),
+                 "guidance_scale": finite_number(guidance_value, "guidance")}
         workspace = context.workspace(workspace_id)
         upload_spec = concepts.store_upload(workspace, files) if kind == "upload" else None
         source = concepts.resolve_source(kind, path or "", upload_spec, context.workspace_root)
-        spec = concepts.set_concept(workspace, text, teacher_name, source,
-                                    {"strength": strength_value, "guidance_scale": guidance_value},
-                                    int(seed_value or 0))
+        spec = concepts.set_concept(workspace, text, teacher_name, source, knobs, seed_value)
         shown = concepts.preview(spec)
         gallery = [(side_by_side(a, b), f"{spec.name} · seed {spec.seed + i}")
                    for i, (a, b) in enumerate(shown)]

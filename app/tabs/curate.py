@@ -6,6 +6,7 @@ import gradio as gr
 
 from app import curation, pairs
 from app.settings import SETTINGS
+from app.form import finite_number, whole_number
 from app.ui import HEAVY, Context, user_errors
 
 
@@ -26,7 +27,7 @@ def build_curate_tab(context: Context, workspace_state: gr.State) -> dict:
                     "k = pairs wanted, keep the pair nearest each centre. Click a chosen pair and "
                     "drop it if it is bad: the next-nearest pair of its cluster replaces it.")
         with gr.Row():
-            k = gr.Number(value=SETTINGS.subset_size, precision=0, label="pairs to keep (k)",
+            k = gr.Number(value=SETTINGS.subset_size, label="pairs to keep (k)",
                           elem_id="curate-k")
             method = gr.Radio(["cluster", "random"], value="cluster", label="method")
             embedder = gr.Dropdown(curation.embedder_choices(), value="builtin", label="embedder")
@@ -49,11 +50,13 @@ def build_curate_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def run_select(workspace_id, k_value, method_value, embedder_value, score_value, minimum_value):
+        k_value = whole_number(k_value or SETTINGS.subset_size, "pairs to keep")
+        if minimum_value is not None:
+            minimum_value = finite_number(minimum_value, "minimum score")
         workspace = context.workspace(workspace_id)
         folder = workspace.current()
-        data = curation.run_selection(folder, int(k_value or SETTINGS.subset_size), method_value,
-                                      embedder=embedder_value, score=score_value or None,
-                                      minimum=minimum_value)
+        data = curation.run_selection(folder, k_value, method_value, embedder=embedder_value,
+                                      score=score_value or None, minimum=minimum_value)
         return workspace.id, curation.scatter(data), chosen_gallery(folder, data), _summary(data)
 
     @user_errors

@@ -55,7 +55,9 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
             stop = gr.Button("Stop", variant="stop")
         with gr.Accordion("advanced", open=False):
             with gr.Row():
-                epochs = gr.Number(value=0, precision=0, label="epochs (0: the time budget decides)")
+                # No `precision`: Gradio would round a raw API's NaN before the handler could
+                # refuse it by name (FinetuneRequest.from_form checks whole numbers).
+                epochs = gr.Number(value=0, label="epochs (0: the time budget decides)")
                 size = gr.Slider(32, 512, value=SETTINGS.train_size, step=32, label="resolution",
                                  elem_id="train-size")
                 learning_rate = gr.Number(value=SETTINGS.learning_rate, label="learning rate")
@@ -73,9 +75,8 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
     @user_errors
     def run(workspace_id, minutes_value, epochs_value, size_value, lr_value, rank_value, resume):
         workspace = context.workspace(workspace_id)
-        request = FinetuneRequest(minutes=float(minutes_value), epochs=int(epochs_value or 0),
-                                  size=int(size_value), learning_rate=float(lr_value),
-                                  rank=int(rank_value or 0), continue_previous=bool(resume))
+        request = FinetuneRequest.from_form(minutes_value, epochs_value, size_value, lr_value,
+                                            rank_value, resume)
         _, described = training_ids(workspace.current())
         history, sample_path, text = [], None, ""
         for event in stream_finetune(workspace, request, context.base_dir):

@@ -7,6 +7,7 @@ import gradio as gr
 
 from app import baseline, library
 from app.settings import SETTINGS
+from app.form import finite_number, whole_number
 from app.ui import HEAVY, Context, progress_line, seconds_text, stop_job, user_errors
 
 COLUMNS = ["concept", "prompt", "pairs", "adapter KB", "PSNR dB", "MAE", "FID", "train s", "made"]
@@ -25,7 +26,7 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
             kind = gr.Radio(list(library.EXPORT_FORMATS), value="adapter", label="export as",
                             info="onnx: a fixed-size file and a dynamic one; torchscript: any "
                                  "size. Both are checked against PyTorch and timed.")
-            size = gr.Number(value=0, precision=0, label="on-device size (px)",
+            size = gr.Number(value=0, label="on-device size (px)",
                              info="0: the size the adapter was trained at", elem_id="export-size")
             export_button = gr.Button("Export", variant="primary")
         download = gr.File(label="download", interactive=False, file_count="multiple")
@@ -69,13 +70,13 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
     def run_export(workspace_id, name, format_name, size_value):
         workspace = context.workspace(workspace_id)
         result = library.export(workspace, name or workspace.current_name() or "", format_name,
-                                context.base_dir, size=int(size_value or 0) or None)
+                                context.base_dir, size=whole_number(size_value or 0, "on-device size") or None)
         return workspace.id, [str(path) for path in result["files"]], library.export_report(result)
 
     @user_errors
     def run_blend(workspace_id, a, b, w):
         workspace = context.workspace(workspace_id)
-        folder = library.blend(workspace, a, b, float(w))
+        folder = library.blend(workspace, a, b, finite_number(w, "blend weight"))
         return workspace.id, table(workspace), f"blended into concept `{folder.name}`"
 
     @user_errors
@@ -86,7 +87,7 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
     @user_errors
     def run_baseline(workspace_id, minutes_value):
         workspace = context.workspace(workspace_id)
-        for event in baseline.stream_pix2pix(workspace, float(minutes_value or 0)):
+        for event in baseline.stream_pix2pix(workspace, finite_number(minutes_value or 0, "training minutes")):
             if event.get("heartbeat"):
                 continue
             if event.get("done") is True:

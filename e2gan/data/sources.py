@@ -20,7 +20,7 @@ from PIL import Image
 
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, list_images, load_image, read_image
-from e2gan.limits import MAX_ARCHIVE_MEMBER_BYTES
+from e2gan.limits import MAX_ARCHIVE_FILES, MAX_ARCHIVE_MEMBER_BYTES
 
 DEFAULT_BUILTIN_COUNT = 200
 
@@ -123,7 +123,9 @@ def zip_source(path: str | Path) -> ImageSource:
     archive_path = Path(path)
     try:
         with zipfile.ZipFile(archive_path) as archive:
-            members = sorted(m.filename for m in archive.infolist() if _is_image_member(m))
+            entries = archive.infolist()
+            MAX_ARCHIVE_FILES.check(len(entries), f"zip file {archive_path} holds {len(entries):,} files")
+            members = sorted(m.filename for m in entries if _is_image_member(m))
     except FileNotFoundError:
         raise E2GANError(f"zip file not found: {archive_path}") from None
     except (zipfile.BadZipFile, OSError) as error:

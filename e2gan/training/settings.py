@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from e2gan.errors import E2GANError
+from e2gan.limits import MAX_TRAINING_SIZE, MAX_TRAINING_STEPS
 
 # Adam on the LoRA factors (B starts at zero) needs a larger step than full training to move in a
 # few CPU minutes. Measured on a held-out concept (watercolor, 100 pairs, 3 min at 128 px,
@@ -42,6 +43,8 @@ class TrainingSettings:
         for name in ("size", "steps", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise E2GANError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        MAX_TRAINING_STEPS.check(self.steps, f"{self.steps:,} training steps")
+        MAX_TRAINING_SIZE.check(self.size, f"training size {self.size} px")
         # `not x > 0` is also true for NaN; inf would train to NaN weights that pass every check.
         for name in ("learning_rate", "discriminator_learning_rate", "l1_weight", "max_grad_norm"):
             value = getattr(self, name)
