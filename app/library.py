@@ -20,6 +20,7 @@ from e2gan.paths import default_base_dir
 from e2gan.text import concept_key
 
 from app.settings import SETTINGS
+from app.training import run_state
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
 
 ON_DEVICE_FORMATS = ("onnx", "torchscript")
@@ -42,6 +43,7 @@ def library_rows(workspace: Workspace) -> list[dict]:
             "PSNR dB": metrics.get("psnr"), "MAE": metrics.get("mae"),
             "FID": round(metrics["fid"], 1) if "fid" in metrics else None,
             "train s": training.get("train_seconds"),
+            "fine-tune": run_state(folder),
             "made": time.strftime("%Y-%m-%d %H:%M", time.localtime(adapter.stat().st_mtime))
             if adapter.is_file() else "",
         })

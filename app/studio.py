@@ -37,6 +37,18 @@ CSS = """
 """
 
 
+# The session's workspace id goes into the page's address (`?workspace=<id>`, replacing the
+# history entry), so a reload, a second tab with that address or a bookmark reopens the same
+# workspace, also after the studio restarts. Ids are 64 random bits: the address is the key.
+KEEP_WORKSPACE_IN_ADDRESS = """(id) => {
+  if (id) {
+    const address = new URL(window.location.href);
+    address.searchParams.set("workspace", id);
+    window.history.replaceState(null, "", address);
+  }
+}"""
+
+
 def _clip_line() -> str:
     try:
         from e2gan.clip_scores import clip_weights_available
@@ -82,6 +94,8 @@ def status_text(base_dir: Path, workspace_id: str | None = None) -> str:
         parts.append("offline: the built-in teacher carries the whole flow")
     if SETTINGS.on_space:
         parts.append("Hugging Face Space" + (" (ZeroGPU)" if SETTINGS.zero_gpu else ""))
+    if workspace_id:
+        parts.append(f"**Workspace** `{workspace_id}` (this page's address reopens it)")
     parts.append(f"**Running** {', '.join(mine) if mine else 'nothing in your session'}"
                  f" · {len(running)} job(s) on this machine")
     return " · ".join(parts)
@@ -113,14 +127,19 @@ def build_demo(base_dir: str | Path | None = None,
             build_library_tab(context, workspace_state)
             build_try_tab(trier)
 
-        def start(workspace_id):
-            workspace = context.workspace(workspace_id)
-            return workspace.id, status_text(context.base_dir, workspace.id)
+        def start(workspace_id, request: gr.Request):
+            # A reload, a bookmark or a restarted studio: the address names the workspace.
+            wanted = workspace_id or (request.query_params.get("workspace") if request else None)
+            workspace = context.workspace(wanted)
+            return workspace.id, status_text(context.base_dir, workspace.id), workspace.id
 
         def refresh(workspace_id):
             return status_text(context.base_dir, workspace_id)
 
-        demo.load(start, workspace_state, [workspace_state, status], api_visibility="private")
+        # gr.State stays on the server; the page's script needs the id in a component.
+        address_id = gr.Textbox(visible=False)
+        demo.load(start, workspace_state, [workspace_state, status, address_id],
+                  api_visibility="private").then(None, address_id, None, js=KEEP_WORKSPACE_IN_ADDRESS)
         gr.Button("refresh status", size="sm").click(refresh, workspace_state, status,
                                                       api_name="status")
     demo.queue(default_concurrency_limit=4, max_size=MAX_STUDIO_QUEUE.value())

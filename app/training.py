@@ -18,7 +18,7 @@ from PIL import Image
 
 from e2gan import lora
 from e2gan.checkpoint import load_generator, load_rank_table
-from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
+from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES, MAX_TRAINING_STEPS
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image, atomic_write_json
@@ -119,7 +119,8 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
     ranks = _ranks(base_dir, request.rank)
     previous = (folder.training() or {}) if request.continue_previous else {}
     steps_per_epoch = max(1, math.floor(len(ids) / request.batch_size))
-    total_steps = request.epochs * steps_per_epoch if request.epochs else 1_000_000
+    # No epochs asked for: the time budget ends the run, the step count never does.
+    total_steps = request.epochs * steps_per_epoch if request.epochs else MAX_TRAINING_STEPS.value()
     budget = request.minutes * 60.0
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
                                 learning_rate=request.learning_rate, seed=request.seed,
@@ -134,6 +135,20 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
         offset = float(previous.get("train_seconds", 0.0)) if resumed else 0.0
         pipeline = EditPipeline(job.model, device=job.trainer.accelerator.device)
         trained, started, result = 0.0, time.perf_counter(), None
+
+        def summary(state: str) -> dict[str, Any]:
+            """training.json: written as "running" after every slice, so a studio killed mid
+            fine-tune leaves a record of the adapter and state it wrote last (see `run_state`)."""
+            return {"state": state, "request": asdict(request), "pairs": described,
+                    "steps": result.steps_done if result else 0,
+                    "train_seconds": round(offset + trained, 1),
+                    "wall_seconds": round(time.perf_counter() - started, 1),
+                    "stopped": state == "stopped", "adapter": str(folder.adapter_file),
+                    "adapter_bytes": (folder.adapter_file.stat().st_size
+                                      if folder.adapter_file.is_file() else 0),
+                    "history": history, "settings": settings.to_dict(),
+                    "finished": time.strftime("%Y-%m-%d %H:%M"), "metrics": []}
+
         while trained < budget - 0.5:
             def relay(event, done_before=trained) -> None:
                 if not isinstance(event, StepsLogged):
@@ -151,6 +166,7 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
             job.write(result)
             if result.reason is EndReason.STOPPED:
                 break  # Stop returns now: no samples, no evaluation (Compare measures on request)
+            atomic_write_json(folder.training_file, summary("running"))
             with job.trainer.averaged_weights():
                 grid = sample_grid(folder, pipeline, dataset.info.prompt, request.size)
             atomic_save_image(folder.root / "samples.png", grid)
@@ -163,18 +179,27 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
         stopped = result.reason is EndReason.STOPPED
         if result.reason is EndReason.STEPS:  # the epochs asked for are done: nothing to continue
             job.trainer.forget_state()
-        summary = {"request": asdict(request), "pairs": described, "steps": result.steps_done,
-                   "train_seconds": round(offset + trained, 1),
-                   "wall_seconds": round(time.perf_counter() - started, 1),
-                   "stopped": stopped, "adapter": str(folder.adapter_file),
-                   "adapter_bytes": folder.adapter_file.stat().st_size, "history": history,
-                   "settings": settings.to_dict(), "finished": time.strftime("%Y-%m-%d %H:%M"),
-                   "metrics": []}
+        final = summary("stopped" if stopped else "finished")
         if not stopped:
             report({"evaluating": True})
-            summary["metrics"] = concept_metrics(folder, base_dir, request.size)
-        atomic_write_json(folder.training_file, summary)
-        return summary
+            final["metrics"] = concept_metrics(folder, base_dir, request.size)
+        atomic_write_json(folder.training_file, final)
+        return final
 
     yield {"step": 0, "seconds": 0.0, "budget": budget, "eta_seconds": budget, "pairs": described}
     yield from BOARD.stream(workspace.id, "fine-tuning", work)
+
+
+def run_state(folder: ConceptFolder) -> str:
+    """What became of the concept's last fine-tune: "none", "running" (a job of this studio
+    process is at it), "interrupted" (training.json says running but no job is: the studio was
+    killed; "continue" resumes from the last slice), "stopped" or "finished"."""
+    training = folder.training()
+    if not training:
+        return "none"
+    state = training.get("state") or ("stopped" if training.get("stopped") else "finished")
+    if state == "running":
+        workspace_id = folder.root.parent.parent.name
+        busy = any(job.workspace_id == workspace_id for job in BOARD.running())
+        return "running" if busy else "interrupted"
+    return state

@@ -19,7 +19,7 @@ from e2gan.paths import REPOSITORY, default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 
-from app.ui import PhotoInput, picture
+from app.ui import photo_input, picture
 
 RUNS = REPOSITORY / "runs"
 
@@ -78,7 +78,7 @@ def build_try_tab(trier: ConceptTrier) -> None:
                     "`e2gan demo`), next to the built-in teacher.")
         with gr.Row():
             # A path: `picture` checks the pixel limit before anything is decoded.
-            source = PhotoInput(label="image", value=examples[0])
+            source = photo_input(label="image", value=examples[0])
             teacher = gr.Image(type="pil", label="teacher", interactive=False)
             edited = gr.Image(type="pil", label="E2GAN", interactive=False)
         with gr.Row():

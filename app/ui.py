@@ -73,9 +73,8 @@ class PhotoInput(gr.Image):
     pixel limit before it, are `picture`'s."""
 
     is_template = True  # drawn by the frontend's own Image component
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(type="filepath", image_mode=None, **kwargs)
+    # No __init__ of its own: Gradio sends the frontend the props named in the constructor's
+    # signature, so an `**kwargs` constructor leaves the page without them. Use `photo_input`.
 
     def preprocess(self, payload):
         try:
@@ -84,6 +83,11 @@ class PhotoInput(gr.Image):
             name = getattr(payload, "orig_name", None) or "the image"
             raise gr.Error(f"cannot read image {name}: it is not an image file or it is "
                            f"damaged ({type(error).__name__})") from None
+
+
+def photo_input(**options: Any) -> PhotoInput:
+    """An image input giving its handler a path (see `PhotoInput`); decode it with `picture`."""
+    return PhotoInput(type="filepath", image_mode=None, **options)
 
 
 def picture(path: str | None) -> Image.Image:

@@ -70,6 +70,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete what interrupted `atomic_write_bytes` calls left for `path` (a file: its
+    `.NAME.*.tmp` siblings; a folder: every `.*.tmp` directly in it). Only the one writer of
+    `path` may call this, before it writes: a live writer's temporary looks the same."""
+    path = Path(path)
+    found = list(path.glob(".*.tmp")) if path.is_dir() else list(path.parent.glob(f".{path.name}.*.tmp"))
+    for temporary in found:
+        temporary.unlink(missing_ok=True)
+    return found
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from e2gan.errors import E2GANError
+from e2gan.files import atomic_write_json
 
 pytest.importorskip("gradio")
 
@@ -375,3 +376,29 @@ def test_a_new_session_cleans_up_and_a_stale_id_gets_a_new_workspace(tmp_path, m
     assert not first.root.exists() and second.root.is_dir()
     assert context.workspace(first.id).id not in (first.id, second.id)
     assert context.workspace(second.id).id == second.id
+
+
+def test_a_fine_tune_records_itself_as_running_after_each_slice(winter_concept, tiny_base,
+                                                                  monkeypatch):
+    """What a studio killed mid fine-tune leaves: training.json saying "running" with the steps
+    of the adapter it wrote last; with no job alive that reads "interrupted" (continue resumes)."""
+    from app import training
+    from app.library import library_rows
+
+    workspace, folder = winter_concept
+    monkeypatch.setattr(training, "SLICE_SECONDS", 0.5)
+    request = training.FinetuneRequest(minutes=1.0, size=32)
+    events = training.stream_finetune(workspace, request, tiny_base)
+    for event in events:
+        if "samples" in event:
+            break
+    record = folder.training()
+    assert record["state"] == "running" and record["steps"] == event["step"] > 0
+    assert training.run_state(folder) == "running"  # its job is alive
+    events.close()  # what a closed tab does: the job stops, writes, and records it
+    assert training.run_state(folder) == "stopped"
+    # A kill -9 skips that last write: the record still says running, and no job is.
+    record["state"] = "running"
+    atomic_write_json(folder.training_file, record)
+    assert training.run_state(folder) == "interrupted"
+    assert library_rows(workspace)[0]["fine-tune"] == "interrupted"

@@ -188,6 +188,23 @@ def test_recipe_resumes_after_a_cooperative_stop(datasets, tmp_path):
     assert restarted.result.steps_done == 2 and restarted.result.images_seen == 4
 
 
+def test_a_run_removes_what_a_kill_mid_write_left_behind(datasets, tmp_path):
+    # What kill -9 leaves: a half-written adapter's temporary beside it, a half-saved state.
+    adapter = tmp_path / "bw.safetensors"
+    base = tmp_path / "base"
+    train_base([datasets["sketch"]], base, settings(steps=2), generator_config=TINY)
+    left = [tmp_path / ".bw.safetensors.k1ll3d.tmp", tmp_path / ".other.safetensors.live.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    partial = tmp_path / "bw.safetensors.training_state.partial"
+    partial.mkdir()
+    (partial / "trainer.pt").write_bytes(b"half")
+    finetune(base, datasets["bw"], adapter, settings(steps=2))
+    assert not left[0].exists() and not partial.exists()
+    assert left[1].exists()  # another file's writer may still be at work: not ours to remove
+    assert adapter.is_file()
+
+
 # --- the trainer ----------------------------------------------------------------------------
 
 

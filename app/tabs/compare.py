@@ -13,7 +13,7 @@ from app.concepts import example_images
 from app.settings import SETTINGS
 from app.form import finite_number
 from app.tabs.finetune import METRIC_HEADERS, metrics_rows
-from app.ui import HEAVY, Context, PhotoInput, user_errors
+from app.ui import HEAVY, Context, photo_input, user_errors
 from app.ui import picture as read_picture  # `picture` is the handlers' name for the image
 
 
@@ -24,7 +24,7 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
                     "pix2pix baseline when one was trained on the Library tab, or another adapter "
                     "of this workspace). The strength slider re-renders live.")
         with gr.Row():
-            image = PhotoInput(label="image", value=examples[0], height=300)
+            image = photo_input(label="image", value=examples[0], height=300)
             slider = gr.ImageSlider(label="before / after (drag)", type="pil", height=300)
         with gr.Row():
             scale = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="adapter strength")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import gradio as gr
 
 from app import baseline, library
-from app.settings import SETTINGS
 from app.form import finite_number, whole_number
+from app.settings import SETTINGS
 from app.ui import HEAVY, Context, progress_line, seconds_text, stop_job, user_errors
 
-COLUMNS = ["concept", "prompt", "pairs", "adapter KB", "PSNR dB", "MAE", "FID", "train s", "made"]
+COLUMNS = ["concept", "prompt", "pairs", "adapter KB", "PSNR dB", "MAE", "FID", "train s", "fine-tune",
+           "made"]
 
 
 def table(workspace) -> list[list]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, load_generato
 from e2gan.data.dataset import PairDataset
 from e2gan.data.torch_data import IDENTITY_PROMPT, IdentityPairs, PairTensorDataset
 from e2gan.errors import E2GANError
+from e2gan.files import remove_stale_temporaries
 from e2gan.models import build_model
 from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
 from e2gan.training.concept_start import MEAN, closest_concept_start
@@ -64,6 +66,15 @@ class TrainingJob:
     writer: Callable[[dict[str, Any]], None]
     details: dict[str, Any] = field(default_factory=dict)
     model: LoadedGenerator | None = None  # a fine-tune's base, its adapter live: for sampling
+
+    def __post_init__(self) -> None:
+        # A run killed while writing (the model, or its resumable state) left temporaries that
+        # no later write would replace; this job is now their one writer.
+        if self.trainer.is_main_process:
+            remove_stale_temporaries(self.output)
+            state = self.trainer.state_dir
+            if state is not None:
+                shutil.rmtree(state.with_name(state.name + ".partial"), ignore_errors=True)
 
     @property
     def trainable_parameters(self) -> int:

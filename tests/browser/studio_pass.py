@@ -92,6 +92,14 @@ def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
         page.get_by_role("button", name="Export", exact=True).click()
         page.get_by_text("max abs diff vs torch").first.wait_for()
         page.screenshot(path=str(out / "6-library.png"), full_page=True)
+
+        # A reload keeps the workspace: its id is in the address, and the Library lists the work.
+        assert "workspace=" in page.url, page.url
+        page.reload()
+        page.get_by_text("Device").first.wait_for()
+        click_tab(page, "6 · Library & export")
+        page.get_by_role("button", name="Refresh", exact=True).click()
+        page.get_by_text("finished", exact=True).filter(visible=True).first.wait_for()
         browser.close()
     return errors
 
