@@ -525,3 +525,28 @@ def test_two_uninterrupted_finetunes_with_one_seed_are_identical(base_dir, datas
     assert first.tensors.keys() == second.tensors.keys()
     for name, tensor in first.tensors.items():
         assert torch.equal(tensor, second.tensors[name]), name
+
+
+def test_a_stopped_lora_finetune_saves_no_frozen_weights_and_resumes_to_the_same_adapter(
+        base_dir, datasets, tmp_path):
+    """The resumable state holds what trains (the adapter, the concept's tokens, the
+    discriminator), not the frozen base: that is in the base's files. Resuming from it gives the
+    adapter an uninterrupted run gives."""
+    from safetensors import safe_open
+
+    straight = tmp_path / "straight" / "bw.safetensors"
+    finetune(base_dir, datasets["bw"], straight, settings(steps=5, learning_rate=3e-3), mode="lora")
+    output = tmp_path / "stopped" / "bw.safetensors"
+    calls = iter(range(100))
+    finetune(base_dir, datasets["bw"], output, settings(steps=5, learning_rate=3e-3), mode="lora",
+             should_stop=lambda: next(calls) >= 2)
+    state = output.with_name("bw.safetensors.training_state")
+    with safe_open(str(state / "model.safetensors"), framework="pt") as handle:
+        saved = set(handle.keys())
+    assert saved and all("lora" in name or "text_encoder" in name for name in saved), sorted(saved)[:5]
+    base_bytes = sum(p.stat().st_size for p in base_dir.glob("model.safetensors"))
+    assert (state / "model.safetensors").stat().st_size < base_bytes / 5
+    finetune(base_dir, datasets["bw"], output, settings(steps=5, learning_rate=3e-3), mode="lora")
+    first, second = read_adapter(straight), read_adapter(output)
+    for name, tensor in first.tensors.items():
+        assert torch.equal(tensor, second.tensors[name]), name

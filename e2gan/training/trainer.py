@@ -100,6 +100,32 @@ def _accelerator(settings: TrainingSettings, log_dir: Path | None, partial_gradi
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=partial_gradients)])
 
 
+def _trained_names(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> set[str]:
+    """The parameters of `model` an optimiser updates. Not `requires_grad`: the GAN step turns
+    the discriminator's off while the generator steps."""
+    trained = {id(p) for optimizer in optimizers for group in optimizer.param_groups
+               for p in group["params"]}
+    return {name for name, parameter in model.named_parameters() if id(parameter) in trained}
+
+
+def _check_saved_weights(models: list[nn.Module], optimizers: list[torch.optim.Optimizer],
+                         folder: Path) -> None:
+    """Refuse a state that lacks a trained parameter of these models (it is from another run:
+    loading it without `strict` would leave that parameter as initialised)."""
+    from safetensors import safe_open
+
+    for index, model in enumerate(models):
+        path = folder / (f"model_{index}.safetensors" if index else "model.safetensors")
+        if not path.is_file():
+            continue  # a pickled state (safe_serialization off): accelerate checks it itself
+        with safe_open(str(path), framework="pt") as handle:
+            saved = set(handle.keys())
+        missing = sorted(_trained_names(model, optimizers) - saved)
+        if missing:
+            raise ValueError(f"{path.name} lacks {len(missing)} trained parameters "
+                             f"(e.g. {missing[0]})")
+
+
 class Trainer:
     """One training job: `run` it (in as many calls as you like), `save` it, `stop` it."""
 
@@ -139,6 +165,9 @@ class Trainer:
                                             parts.discriminator, generator_optimizer,
                                             discriminator_optimizer, loader)
         self.base_rates = [group["lr"] for opt in self.optimizers for group in opt.param_groups]
+        # A fine-tune's frozen base weights are the base model's own files: saving them in every
+        # resumable state made one studio fine-tune's state 68 MB (the adapter is 0.3 MB).
+        accelerator.register_save_state_pre_hook(self._drop_frozen_weights)
         self.gan_step = PairedGANStep(accelerator, self.model, self.discriminator,
                                       self.generator_optimizer, self.discriminator_optimizer, hp)
         self.ema = None
@@ -191,13 +220,24 @@ class Trainer:
         self._saved_step = self.step
         return self.state_dir
 
+    def _drop_frozen_weights(self, models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
+        """Accelerate's save hook: each model's state keeps its trained parameters and buffers."""
+        for model, state in zip(models, weights):
+            trained = _trained_names(model, list(self.optimizers))
+            for name, _ in model.named_parameters():
+                if name not in trained:
+                    state.pop(name, None)
+
     def resume(self) -> bool:
         """Continue from `state_dir` when it holds a state; False when there is none."""
         folder = self._saved_state()
         if folder is None:
             return False
         try:
-            self.accelerator.load_state(str(folder))
+            # Frozen weights are not in the state (`_drop_frozen_weights`): they stay as loaded,
+            # and `_check_saved_weights` makes sure every trained one was there.
+            _check_saved_weights(self.accelerator._models, list(self.optimizers), folder)
+            self.accelerator.load_state(str(folder), strict=False)
             extra = torch.load(folder / TRAINER_STATE_FILE, map_location="cpu", weights_only=True)
             self.step = self._saved_step = int(extra["step"])
             if self.ema is not None and extra.get("ema") is not None:
