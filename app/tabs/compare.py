@@ -47,9 +47,9 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def run(workspace_id, path, strength, other_name):
-        workspace = context.workspace(workspace_id)
         strength = finite_number(strength, "strength")
         picture = read_picture(path)
+        workspace = context.workspace(workspace_id)
         result = comparing.compare(workspace, picture, strength, other_name or None,
                                    base_dir=context.base_dir)
         edited = result["images"][result["adapter_label"]]
@@ -75,9 +75,9 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
     @user_errors
     def apply(workspace_id, path, concept, strength):
         """Public: one image through base + a workspace adapter at a strength."""
-        workspace = context.workspace(workspace_id)
         strength = finite_number(strength, "strength")
         picture = read_picture(path)
+        workspace = context.workspace(workspace_id)
         files = comparing.adapter_files(workspace)
         concept = concept or workspace.current_name()
         if concept not in files:

@@ -74,9 +74,9 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def run(workspace_id, minutes_value, epochs_value, size_value, lr_value, rank_value, resume):
-        workspace = context.workspace(workspace_id)
         request = FinetuneRequest.from_form(minutes_value, epochs_value, size_value, lr_value,
                                             rank_value, resume)
+        workspace = context.workspace(workspace_id)
         _, described = training_ids(workspace.current())
         history, sample_path, text = [], None, ""
         for event in stream_finetune(workspace, request, context.base_dir):
