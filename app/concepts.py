@@ -6,6 +6,7 @@ Plain functions over `e2gan` (no Gradio), so scripts and tests use exactly what 
 from __future__ import annotations
 
 import inspect
+import os
 import json
 import shutil
 import threading
@@ -172,11 +173,15 @@ def resolve_source(kind: str, local_path: str = "", upload: str | None = None,
             raise E2GANError("upload images or a zip file first")
         return upload
     if kind == "local path":
-        if SETTINGS.on_space:
-            raise E2GANError("local paths are off on a hosted Space; upload images instead")
+        if not SETTINGS.local_paths_allowed:
+            raise E2GANError("local paths are off on a hosted Space (set E2GAN_LOCAL_PATHS to the "
+                             "folders users may read); upload images instead")
         if not local_path.strip():
             raise E2GANError("type a folder or .zip path")
         path = Path(local_path.strip()).expanduser()
+        if SETTINGS.local_path_roots and not any(is_within(root, path) for root in SETTINGS.local_path_roots):
+            raise E2GANError(f"{path} is outside the folders this studio may read "
+                             f"(E2GAN_LOCAL_PATHS: {os.pathsep.join(SETTINGS.local_path_roots)})")
         if workspace_root is not None and is_within(workspace_root, path):
             raise E2GANError(f"{path} is inside the studio's workspaces ({workspace_root}); "
                              "use the Library for your own results, or upload the images")

@@ -290,6 +290,28 @@ def test_a_local_path_may_not_reach_into_other_sessions_workspaces(tmp_path):
     assert resolve_source("local path", f"  {photos} ", workspace_root=root) == str(photos)
 
 
+def test_local_paths_follow_the_allow_list_on_a_shared_host(tmp_path, monkeypatch):
+    import dataclasses
+
+    from app import concepts
+    from app.settings import SETTINGS
+
+    allowed, private = tmp_path / "shared-photos", tmp_path / "private"
+    (allowed / "set").mkdir(parents=True)
+    private.mkdir()
+    (allowed / "escape").symlink_to(private)
+    on_space = dataclasses.replace(SETTINGS, on_space=True, local_path_roots=())
+    monkeypatch.setattr(concepts, "SETTINGS", on_space)
+    with pytest.raises(E2GANError, match="local paths are off on a hosted Space .*E2GAN_LOCAL_PATHS"):
+        concepts.resolve_source("local path", str(allowed / "set"))
+    listed = dataclasses.replace(on_space, local_path_roots=(str(allowed),))
+    monkeypatch.setattr(concepts, "SETTINGS", listed)
+    assert concepts.resolve_source("local path", str(allowed / "set")) == str(allowed / "set")
+    for outside in (private, allowed / ".." / "private", allowed / "escape"):
+        with pytest.raises(E2GANError, match="outside the folders this studio may read"):
+            concepts.resolve_source("local path", str(outside))
+
+
 def test_each_upload_replaces_the_last_and_a_refused_one_leaves_nothing(tmp_path):
     from PIL import Image
 

@@ -10,7 +10,7 @@ from app.settings import SETTINGS
 from app.form import finite_number, whole_number
 from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
 
-SOURCE_KINDS = ["built-in photos", "upload"] + ([] if SETTINGS.on_space else ["local path"])
+SOURCE_KINDS = ["built-in photos", "upload"] + (["local path"] if SETTINGS.local_paths_allowed else [])
 
 
 def side_by_side(source: Image.Image, edited: Image.Image, height: int = 192) -> Image.Image:
