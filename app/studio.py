@@ -31,10 +31,7 @@ from app.ui import Context
 from app.workspace import default_workspace_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CSS = """
-.status-line { font-size: 0.9em; padding: 6px 10px; border-radius: 8px;
-               background: var(--block-background-fill); }
-"""
+CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
 
 
 # The session's workspace id goes into the page's address (`?workspace=<id>`, replacing the

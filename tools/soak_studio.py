@@ -40,13 +40,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(workspace: Path, port: int, env: dict) -> subprocess.Popen:
+def launch(workspace: Path, port: int, env: dict, log: Path | None = None) -> subprocess.Popen:
     code = ("from app.studio import build_demo, launch_options\n"
             f"demo = build_demo(workspace_root={str(workspace)!r})\n"
             f"demo.launch(server_name='127.0.0.1', server_port={port}, quiet=True, "
             "**launch_options())\n")
+    # The server's log goes to a file: a pipe nobody reads would block it once full.
+    log = log or workspace.with_name(workspace.name + ".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPOSITORY, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True)
 
 
 def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 180) -> None:
@@ -55,7 +58,7 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 180) -> N
     started = time.time()
     while time.time() - started < timeout:
         if server.poll() is not None:
-            raise SystemExit(f"the studio exited: {server.stderr.read()[-2000:]}")
+            raise SystemExit(f"the studio exited (its log: {server.args})")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -252,6 +255,9 @@ def main() -> None:
                              "end": round(watch.samples[-1][1] / 2**20)},
         "bad_input": bad_report,
         "sessions": reports,
+        # User errors are messages in the page; a traceback in the server's log is a bug.
+        "server_log_tracebacks": (workspace_root.with_name("workspaces.log").read_text()
+                                  .count("Traceback")),
         "workspaces_left": len(list(workspace_root.iterdir())) if workspace_root.is_dir() else 0,
     }
     text = json.dumps(result, indent=1)
