@@ -16,7 +16,7 @@ from PIL import Image
 
 from e2gan.checkpoint import read_adapter
 from e2gan.errors import E2GANError
-from e2gan.files import to_rgb
+from e2gan.files import MIN_IMAGE_SIDE, to_rgb
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 
@@ -85,12 +85,13 @@ def apply_adapter(adapter_file: Path, image: Image.Image, scale: float = 1.0,
     return edited, seconds
 
 
-def teacher_edit(folder: ConceptFolder, image: Image.Image, size: int) -> tuple[Image.Image | None, float, str]:
-    """The concept's teacher on the image at the compared size, or None and why not."""
+def teacher_edit(folder: ConceptFolder, image: Image.Image, shape: tuple[int, int]
+                 ) -> tuple[Image.Image | None, float, str]:
+    """The concept's teacher on the image at the compared (width, height), or None and why not."""
     spec = folder.spec()
     try:
         teacher = get_teacher(spec.teacher, spec.teacher_params)
-        small = image.resize(_fitted(image, size))
+        small = image.resize(shape)
         started = time.perf_counter()
         edited = teacher.edit([small], spec.prompt, [spec.seed])[0]
         return edited, time.perf_counter() - started, ""
@@ -98,9 +99,14 @@ def teacher_edit(folder: ConceptFolder, image: Image.Image, size: int) -> tuple[
         return None, 0.0, str(error)
 
 
-def _fitted(image: Image.Image, size: int) -> tuple[int, int]:
-    scale = size / min(image.size)
-    return max(4, round(image.width * scale) // 4 * 4), max(4, round(image.height * scale) // 4 * 4)
+def shown_size(image: Image.Image) -> int:
+    """The shorter side an image is edited at in Compare: its own, unless that puts the long side
+    over `SETTINGS.max_edit_side` (the generator is fully convolutional; the cap bounds the time
+    and memory of one edit)."""
+    long_side, short_side = max(image.size), min(image.size)
+    if long_side <= SETTINGS.max_edit_side:
+        return short_side
+    return max(MIN_IMAGE_SIDE, short_side * SETTINGS.max_edit_side // long_side)
 
 
 def adapter_files(workspace: Workspace) -> dict[str, Path]:
@@ -111,7 +117,7 @@ def adapter_files(workspace: Workspace) -> dict[str, Path]:
 def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
             other: str | None = None, size: int | None = None, base_dir=None) -> dict:
     """Teacher, base, this concept's adapter, its pix2pix baseline where one was trained (and
-    another adapter) on one image.
+    another adapter) on one image, at the image's own size (`shown_size`) unless `size` says.
 
     Returns {"images": {label: image}, "latency": {label: seconds}, "notes": [...]}.
     """
@@ -121,16 +127,22 @@ def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
     if not folder.has_adapter():
         raise E2GANError(f"concept {folder.name!r} has no adapter yet: fine-tune first")
     image = to_rgb(image)
-    size = size or int(read_adapter(folder.adapter_file).metadata["training"].get(
-        "settings", {}).get("size", SETTINGS.train_size))
     images, latency, notes = {}, {}, []
-    teacher, seconds, why = teacher_edit(folder, image, size)
+    if size is None:
+        size = shown_size(image)
+        if size < min(image.size):
+            notes.append(f"edited at a long side of {SETTINGS.max_edit_side} px (the photo is "
+                         f"{image.width}x{image.height}); E2GAN_MAX_EDIT_SIDE sets that cap")
+    base, base_seconds = apply_adapter(folder.adapter_file, image, scale, size, base_dir,
+                                       adapter_on=False)
+    # The teacher at the size the generator works at (the model's multiple of 8), so every
+    # picture lines up.
+    teacher, seconds, why = teacher_edit(folder, image, base.size)
     if teacher is not None:
         images["teacher"], latency["teacher"] = teacher, seconds
     else:
         notes.append(f"teacher: {why}")
-    images["base model"], latency["base model"] = apply_adapter(
-        folder.adapter_file, image, scale, size, base_dir, adapter_on=False)
+    images["base model"], latency["base model"] = base, base_seconds
     label = f"{folder.name} (strength {scale:g})"
     images[label], latency[label] = apply_adapter(folder.adapter_file, image, scale, size, base_dir)
     if has_pix2pix(folder):

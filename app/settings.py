@@ -6,6 +6,8 @@ Read once from the environment at import:
 - `ZERO_GPU` / `SPACES_ZERO_GPU`: a ZeroGPU Space lends a GPU only inside decorated calls; we keep
   CPU defaults there (heavy calls would need `spaces.GPU`) and say so in the status line.
 - `E2GAN_STUDIO_CONCURRENCY`: how many heavy jobs share the device at once (default 1).
+- `E2GAN_MAX_EDIT_SIDE`: Compare and the studio's edits run at the photo's own size up to this
+  long side (default 1024 px on a GPU, 768 on a CPU, where one 768x512 edit takes about 1 s).
 - `E2GAN_LOCAL_PATHS`: folders (separated by `os.pathsep`) that the "local path" source may read
   from. Unset: any folder on a private machine, none on a Space. Set: only inside these, also on
   a Space (a shared host that mounts a photo folder for its users).
@@ -32,6 +34,7 @@ class StudioSettings:
     zero_gpu: bool
     heavy_concurrency: int
     local_path_roots: tuple[str, ...]  # E2GAN_LOCAL_PATHS; empty: see the module's note
+    max_edit_side: int  # E2GAN_MAX_EDIT_SIDE
     # Defaults per device. On a 2-core CPU the default fine-tune gives a visibly working concept
     # in at most 10 minutes (measured on 'winter', a concept the shipped base never saw; see the
     # report in docs/studio/).
@@ -59,12 +62,15 @@ def detect() -> StudioSettings:
     on_space = bool(os.environ.get("SPACE_ID"))
     zero_gpu = _flag("ZERO_GPU") or _flag("SPACES_ZERO_GPU")
     concurrency = max(1, int(os.environ.get("E2GAN_STUDIO_CONCURRENCY", "1")))
+    edit_side = os.environ.get("E2GAN_MAX_EDIT_SIDE", "").strip()
     roots = tuple(root for root in os.environ.get("E2GAN_LOCAL_PATHS", "").split(os.pathsep) if root.strip())
     if gpu:
-        return StudioSettings("cuda", on_space, zero_gpu, concurrency, roots, train_size=256,
+        return StudioSettings("cuda", on_space, zero_gpu, concurrency, roots,
+                              max_edit_side=int(edit_side or 1024), train_size=256,
                               train_minutes=5.0, num_pairs=300, subset_size=100,
                               max_pairs=500 if on_space else 5000)
-    return StudioSettings("cpu", on_space, zero_gpu, concurrency, roots, train_size=128,
+    return StudioSettings("cpu", on_space, zero_gpu, concurrency, roots,
+                          max_edit_side=int(edit_side or 768), train_size=128,
                           train_minutes=5.0, num_pairs=150, subset_size=100,
                           max_pairs=500 if on_space else 2000)
 

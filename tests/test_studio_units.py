@@ -424,3 +424,23 @@ def test_a_fine_tune_records_itself_as_running_after_each_slice(winter_concept, 
     atomic_write_json(folder.training_file, record)
     assert training.run_state(folder) == "interrupted"
     assert library_rows(workspace)[0]["fine-tune"] == "interrupted"
+
+
+def test_compare_edits_at_the_photos_own_size_up_to_the_cap(winter_concept, tiny_base, monkeypatch):
+    import dataclasses
+
+    from PIL import Image
+
+    from app import compare
+    from app.settings import SETTINGS
+
+    workspace, _ = winter_concept
+    monkeypatch.setattr(compare, "SETTINGS", dataclasses.replace(SETTINGS, max_edit_side=200))
+    small = Image.new("RGB", (160, 96), "orange")  # a wide photo under the cap: its own size
+    result = compare.compare(workspace, small, base_dir=tiny_base)
+    assert {image.size for image in result["images"].values()} == {(160, 96)}
+    assert not any("long side" in note for note in result["notes"])
+    large = Image.new("RGB", (600, 300), "orange")  # over it: the long side comes down to 200
+    result = compare.compare(workspace, large, base_dir=tiny_base)
+    assert {image.size for image in result["images"].values()} == {(200, 96)}
+    assert any("long side of 200 px (the photo is 600x300)" in note for note in result["notes"])

@@ -83,6 +83,7 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
         if concept not in files:
             raise gr.Error(f"no adapter {concept!r} in this workspace")
         edited, seconds = comparing.apply_adapter(files[concept], picture, strength,
+                                                  comparing.shown_size(picture),
                                                   base_dir=context.base_dir)
         return workspace.id, edited, f"{seconds * 1000:.0f} ms"
 
@@ -96,9 +97,8 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
             folder = workspace.current()
             if not folder.has_adapter():
                 return gr.skip()
-            size = None if picture.width <= 512 else 256
             edited, _ = comparing.apply_adapter(folder.adapter_file, picture, float(strength),
-                                                size=size or SETTINGS.train_size,
+                                                size=comparing.shown_size(picture),
                                                 base_dir=context.base_dir)
         except Exception:
             return gr.skip()
