@@ -15,6 +15,7 @@ from e2gan.data.generate import generate_pairs
 from e2gan.errors import E2GANError
 
 from app.concepts import get_teacher, open_concept_source
+from app.form import whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, Workspace
@@ -47,7 +48,7 @@ def dataset_line(folder: ConceptFolder) -> str:
 def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, Any]]:
     """Generate up to `count` pairs of the current concept; yields progress events
     ({"done", "total", "eta_seconds", ...}), then a final {"done": True, "result": summary}."""
-    count = int(count)
+    count = whole_number(count, "number of pairs")
     if not 1 <= count <= SETTINGS.max_pairs:
         raise E2GANError(f"number of pairs must be between 1 and {SETTINGS.max_pairs}, got {count}")
     folder = workspace.current()

@@ -182,6 +182,9 @@ RAW_CASES = [
     ("finetune", '{"data": [1e9, 0, 32, 0.003, 0, false]}', "E2GAN_MAX_STUDIO_TRAINING_MINUTES"),
     ("concept", '{"data": ["winter", "builtin", "built-in photos", "", null, NaN, 0.75, 7.5]}',
      "seed must be a finite number, got nan"),
+    ("generate_pairs", '{"data": [NaN]}', "number of pairs must be a finite number, got nan"),
+    ("export", '{"data": ["winter", "onnx", Infinity]}', "on-device size must be a finite number, got inf"),
+    ("blend", '{"data": ["a", "b", NaN]}', "blend weight must be a finite number, got nan"),
     ("select", '{"data": [NaN, "cluster", "builtin", null, null]}', "pairs to keep must be a finite number, got nan"),
     ("compare", '{"data": [null, NaN, null]}', "strength must be a finite number, got nan"),
 ]

@@ -101,6 +101,7 @@ def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def run(workspace_id, wanted):
+        wanted = whole_number(wanted, "number of pairs")
         workspace = context.workspace(workspace_id)
         folder = workspace.current()
         for event in pairs.stream_generation(workspace, wanted):

@@ -69,15 +69,17 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def run_export(workspace_id, name, format_name, size_value):
+        size = whole_number(size_value or 0, "on-device size") or None
         workspace = context.workspace(workspace_id)
         result = library.export(workspace, name or workspace.current_name() or "", format_name,
-                                context.base_dir, size=whole_number(size_value or 0, "on-device size") or None)
+                                context.base_dir, size=size)
         return workspace.id, [str(path) for path in result["files"]], library.export_report(result)
 
     @user_errors
     def run_blend(workspace_id, a, b, w):
+        weight = finite_number(w, "blend weight")
         workspace = context.workspace(workspace_id)
-        folder = library.blend(workspace, a, b, finite_number(w, "blend weight"))
+        folder = library.blend(workspace, a, b, weight)
         return workspace.id, table(workspace), f"blended into concept `{folder.name}`"
 
     @user_errors
@@ -87,8 +89,9 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def run_baseline(workspace_id, minutes_value):
+        minutes = finite_number(minutes_value or 0, "training minutes")
         workspace = context.workspace(workspace_id)
-        for event in baseline.stream_pix2pix(workspace, finite_number(minutes_value or 0, "training minutes")):
+        for event in baseline.stream_pix2pix(workspace, minutes):
             if event.get("heartbeat"):
                 continue
             if event.get("done") is True:
