@@ -23,7 +23,9 @@ from app.settings import SETTINGS
 from app.training import run_state
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
 
-ON_DEVICE_FORMATS = ("onnx", "torchscript")
+# on-device format -> (engine format, precision)
+ON_DEVICE_FORMATS = {"onnx": ("onnx", "fp32"), "onnx fp16": ("onnx", "fp16"),
+                     "onnx int8": ("onnx", "int8"), "torchscript": ("torchscript", "fp32")}
 EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, "dataset")
 EXPORT_REPEATS = 10  # timed runs per exported file (after two warm-up runs)
 
@@ -96,13 +98,17 @@ def training_size(folder: ConceptFolder) -> int:
 
 def _on_device_export(folder: ConceptFolder, kind: str, base_dir: Path, size: int,
                       repeats: int) -> dict:
-    """ONNX (a static size x size file and a dynamic one) or TorchScript, through the engine's
-    `export_concept`: it merges the adapter, bakes the prompt in, checks each file against torch
-    (max abs difference, refused over its tolerance) and times it. Files land in `exports/`."""
+    """ONNX (a static size x size file and a dynamic one; fp32, fp16 or int8) or TorchScript,
+    through the engine's `export_concept`: it merges the adapter, bakes the prompt in, checks each
+    file (against torch; fp16/int8 also on the concept's held-out pairs against fp32 and the
+    teacher), refuses a file that fails, and times it. Files land in `exports/`."""
     from e2gan.export import export_concept
 
+    engine_format, precision = ON_DEVICE_FORMATS[kind]
     result = export_concept(base_dir, folder.exports_dir, adapter=folder.adapter_file,
-                            size=size, formats=(kind,), dynamic=True, repeats=repeats)
+                            size=size, formats=(engine_format,), dynamic=True, repeats=repeats,
+                            precision=precision,
+                            dataset=folder.pairs_dir if precision != "fp32" else None)
     files = []
     for record in result["files"]:
         path = Path(record["path"])
@@ -163,6 +169,14 @@ def export_report(result: dict) -> str:
                          f"{row['latency_median_s'] * 1000:.1f} ms |")
         lines.append(f"| (PyTorch eager, for reference) | | | | "
                      f"{result['torch_eager_latency_median_s'] * 1000:.1f} ms |")
+        checked = [row for row in result["checks"] if row.get("quality_check")]
+        if checked:
+            check = checked[0]["quality_check"]
+            lines += ["", f"**{checked[0]['precision']}** on {check['photos']} held-out pairs: "
+                      f"PSNR against the fp32 file {check['psnr_vs_fp32_db']:.1f} dB; against "
+                      f"the teacher {check['psnr_vs_teacher_db']:.2f} dB (fp32: "
+                      f"{check['fp32_psnr_vs_teacher_db']:.2f} dB, a drop of "
+                      f"{check['psnr_drop_db']:.2f} dB; the rule: {check['rule']})."]
     return "\n".join(lines)
 
 

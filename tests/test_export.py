@@ -193,3 +193,40 @@ def test_export_reports_the_floor(tiny_base, tmp_path, monkeypatch):
                                     rel=0.01)
     record = result["files"][0]
     assert record["over_floor"] == pytest.approx(record["latency_median_s"] / floor_s, rel=0.01)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_lower_precision_onnx_is_checked_on_held_out_photos(tiny_base, tiny_adapter, tiny_pairs,
+                                                             tmp_path, precision):
+    import onnxruntime
+
+    result = export_concept(tiny_base, tmp_path, adapter=tiny_adapter, size=32, repeats=1,
+                            formats=("onnx",), precision=precision, dataset=tiny_pairs["winter"].root)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"winter_32.{precision}.onnx", f"winter_32.{precision}.onnx.json",
+                     f"winter_dynamic.{precision}.onnx", f"winter_dynamic.{precision}.onnx.json"]
+    for record in result["files"]:
+        check = record["quality_check"]
+        assert record["precision"] == precision and check["photos"] > 0
+        assert check["psnr_drop_db"] <= 1.0 and check["psnr_vs_fp32_db"] > 20
+    session = onnxruntime.InferenceSession(str(tmp_path / f"winter_dynamic.{precision}.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    out = session.run(None, {"image": _as_input(_photo((40, 24)))})[0]
+    assert out.shape == (1, 3, 24, 40) and out.dtype == np.float32  # float32 in and out
+    graph_types = {node.op_type for node in __import__("onnx").load(
+        str(tmp_path / f"winter_32.{precision}.onnx")).graph.node}
+    assert ("QuantizeLinear" in graph_types) == (precision == "int8")
+
+
+def test_a_lower_precision_file_that_fails_its_check_is_not_written(tiny_base, tiny_adapter,
+                                                                    tiny_pairs, tmp_path, monkeypatch):
+    from e2gan.export import precision
+
+    monkeypatch.setattr(precision, "MAX_PSNR_DROP_DB", -1000.0)  # no file can pass
+    with pytest.raises(E2GANError, match="int8 file fails its quality check .*not written"):
+        export_concept(tiny_base, tmp_path / "out", adapter=tiny_adapter, size=32, repeats=1,
+                       formats=("onnx",), precision="int8", dataset=tiny_pairs["winter"].root)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    with pytest.raises(E2GANError, match="give --dataset"):
+        export_concept(tiny_base, tmp_path / "out", adapter=tiny_adapter, size=32, repeats=1,
+                       formats=("onnx",), precision="fp16")

@@ -444,3 +444,15 @@ def test_compare_edits_at_the_photos_own_size_up_to_the_cap(winter_concept, tiny
     result = compare.compare(workspace, large, base_dir=tiny_base)
     assert {image.size for image in result["images"].values()} == {(200, 96)}
     assert any("long side of 200 px (the photo is 600x300)" in note for note in result["notes"])
+
+
+def test_the_library_exports_int8_onnx_with_its_check_shown(winter_concept, tiny_base):
+    from app import library
+
+    workspace, _ = winter_concept
+    result = library.export(workspace, "winter", "onnx int8", tiny_base, repeats=1)
+    names = sorted(path.name for path in result["files"])
+    assert names == ["winter_32.int8.onnx", "winter_32.int8.onnx.json",
+                     "winter_dynamic.int8.onnx", "winter_dynamic.int8.onnx.json"]
+    report = library.export_report(result)
+    assert "**int8** on" in report and "held-out pairs" in report and "drop of" in report

@@ -25,8 +25,9 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         with gr.Row():
             concept = gr.Dropdown([], label="concept", allow_custom_value=True)
             kind = gr.Radio(list(library.EXPORT_FORMATS), value="adapter", label="export as",
-                            info="onnx: a fixed-size file and a dynamic one; torchscript: any "
-                                 "size. Both are checked against PyTorch and timed.")
+                            info="onnx: a fixed-size file and a dynamic one (fp16 / int8: "
+                                 "checked on held-out pairs against fp32 and the teacher); "
+                                 "torchscript: any size. All are checked and timed.")
             size = gr.Number(value=0, label="on-device size (px)",
                              info="0: the size the adapter was trained at", elem_id="export-size")
             export_button = gr.Button("Export", variant="primary")

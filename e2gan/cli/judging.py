@@ -55,7 +55,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     return export_concept(args.model, args.out, adapter=args.adapter, prompt=args.prompt,
                           scale=args.scale, size=args.size, formats=tuple(args.format),
                           dynamic=not args.static_only, repeats=args.repeats, threads=args.threads,
-                          floor=args.floor)
+                          floor=args.floor, precision=args.precision, dataset=args.dataset)
 
 
 def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -96,6 +96,12 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--format", nargs="+", default=["onnx", "torchscript"],
                    choices=["onnx", "torchscript"])
     p.add_argument("--static-only", action="store_true", help="no dynamic-size ONNX variant")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                   help="ONNX weights and arithmetic: fp16, or int8 (static QDQ quantization "
+                        "calibrated on the concept's training sources); checked on its held-out "
+                        "pairs against fp32 and the teacher, refused past a 1 dB loss")
+    p.add_argument("--dataset", help="pairs to calibrate and check fp16/int8 on (default: the "
+                                     "adapter's training pairs)")
     p.add_argument("--repeats", type=int, default=10, help="timed runs (median reported)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--floor", action="store_true",

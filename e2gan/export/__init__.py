@@ -11,7 +11,9 @@ and the noise is the generator's fixed pattern (`e2gan.export.editor`). Formats:
 Every file is checked against the model as `EditPipeline` runs it (LoRA layers active, not merged)
 on random inputs, the largest absolute difference is reported (outputs lie in [-1, 1]; anything
 over `TOLERANCE` is an error, and nothing is written), and it is timed at batch 1 beside torch
-eager. A json sidecar `<file>.json` records concept, prompt, input size and range, the base's and
+eager. ONNX files can also be made in fp16 or int8 (`e2gan.export.precision`): those are checked
+on the concept's held-out photos against the fp32 file and the teacher, and refused when they
+lose too much. A json sidecar `<file>.json` records concept, prompt, input size and range, the base's and
 adapter's sha256, the check and the timings. All files are written atomically.
 """
 
@@ -32,11 +34,14 @@ from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, max_abs_d
                                   median_latency, onnx_bytes, onnx_runner, onnx_session,
                                   random_inputs, torch_runner, torchscript_bytes,
                                   torchscript_runner)
+from e2gan.export.precision import PRECISIONS, fp16_bytes, int8_bytes, quality_check
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.text import concept_key
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-3
+CHECK_PHOTOS = 16  # held-out pairs a lower-precision file is judged on
+CALIBRATION_PHOTOS = 32  # training sources INT8's activation ranges come from
 
 
 def _io_description(size: int | None, multiple: int) -> dict[str, Any]:
@@ -60,20 +65,59 @@ def _check(reference: ConceptEditor, candidate: Callable, shapes: list[tuple], w
     return difference
 
 
+def _photos(dataset: str | os.PathLike, split: str, size: int, count: int, teacher: bool
+            ) -> tuple[list, list]:
+    """Up to `count` of a paired dataset's sources (and teacher edits) as model inputs."""
+    import numpy as np
+
+    from e2gan.data.dataset import PairDataset
+    from e2gan.data.torch_data import resize_and_center_crop
+
+    pairs = PairDataset.open(dataset)
+    records = pairs.split(split)[:count]
+
+    def array(image):
+        pixels = np.asarray(resize_and_center_crop(image, size), np.float32)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None] / 127.5 - 1.0)
+
+    loaded = [pairs.load_pair(record) for record in records]
+    return [array(source) for source, _ in loaded], [array(edit) for _, edit in loaded] if teacher else []
+
+
 def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
                    adapter: str | os.PathLike | None = None, prompt: str | None = None,
                    scale: float = 1.0, size: int = 256, formats: tuple[str, ...] = FORMATS,
                    dynamic: bool = True, repeats: int = 10, threads: int | None = None,
-                   floor: bool = False) -> dict:
-    """Export one concept of `model` (+ `adapter`) into `out_dir`; returns what was written."""
+                   floor: bool = False, precision: str = "fp32",
+                   dataset: str | os.PathLike | None = None) -> dict:
+    """Export one concept of `model` (+ `adapter`) into `out_dir`; returns what was written.
+
+    `precision` fp16 or int8 applies to the ONNX files (TorchScript stays float32): INT8 is
+    calibrated on `dataset`'s training sources and both are checked on its held-out pairs
+    (`e2gan.export.precision`); `dataset` defaults to the one the adapter was trained on."""
     from e2gan.pipeline import EditPipeline
 
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise E2GANError(f"unknown export format(s) {unknown or formats}; known: {list(FORMATS)}")
+    if precision not in PRECISIONS:
+        raise E2GANError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if precision != "fp32" and "onnx" not in formats:
+        raise E2GANError(f"--precision {precision} applies to ONNX files: add --format onnx")
     pipeline = EditPipeline.from_pretrained(model, device="cpu")
     if adapter:
         pipeline.load_adapter(adapter, scale=scale)
+    check_photos: tuple[list, list] = ([], [])
+    calibration: list = []
+    if precision != "fp32":
+        if dataset is None and adapter:
+            from e2gan.checkpoint import read_adapter
+
+            dataset = read_adapter(adapter).metadata.get("training", {}).get("dataset")
+        if dataset is None or not (Path(dataset) / "dataset.json").is_file():
+            raise E2GANError(f"--precision {precision} checks the file on the concept's held-out "
+                             f"photos: give --dataset (the pairs the adapter was trained on"
+                             f"{'; ' + str(dataset) + ' is not a dataset' if dataset else ''})")
     reference, editor, prompt = deployable_editor(pipeline, prompt)
     multiple = editor.size_multiple
     if size < multiple or size % multiple:
@@ -98,19 +142,31 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
     # a second size and a batch of 2 show the dynamic variants really are dynamic
     other_shape = (2, 3, max(multiple, size // 2), size + 2 * multiple)
     example = torch.from_numpy(random_inputs([static_shape])[0])
+    if precision != "fp32":
+        check_photos = _photos(dataset, "test", size, CHECK_PHOTOS, teacher=True)
+        if not check_photos[0]:
+            check_photos = _photos(dataset, "train", size, CHECK_PHOTOS, teacher=True)
+        if precision == "int8":
+            calibration = _photos(dataset, "train", size, CALIBRATION_PHOTOS, teacher=False)[0]
     # measured before and after the timings, the best kept: on a shared machine the rate moves
     rate_before = _matmul_rate(threads) if floor else 0.0
     eager = median_latency(torch_runner(editor), example.numpy(), repeats)
     out_dir = Path(out_dir)
     written: list[dict[str, Any]] = []
+    pending: list[tuple[Path, bytes, dict[str, Any]]] = []
 
     def write(path: Path, data: bytes, record: dict[str, Any]) -> None:
-        atomic_write_bytes(path, data)
-        sidecar = {**common, **record, "file": path.name, "bytes": len(data),
-                   "sha256": sha256_file(path)}
-        atomic_write_json(path.with_name(path.name + ".json"), sidecar)
-        written.append({"path": str(path), **{k: record[k] for k in
-                        ("format", "variant", "max_abs_diff", "runtime", "latency_median_s")}})
+        pending.append((path, data, record))  # written once every file has passed its checks
+
+    def write_all() -> None:
+        for path, data, record in pending:
+            atomic_write_bytes(path, data)
+            sidecar = {**common, **record, "file": path.name, "bytes": len(data),
+                       "sha256": sha256_file(path)}
+            atomic_write_json(path.with_name(path.name + ".json"), sidecar)
+            written.append({"path": str(path), **{k: record[k] for k in
+                            ("format", "variant", "max_abs_diff", "runtime", "latency_median_s")},
+                            **{k: record[k] for k in ("precision", "quality_check") if k in record}})
 
     if "onnx" in formats:
         import onnxruntime
@@ -123,13 +179,26 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
             runner = onnx_runner(onnx_session(data, threads))
             shapes = [static_shape] if fixed else [static_shape, other_shape]
             difference = _check(reference, runner, shapes, f"ONNX ({variant})")
+            lowered: dict[str, Any] = {}
+            if precision != "fp32":
+                fp32_runner = runner
+                data = (fp16_bytes(data) if precision == "fp16"
+                        else int8_bytes(data, INPUT_NAME, calibration))
+                runner = onnx_runner(onnx_session(data, threads))
+                # the fp32 file's check stands for the graph; this one for the precision
+                lowered = {"quality_check": quality_check(fp32_runner, runner, check_photos[0],
+                                                          check_photos[1], precision),
+                           "fp32_max_abs_diff": difference,
+                           "check_dataset": str(dataset)}
+                difference = max_abs_difference(fp32_runner, runner, random_inputs(shapes))
             timing = median_latency(runner, example.numpy(), repeats)
-            name = f"{stem}_{size}.onnx" if fixed else f"{stem}_dynamic.onnx"
+            suffix = "" if precision == "fp32" else f".{precision}"
+            name = f"{stem}_{size}{suffix}.onnx" if fixed else f"{stem}_dynamic{suffix}.onnx"
             write(out_dir / name, data, {
-                "format": "onnx", "variant": variant, "opset": ONNX_OPSET,
+                "format": "onnx", "variant": variant, "opset": ONNX_OPSET, "precision": precision,
                 **_io_description(fixed, multiple), "checked_shapes": [list(s) for s in shapes],
                 "max_abs_diff": difference, "runtime": f"onnxruntime {onnxruntime.__version__} CPU",
-                **timing, "threads": threads})
+                **lowered, **timing, "threads": threads})
     if "torchscript" in formats:
         data = torchscript_bytes(editor, example)
         runner = torchscript_runner(data)
@@ -140,6 +209,7 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
             "format": "torchscript", "variant": "traced, any size", **_io_description(None, multiple),
             "checked_shapes": [list(s) for s in shapes], "max_abs_diff": difference,
             "runtime": f"torch {torch.__version__} jit", **timing, "threads": threads})
+    write_all()
     result = {"concept": common["concept"], "prompt": prompt, "size": size, "out": str(out_dir),
               "torch_eager_latency_median_s": eager["latency_median_s"], "threads": threads,
               "device": f"CPU {platform.machine()}", "files": written}

@@ -1,0 +1,98 @@
+"""Lower-precision ONNX files, and the check on real photos that decides whether one ships.
+
+- **fp16**: every float initializer and op in half precision (onnxruntime's own converter), the
+  image input and output kept float32 so callers do not change.
+- **int8**: onnxruntime's static quantization, QDQ format, weights int8 per output channel,
+  activations uint8, calibrated (min/max) on the concept's own training sources.
+
+Random inputs cannot judge these files (their error depends on what real photos look like), so
+`quality_check` edits held-out photos with the fp32 file and the lower-precision one and compares
+both with the teacher's edits. A file that loses more than `MAX_PSNR_DROP_DB` against the teacher
+(or, without teacher edits, lies under `MIN_PSNR_VS_FP32_DB` from the fp32 output) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from e2gan.errors import E2GANError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+MAX_PSNR_DROP_DB = 1.0  # against the teacher's edits, relative to the fp32 file
+MIN_PSNR_VS_FP32_DB = 30.0  # when no teacher edits are at hand
+
+
+def fp16_bytes(data: bytes) -> bytes:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load_from_string(data), keep_io_types=True)
+    return model.SerializeToString()
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over a list of input arrays."""
+
+    def __init__(self, input_name: str, arrays: list[np.ndarray]) -> None:
+        self.feeds = iter([{input_name: array} for array in arrays])
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+    def rewind(self) -> None:  # pragma: no cover - called by some onnxruntime versions only
+        pass
+
+
+def int8_bytes(data: bytes, input_name: str, calibration: list[np.ndarray]) -> bytes:
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    if not calibration:
+        raise E2GANError("INT8 needs calibration photos; none were given")
+    with tempfile.TemporaryDirectory() as scratch:
+        source, target = Path(scratch) / "fp32.onnx", Path(scratch) / "int8.onnx"
+        source.write_bytes(data)
+        quantize_static(str(source), str(target), _Calibration(input_name, calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        return target.read_bytes()
+
+
+def psnr(first: np.ndarray, second: np.ndarray) -> float:
+    """PSNR in dB of two images in [-1, 1] (as 8-bit pixels would be)."""
+    a = np.clip(first, -1, 1).astype(np.float64)
+    b = np.clip(second, -1, 1).astype(np.float64)
+    mse = float(np.mean(((a - b) * 127.5) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def quality_check(fp32: Callable[[np.ndarray], np.ndarray], candidate: Callable[[np.ndarray], np.ndarray],
+                  photos: list[np.ndarray], teacher: list[np.ndarray] | None, precision: str) -> dict:
+    """Mean PSNR of the candidate against the fp32 file and (with teacher edits) of both against
+    the teacher; raises `E2GANError` when the candidate fails the rule in the module's note."""
+    reference = [fp32(photo) for photo in photos]
+    edited = [candidate(photo) for photo in photos]
+    if not all(np.isfinite(e).all() for e in edited):
+        raise E2GANError(f"the {precision} file gives non-finite values on the check photos; not written")
+    check = {"photos": len(photos),
+             "psnr_vs_fp32_db": round(float(np.mean([psnr(e, r) for e, r in zip(edited, reference)])), 2)}
+    if teacher:
+        check["fp32_psnr_vs_teacher_db"] = round(float(np.mean(
+            [psnr(r, t) for r, t in zip(reference, teacher)])), 2)
+        check["psnr_vs_teacher_db"] = round(float(np.mean([psnr(e, t) for e, t in zip(edited, teacher)])), 2)
+        check["psnr_drop_db"] = round(check["fp32_psnr_vs_teacher_db"] - check["psnr_vs_teacher_db"], 2)
+        check["rule"] = f"at most {MAX_PSNR_DROP_DB} dB below the fp32 file against the teacher"
+        passed = check["psnr_drop_db"] <= MAX_PSNR_DROP_DB
+    else:
+        check["rule"] = f"at least {MIN_PSNR_VS_FP32_DB} dB from the fp32 file's output"
+        passed = check["psnr_vs_fp32_db"] >= MIN_PSNR_VS_FP32_DB
+    if not passed:
+        raise E2GANError(f"the {precision} file fails its quality check ({check['rule']}): "
+                         f"{check}; not written")
+    return check
