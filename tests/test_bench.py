@@ -223,3 +223,27 @@ def test_kid_spread_is_shown_only_when_subsets_differ():
     assert whole_set[1] == "100.0"  # a std of 0 over identical subsets is no error bar
     subsets = metric_cells({"fid": 250.0, "kid": 0.1, "kid_std": 0.004, "psnr": 17.0, "ssim": 0.5})
     assert subsets[1] == "100.0 ± 4.0"
+
+
+def test_cached_runs_are_keyed_by_the_bases_weights_not_its_path(tiny_base, tmp_path):
+    """A base trained further in place must not be judged by its older self's cached runs; a
+    copy of the same weights elsewhere keeps them."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from e2gan.bench.context import BenchContext
+
+    def key(folder):
+        settings = _settings(tiny_base)
+        settings.base = str(folder)
+        return BenchContext(settings, tmp_path, None, RunStore(tmp_path), tmp_path).base_key()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_base, copy)
+    assert key(copy) == key(tiny_base)
+    weights = load_file(copy / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1
+    save_file(weights, copy / "model.safetensors")
+    assert key(copy) != key(tiny_base)

@@ -11,6 +11,7 @@ from e2gan.bench.settings import BenchSettings
 from e2gan.bench.store import RunStore
 from e2gan.checkpoint import load_generator
 from e2gan.errors import E2GANError
+from e2gan.files import sha256_file
 from e2gan.paths import default_base_dir
 from e2gan.text import concept_key
 
@@ -27,6 +28,7 @@ class BenchContext:
     log: Callable[[str], None] = print
     bases: dict[str, Path] = field(default_factory=dict)  # name -> model folder
     notes: list[str] = field(default_factory=list)  # run-wide caveats for the report
+    _base_hashes: dict[str, str] = field(default_factory=dict)
 
     def base_dir(self, name: str = SHIPPED_BASE) -> Path:
         if name == SHIPPED_BASE and name not in self.bases:
@@ -34,6 +36,14 @@ class BenchContext:
         if name not in self.bases:
             raise E2GANError(f"no base model named {name!r} in this benchmark run")
         return self.bases[name]
+
+    def base_key(self, name: str = SHIPPED_BASE) -> dict[str, str]:
+        """What identifies a base in a cached run's key: its weights' sha256, so a base trained
+        further in place is never judged by an older base's cached runs (and one moved or
+        copied keeps its cache)."""
+        if name not in self._base_hashes:
+            self._base_hashes[name] = sha256_file(self.base_dir(name) / "model.safetensors")
+        return {"base_sha256": self._base_hashes[name]}
 
     def note(self, text: str) -> None:
         if text not in self.notes:

@@ -141,7 +141,7 @@ def step_flops(context: BenchContext, spec: RunSpec) -> tuple[float, float]:
     key = {"flops_probe": {k: v for k, v in asdict(probe).items()
                            if k not in ("data", "selection", "pairs", "seed", "seconds")},
            "size": context.settings.size, "batch_size": context.settings.batch_size,
-           "base_path": str(context.base_dir(spec.base).resolve())}
+           **context.base_key(spec.base)}
 
     def count(folder: Path) -> dict[str, Any]:
         dataset = context.data.dataset(*parse_concept(spec.data))
@@ -196,7 +196,12 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
     if spec.steps is None:  # wall-clock runs keep the spec (and cache key) they had before `steps`
         del spec_dict["steps"]
     spec_dict["settings"] = context.settings.data_key()
-    spec_dict["base_path"] = str(context.base_dir(spec.base).resolve())
+    if spec.kind == "pix2pix":
+        # Trained from scratch: no base is read. The path stays in its key so that the runs
+        # cached before bases were keyed by their weights are found again.
+        spec_dict["base_path"] = str(context.base_dir(spec.base).resolve())
+    else:
+        spec_dict.update(context.base_key(spec.base))
     if spec.ranks == "random":
         spec_dict["rank_choices"] = context.settings.rank_choices
 

@@ -47,7 +47,7 @@ def _base_row(context: BenchContext, data: str, e2gan: dict[str, Any]) -> dict[s
     spec = e2gan_spec(context, data)
     dataset = context.data.dataset(*parse_concept(data))
     key = {"base_without_adapter": data, "adapter_run": e2gan["slug"], **s.data_key(),
-           "base_path": str(context.base_dir(spec.base).resolve())}
+           **context.base_key(spec.base)}
     def measure(folder):
         maker = base_maker(context, spec, result_folder(context, e2gan), dataset.info.prompt)
         return judge(maker, dataset, s.size, s.eval_images, s.fid, s.device)
