@@ -31,6 +31,7 @@ from app.concept_metrics import concept_metrics
 from app.form import finite_number, whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
+from app.versions import archive_current, better_version
 from app.workspace import ConceptFolder, Workspace
 
 SLICE_SECONDS = 45.0  # how often samples refresh
@@ -129,6 +130,8 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
     def work(report, should_stop) -> dict[str, Any]:
         # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
         # each slice ends with the adapter written, so samples show it and Stop keeps it.
+        # A fresh run keeps the adapter it replaces as a version ("continue" extends it instead).
+        archived = None if request.continue_previous else archive_current(folder)
         job = finetune_job(base_dir, dataset, folder.adapter_file, settings, ranks=ranks, ids=ids)
         resumed = request.continue_previous and job.trainer.resume()
         history: list[dict] = list(previous.get("history", [])) if resumed else []
@@ -180,10 +183,13 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
         if result.reason is EndReason.STEPS:  # the epochs asked for are done: nothing to continue
             job.trainer.forget_state()
         final = summary("stopped" if stopped else "finished")
+        final["archived_previous_as"] = archived
         if not stopped:
             report({"evaluating": True})
             final["metrics"] = concept_metrics(folder, base_dir, request.size)
         atomic_write_json(folder.training_file, final)
+        better = better_version(folder)
+        final["better_version"] = better and {k: better[k] for k in ("version", "psnr")}
         return final
 
     yield {"step": 0, "seconds": 0.0, "budget": budget, "eta_seconds": budget, "pairs": described}

@@ -75,7 +75,7 @@ def test_the_public_api_has_stable_names_and_hides_ui_events(studio):
     names = set(client(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert {"/concept", "/generate_pairs", "/stop", "/select", "/drop_pair", "/finetune",
             "/compare", "/apply_adapter", "/library", "/export", "/blend", "/edit",
-            "/status", "/complete_fid", "/train_pix2pix"} <= names
+            "/status", "/complete_fid", "/train_pix2pix", "/versions", "/restore_version"} <= names
     assert all(not name.startswith("/lambda") and "on_open" not in name and "live" not in name
                for name in names)
 

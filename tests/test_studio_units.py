@@ -456,3 +456,36 @@ def test_the_library_exports_int8_onnx_with_its_check_shown(winter_concept, tiny
                      "winter_dynamic.int8.onnx", "winter_dynamic.int8.onnx.json"]
     report = library.export_report(result)
     assert "**int8** on" in report and "held-out pairs" in report and "drop of" in report
+
+
+def test_a_fresh_fine_tune_keeps_the_adapter_it_replaces_as_a_version(winter_concept, tiny_base,
+                                                                      monkeypatch):
+    from app import training, versions
+
+    workspace, folder = winter_concept
+    monkeypatch.setattr(training, "SLICE_SECONDS", 0.5)
+    first_adapter = folder.adapter_file.read_bytes()  # the fixture's, trained 2 steps
+    atomic_write_json(folder.training_file, {"metrics": [{"model": "E2GAN", "psnr": 99.0}],
+                                             "steps": 2})
+    events = list(training.stream_finetune(workspace, training.FinetuneRequest(minutes=0.02, size=32),
+                                           tiny_base))
+    result = events[-1]["result"]
+    assert result["archived_previous_as"] == "v1"
+    assert (folder.root / "versions" / "v1" / folder.adapter_file.name).read_bytes() == first_adapter
+    assert folder.adapter_file.read_bytes() != first_adapter
+    rows = versions.list_versions(folder)
+    assert [row["version"] for row in rows] == ["current", "v1"]
+    assert [row["best"] for row in rows] == [False, True]  # 99 dB: no real run beats it
+    assert result["better_version"] == {"version": "v1", "psnr": 99.0}
+    # Restoring v1 makes it current again and keeps the run it replaces as v2.
+    newer = folder.adapter_file.read_bytes()
+    assert versions.restore(folder, "v1") == "v2"
+    assert folder.adapter_file.read_bytes() == first_adapter and folder.training()["steps"] == 2
+    assert (folder.root / "versions" / "v2" / folder.adapter_file.name).read_bytes() == newer
+    with pytest.raises(E2GANError, match=r"no version 'v9' .*versions: v1, v2"):
+        versions.restore(folder, "v9")
+    # "continue" extends the current version: nothing is archived.
+    events = list(training.stream_finetune(
+        workspace, training.FinetuneRequest(minutes=0.02, size=32, continue_previous=True), tiny_base))
+    assert events[-1]["result"]["archived_previous_as"] is None
+    assert sorted(p.name for p in (folder.root / "versions").iterdir()) == ["v1", "v2"]

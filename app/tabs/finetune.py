@@ -89,6 +89,13 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
                         f"{seconds_text(result['train_seconds'])} of training on {described}; "
                         f"adapter {result['adapter_bytes'] / 1024:.0f} KB. Next: **5 · Compare**."
                         f"\n\n{metrics_caption(result['metrics'])}")
+                if result.get("archived_previous_as"):
+                    text += (f"\n\nThe adapter this run replaced is kept as version "
+                             f"`{result['archived_previous_as']}` (Library → versions).")
+                if result.get("better_version"):
+                    better = result["better_version"]
+                    text += (f"\n\n**Version `{better['version']}` scores higher** on the held-out "
+                             f"pairs ({better['psnr']:.2f} dB PSNR): restore it in the Library.")
                 yield (workspace.id, text, loss_figure(result["history"]), sample_path,
                        metrics_rows(result["metrics"]))
                 return

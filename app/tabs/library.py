@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import gradio as gr
 
+from e2gan.errors import E2GANError
+
 from app import baseline, library
+from app import versions as versions_of
 from app.form import finite_number, whole_number
 from app.settings import SETTINGS
 from app.ui import HEAVY, Context, progress_line, seconds_text, stop_job, user_errors
 
+VERSION_COLUMNS = ["best", "version", "PSNR dB", "MAE", "FID", "steps", "train s", "finished"]
 COLUMNS = ["concept", "prompt", "pairs", "adapter KB", "PSNR dB", "MAE", "FID", "train s", "fine-tune",
            "made"]
 
@@ -32,6 +36,15 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
                              info="0: the size the adapter was trained at", elem_id="export-size")
             export_button = gr.Button("Export", variant="primary")
         download = gr.File(label="download", interactive=False, file_count="multiple")
+        with gr.Accordion("versions of this concept", open=False):
+            gr.Markdown("Every fresh fine-tune keeps the adapter it replaces as a version; ★ marks "
+                        "the best by held-out PSNR against the teacher. Restoring one keeps the "
+                        "current adapter as a version too.")
+            versions = gr.Dataframe(headers=VERSION_COLUMNS, interactive=False)
+            with gr.Row():
+                version = gr.Textbox(label="version to restore", placeholder="v1")
+                versions_button = gr.Button("Show versions")
+                restore_button = gr.Button("Restore this version")
         with gr.Accordion("blend two concepts", open=False):
             with gr.Row():
                 first = gr.Dropdown([], label="first", allow_custom_value=True)
@@ -83,6 +96,31 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         folder = library.blend(workspace, a, b, weight)
         return workspace.id, table(workspace), f"blended into concept `{folder.name}`"
 
+    def version_rows(folder):
+        return [["★" if row["best"] else "", row["version"], row["psnr"], row["mae"],
+                 None if row["fid"] is None else round(row["fid"], 1), row["steps"],
+                 row["train_seconds"], row["finished"]] for row in versions_of.list_versions(folder)]
+
+    def picked(workspace, name):
+        folder = workspace.concept(name or workspace.current_name() or "")
+        if not folder.spec_file.is_file():
+            raise E2GANError(f"no concept {name!r} in this workspace")
+        return folder
+
+    @user_errors
+    def show_versions(workspace_id, name):
+        workspace = context.workspace(workspace_id)
+        return workspace.id, version_rows(picked(workspace, name))
+
+    @user_errors
+    def restore_version(workspace_id, name, wanted):
+        workspace = context.workspace(workspace_id)
+        folder = picked(workspace, name)
+        kept = versions_of.restore(folder, (wanted or "").strip())
+        text = (f"version `{wanted.strip()}` of `{folder.name}` is current again"
+                + (f"; the adapter it replaced is kept as `{kept}`" if kept else ""))
+        return workspace.id, version_rows(folder), table(workspace), text
+
     @user_errors
     def run_push(workspace_id, name, repo_id, token_value):
         workspace = context.workspace(workspace_id)
@@ -126,6 +164,10 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         api_name="train_pix2pix", concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
     baseline_stop.click(stop_job, workspace_state, baseline_progress, cancels=[baseline_job],
                         api_visibility="private")
+    versions_button.click(show_versions, [workspace_state, concept], [workspace_state, versions],
+                          api_name="versions")
+    restore_button.click(restore_version, [workspace_state, concept, version],
+                         [workspace_state, versions, rows, message], api_name="restore_version")
     push_button.click(run_push, [workspace_state, concept, repo, token], message,
                       api_visibility="undocumented")
     # Entering the tab shows what the earlier steps left there.
