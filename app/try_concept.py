@@ -19,7 +19,7 @@ from e2gan.paths import REPOSITORY, default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 
-from app.ui import photo_input, picture
+from app.ui import page_error, photo_input, picture
 
 RUNS = REPOSITORY / "runs"
 
@@ -71,7 +71,7 @@ def build_try_tab(trier: ConceptTrier) -> None:
         try:
             return trier.edit(picture(path), choice, scale)
         except E2GANError as error:
-            raise gr.Error(str(error)) from None
+            raise page_error(str(error)) from None
 
     with gr.Tab("Try the base", id="try"):
         gr.Markdown("The shipped base model's concepts and any adapter under `runs/` (e.g. from "

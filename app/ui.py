@@ -8,6 +8,7 @@ call and two sessions never share a folder.
 from __future__ import annotations
 
 import functools
+import logging
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,16 @@ class Context:
         return workspace
 
 
+LOG = logging.getLogger("e2gan.studio")
+
+
+def page_error(message: str) -> gr.Error:
+    """A user error for the page: its message in the page, one line in the server's log. Gradio
+    prints a traceback for every `gr.Error` unless told not to; tracebacks are for bugs."""
+    LOG.warning("user error: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 def user_errors(function: Callable) -> Callable:
     """Show an E2GANError as a Gradio error toast (for plain functions and generators alike)."""
     if inspect.isgeneratorfunction(function):
@@ -54,7 +65,7 @@ def user_errors(function: Callable) -> Callable:
             try:
                 yield from function(*args, **kwargs)
             except E2GANError as error:
-                raise gr.Error(str(error)) from None
+                raise page_error(str(error)) from None
         return generator_wrapper
 
     @functools.wraps(function)
@@ -62,7 +73,7 @@ def user_errors(function: Callable) -> Callable:
         try:
             return function(*args, **kwargs)
         except E2GANError as error:
-            raise gr.Error(str(error)) from None
+            raise page_error(str(error)) from None
     return wrapper
 
 
@@ -81,8 +92,8 @@ class PhotoInput(gr.Image):
             return super().preprocess(payload)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             name = getattr(payload, "orig_name", None) or "the image"
-            raise gr.Error(f"cannot read image {name}: it is not an image file or it is "
-                           f"damaged ({type(error).__name__})") from None
+            raise page_error(f"cannot read image {name}: it is not an image file or it is "
+                             f"damaged ({type(error).__name__})") from None
 
 
 def photo_input(**options: Any) -> PhotoInput:

@@ -35,3 +35,5 @@ def test_eight_sessions_finish_apart_while_a_ninth_sends_bad_input(tmp_path):
     for name, answer in report["bad_input"].items():
         assert answer["sent"] >= 1 and answer["clear"] == answer["sent"], (name, answer)
     assert report["server_memory_mb"]["peak"] < MEMORY_CEILING_MB, report["server_memory_mb"]
+    # Every bad input above is a user error: a line in the server's log, not a traceback.
+    assert report["server_log_tracebacks"] == 0

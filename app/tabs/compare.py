@@ -81,7 +81,7 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
         files = comparing.adapter_files(workspace)
         concept = concept or workspace.current_name()
         if concept not in files:
-            raise gr.Error(f"no adapter {concept!r} in this workspace")
+            raise E2GANError(f"no adapter {concept!r} in this workspace")
         edited, seconds = comparing.apply_adapter(files[concept], picture, strength,
                                                   comparing.shown_size(picture),
                                                   base_dir=context.base_dir)
