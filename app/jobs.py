@@ -4,9 +4,10 @@ The engine's long functions block and report through `on_progress` / poll `shoul
 runs in a worker thread while a generator relays its progress events to the UI. Stopping never
 kills the thread: it sets the job's stop flag, which the engine polls between batches (pairs) or
 steps (training) and then finishes its atomic writes, so a stopped job leaves a valid, resumable
-dataset or adapter. The same happens when Gradio cancels the generator (a Stop button's
-`cancels=`, a client's `job.cancel()`, a closed tab): closing the generator runs its `finally`,
-which stops the worker and waits for it.
+dataset or adapter. Stop (`JobBoard.stop`, the studio's /stop) is the only way to end a job
+early: when the generator that watches it is closed without a Stop (a closed tab, a reload, a
+client's `job.cancel()`), the worker runs on, and the next request for the same kind of job in
+that workspace reattaches to its progress.
 """
 
 from __future__ import annotations
@@ -35,17 +36,27 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     started: float = field(default_factory=time.time)
+    events: queue.Queue = field(default_factory=queue.Queue)  # the worker's reports, then None
+    outcome: dict[str, Any] = field(default_factory=dict)  # "result" or "error"
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
 
     def stop(self, wait: float = STOP_WAIT_SECONDS) -> bool:
         """Ask the job to stop and wait for it; True when its worker has finished."""
         self.stop_event.set()
         if self.thread is not None and self.thread is not threading.current_thread():
             self.thread.join(wait)
-        return self.thread is None or not self.thread.is_alive()
+        return not self.alive()
 
 
 class JobBoard:
-    """The jobs running now, at most one per workspace (two writers on one dataset would clash)."""
+    """The jobs running now, at most one per workspace (two writers on one dataset would clash).
+
+    A job outlives the request that started it: when its watcher goes away (a closed tab, a
+    reload, a client's cancel) it runs on, and the next request for the same kind of job in that
+    workspace reattaches to its progress. Only Stop (`stop`) ends it early.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,7 +64,7 @@ class JobBoard:
 
     def running(self) -> list[Job]:
         with self._lock:
-            return [job for job in self._jobs.values() if job.thread and job.thread.is_alive()]
+            return [job for job in self._jobs.values() if job.alive()]
 
     def get(self, workspace_id: str) -> Job | None:
         with self._lock:
@@ -61,19 +72,34 @@ class JobBoard:
 
     def stop(self, workspace_id: str) -> str:
         job = self.get(workspace_id)
-        if job is None:
+        if job is None or not job.alive():
             return "nothing is running"
         finished = job.stop()
         return f"stopped {job.kind}" if finished else f"asked {job.kind} to stop; it is finishing a step"
 
-    def _claim(self, workspace_id: str, kind: str) -> Job:
+    def _claim(self, workspace_id: str, kind: str, work: Work) -> tuple[Job, bool]:
+        """A new job running `work`, or the running one of the same kind (reattached: True)."""
         with self._lock:
             current = self._jobs.get(workspace_id)
-            if current is not None and current.thread and current.thread.is_alive():
+            if current is not None and current.alive():
+                if current.kind == kind and not current.stop_event.is_set():
+                    return current, True
                 raise E2GANError(f"{current.kind} is already running in this workspace; stop it first")
             job = Job(workspace_id, kind)
             self._jobs[workspace_id] = job
-            return job
+
+        def target() -> None:
+            try:
+                job.outcome["result"] = work(job.events.put, job.stop_event.is_set)
+            except BaseException as error:  # handed to the watcher, which re-raises it
+                job.outcome["error"] = error
+            finally:
+                job.events.put(None)
+                release_freed_memory()
+
+        job.thread = threading.Thread(target=target, name=f"e2gan-{kind}-{workspace_id}", daemon=True)
+        job.thread.start()
+        return job, False
 
     def _release(self, job: Job) -> None:
         with self._lock:
@@ -82,40 +108,32 @@ class JobBoard:
 
     def stream(self, workspace_id: str, kind: str, work: Work,
                poll_seconds: float = 0.25) -> Iterator[dict[str, Any]]:
-        """Run `work(report, should_stop)` in a thread; yield each reported event, then
-        {"done": True, "result": ...}. Errors raised by `work` are raised here."""
-        job = self._claim(workspace_id, kind)
-        events: queue.Queue = queue.Queue()
-        outcome: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                outcome["result"] = work(events.put, job.stop_event.is_set)
-            except BaseException as error:  # handed to the generator, which re-raises it
-                outcome["error"] = error
-            finally:
-                events.put(None)
-
-        job.thread = threading.Thread(target=target, name=f"e2gan-{kind}-{workspace_id}", daemon=True)
-        job.thread.start()
+        """Run `work(report, should_stop)` in a thread (or reattach to the one running); yield
+        each reported event, then {"done": True, "result": ...}. Errors raised by `work` are
+        raised here. A reattached stream starts with {"reattached": True, "kind": kind}."""
+        job, reattached = self._claim(workspace_id, kind, work)
+        if reattached:
+            yield {"reattached": True, "kind": kind}
         try:
             while True:
                 try:
-                    event = events.get(timeout=poll_seconds)
+                    event = job.events.get(timeout=poll_seconds)
                 except queue.Empty:
                     yield {"heartbeat": True}
                     continue
                 if event is None:
                     break
                 yield event
-            if "error" in outcome:
-                raise outcome["error"]
-            yield {"done": True, "stopped": job.stop_event.is_set(), "result": outcome.get("result")}
+            if "error" in job.outcome:
+                raise job.outcome["error"]
+            yield {"done": True, "stopped": job.stop_event.is_set(), "result": job.outcome.get("result")}
         finally:
-            # Reached on normal end, on an error and when the generator is closed (cancelled).
-            job.stop()
-            self._release(job)
-            release_freed_memory()
+            # Reached on the job's end, on its error and when the watcher goes away. A job that
+            # was stopped or has ended leaves the board once its writes are done; one whose
+            # watcher merely left runs on for the next request to reattach to.
+            if job.stop_event.is_set() or job.outcome or not job.alive():
+                job.stop()
+                self._release(job)
 
 
 def release_freed_memory() -> None:

@@ -230,3 +230,24 @@ def test_two_concurrent_clients_work_in_separate_workspaces(studio):
     with pytest.raises(Exception, match="no adapter"):
         second.predict(gradio_client.handle_file(str(next(night.glob("pairs/source/*.png")))),
                        "winter", 1.0, api_name="/apply_adapter")
+
+
+def test_a_fine_tune_outlives_its_watcher_and_a_second_start_reattaches(studio):
+    """A closed tab or a cancelled client no longer stops a fine-tune: it runs on, and the next
+    Start in that session follows it to its end instead of starting another."""
+    from app.jobs import BOARD
+
+    url, root, *_ = studio
+    c = client(url)
+    c.predict("old photo", "builtin", "built-in photos", "", None, 2, 0.75, 7.5, api_name="/concept")
+    c.predict(8, api_name="/generate_pairs")
+    job = c.submit(0.25, 0, 32, 0.003, 0, False, api_name="/finetune")
+    wait_for(job, lambda output: "step" in output[0] and "step 0 " not in output[0])
+    job.cancel()
+    time.sleep(1.0)
+    running = [j for j in BOARD.running() if j.kind == "fine-tuning"]
+    assert len(running) == 1  # the watcher left; the job did not
+    text, *_ = c.predict(5.0, 0, 32, 0.003, 0, False, api_name="/finetune")  # other settings
+    assert text.startswith("**finished**") and BOARD.running() == []
+    record = read_json(workspace_of(root, "old_photo") / "training.json")
+    assert record["state"] == "finished" and record["request"]["minutes"] == 0.25

@@ -27,7 +27,7 @@ def test_workspace_ids_are_random_hex_and_never_paths(tmp_path):
         first.current()
 
 
-def test_closing_a_job_generator_stops_its_worker_cleanly():
+def test_a_job_outlives_its_watcher_reattaches_and_ends_only_by_stop():
     from app.jobs import JobBoard
 
     board = JobBoard()
@@ -43,10 +43,17 @@ def test_closing_a_job_generator_stops_its_worker_cleanly():
 
     stream = board.stream("a" * 16, "test job", work)
     assert next(stream)["step"] == 1
-    with pytest.raises(E2GANError, match="already running"):
-        next(board.stream("a" * 16, "second", work))
-    stream.close()  # what a cancelled Gradio event does to its generator
+    with pytest.raises(E2GANError, match="test job is already running in this workspace"):
+        next(board.stream("a" * 16, "another kind", work))
+    stream.close()  # the watcher went away (a closed tab, a reload): the job runs on
+    assert not finished.is_set() and len(board.running()) == 1
+    again = board.stream("a" * 16, "test job", work)  # the same kind: reattached, not restarted
+    assert next(again) == {"reattached": True, "kind": "test job"}
+    assert "step" in next(e for e in again if "step" in e)
+    assert board.stop("a" * 16) == "stopped test job"  # Stop ends it, after its writes
     assert finished.is_set() and board.running() == []
+    again.close()
+    assert board.get("a" * 16) is None
     done = list(board.stream("b" * 16, "short", lambda report, stop: 7))
     assert done[-1] == {"done": True, "stopped": False, "result": 7}
 
@@ -417,7 +424,10 @@ def test_a_fine_tune_records_itself_as_running_after_each_slice(winter_concept, 
     record = folder.training()
     assert record["state"] == "running" and record["steps"] == event["step"] > 0
     assert training.run_state(folder) == "running"  # its job is alive
-    events.close()  # what a closed tab does: the job stops, writes, and records it
+    from app.jobs import BOARD
+
+    BOARD.stop(workspace.id)  # Stop: the job ends its step, writes, and records it
+    events.close()
     assert training.run_state(folder) == "stopped"
     # A kill -9 skips that last write: the record still says running, and no job is.
     record["state"] = "running"

@@ -107,6 +107,10 @@ def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
         for event in pairs.stream_generation(workspace, wanted):
             if event.get("heartbeat"):
                 continue
+            if event.get("reattached"):
+                gr.Info("pair generation was already running in this workspace: its progress "
+                        "is shown here")
+                continue
             dataset = folder.dataset()
             if event.get("done") is True:
                 summary = event["result"]

@@ -82,6 +82,11 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
         for event in stream_finetune(workspace, request, context.base_dir):
             if event.get("heartbeat"):
                 continue
+            if event.get("reattached"):
+                # a reload or a second Start while a fine-tune runs: follow it, do not restart
+                gr.Info("a fine-tune was already running in this workspace: its progress is "
+                        "shown here (these settings were not applied)")
+                continue
             if event.get("done") is True:
                 result = event["result"]
                 verdict = "stopped" if result["stopped"] else "finished"
