@@ -3,7 +3,11 @@
 - **fp16**: every float initializer and op in half precision (onnxruntime's own converter), the
   image input and output kept float32 so callers do not change.
 - **int8**: onnxruntime's static quantization, QDQ format, weights int8 per output channel,
-  activations uint8, calibrated (min/max) on the concept's own training sources.
+  activations uint8, calibrated on the concept's own training sources. The activation ranges
+  come from the 0.001-99.999 percentiles, not min/max: on a winter adapter of the shipped base
+  (256 px, 16 held-out pairs) that is 27.3 dB from the fp32 output and 0.37 dB below it against
+  the teacher, where min/max gave 23.2 dB and 0.80 dB (entropy: as min/max; quantizing only the
+  convolutions: 28.0 dB and 0.35 dB, but an 11.9 MB file instead of 7.5 MB).
 
 Random inputs cannot judge these files (their error depends on what real photos look like), so
 `quality_check` edits held-out photos with the fp32 file and the lower-precision one and compares
@@ -60,7 +64,7 @@ def int8_bytes(data: bytes, input_name: str, calibration: list[np.ndarray]) -> b
         quantize_static(str(source), str(target), _Calibration(input_name, calibration),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.Percentile)
         return target.read_bytes()
 
 
