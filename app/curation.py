@@ -59,6 +59,18 @@ def run_selection(folder: ConceptFolder, k: int, method: str = "cluster", seed: 
     return data
 
 
+def is_stale(folder: ConceptFolder, data: dict[str, Any] | None) -> bool:
+    """Whether a saved selection was made before the pairs changed: a chosen pair is gone, or
+    (without a score filter) the training pairs are not the ones it chose among."""
+    dataset = folder.dataset()
+    if not data or dataset is None:
+        return False
+    train = {record.id for record in dataset.split("train")}
+    if not set(data["ids"]) <= train:
+        return True
+    return not data.get("filter") and set(data["all_ids"]) != train
+
+
 def drop_pair(folder: ConceptFolder, pair_id: str) -> tuple[dict[str, Any], str | None]:
     """Drop `pair_id` from the selection; the nearest-to-centre pair of its cluster that is not
     chosen or dropped replaces it. Returns (new selection, replacement id or None)."""

@@ -28,6 +28,7 @@ from e2gan.training.events import EndReason, StepsLogged
 from e2gan.training.recipes import TrainingSettings, finetune_job
 
 from app.concept_metrics import concept_metrics
+from app.curation import is_stale
 from app.form import finite_number, whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
@@ -81,7 +82,12 @@ def training_ids(folder: ConceptFolder) -> tuple[list[str], str]:
     selection = folder.selection()
     dataset = folder.require_dataset()
     if selection and selection.get("ids"):
-        return list(selection["ids"]), f"{len(selection['ids'])} curated pairs"
+        known = {record.id for record in dataset.split("train")}
+        if not set(selection["ids"]) <= known:
+            raise E2GANError("the curated selection names pairs that are gone: select again on "
+                             "the Curate step")
+        stale = " (a stale selection, made before the pairs changed)" if is_stale(folder, selection) else ""
+        return list(selection["ids"]), f"{len(selection['ids'])} curated pairs{stale}"
     ids = [record.id for record in dataset.split("train")]
     return ids, f"all {len(ids)} training pairs (no selection made)"
 

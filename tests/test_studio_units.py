@@ -499,3 +499,27 @@ def test_a_fresh_fine_tune_keeps_the_adapter_it_replaces_as_a_version(winter_con
         workspace, training.FinetuneRequest(minutes=0.02, size=32, continue_previous=True), tiny_base))
     assert events[-1]["result"]["archived_previous_as"] is None
     assert sorted(p.name for p in (folder.root / "versions").iterdir()) == ["v1", "v2"]
+
+
+def test_a_selection_made_before_the_pairs_changed_is_marked_stale(tmp_path, tiny_pairs):
+    import shutil
+
+    from app import curation
+    from app.training import training_ids
+    from app.workspace import ConceptSpec, Workspace
+
+    workspace = Workspace.create(tmp_path)
+    folder = workspace.concept("winter")
+    folder.save_spec(ConceptSpec(name="winter", prompt="a snowy winter scene"))
+    shutil.copytree(tiny_pairs["winter"].root, folder.pairs_dir)
+    data = curation.run_selection(folder, 4)
+    assert not curation.is_stale(folder, data)
+    assert training_ids(folder)[1] == "4 curated pairs"
+    data["all_ids"] = data["all_ids"][:-1]  # as if a pair was made after the selection
+    atomic_write_json(folder.selection_file, data)
+    assert curation.is_stale(folder, folder.selection())
+    assert "stale selection" in training_ids(folder)[1]
+    data["ids"][0] = "gone"
+    atomic_write_json(folder.selection_file, data)
+    with pytest.raises(E2GANError, match="names pairs that are gone"):
+        training_ids(folder)

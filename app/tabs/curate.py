@@ -10,9 +10,13 @@ from app.form import finite_number, whole_number
 from app.ui import HEAVY, Context, user_errors
 
 
-def _summary(data: dict | None, replaced: str | None = None, dropped: str | None = None) -> str:
+def _summary(data: dict | None, replaced: str | None = None, dropped: str | None = None,
+             stale: bool = False) -> str:
     if not data:
         return "No selection yet."
+    if stale:
+        return (f"**This selection is stale**: it chose {len(data['ids'])} of "
+                f"{len(data['all_ids'])} pairs before the pairs changed. Select again.")
     text = (f"**{len(data['ids'])} pairs chosen** of {len(data['all_ids'])} training pairs "
             f"({data['method']}, embedder `{data['embedder']}`); {len(data['dropped'])} dropped.")
     if dropped:
@@ -79,7 +83,8 @@ def build_curate_tab(context: Context, workspace_state: gr.State) -> dict:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         data = folder.selection()
         names = curation.score_names(dataset) if dataset else []
-        return (curation.scatter(data), chosen_gallery(folder, data), _summary(data),
+        return (curation.scatter(data), chosen_gallery(folder, data),
+                _summary(data, stale=curation.is_stale(folder, data)),
                 gr.update(choices=names, info=None if names else "no scores stored with these pairs"))
 
     def on_pick(evt: gr.SelectData):
