@@ -13,6 +13,7 @@ from PIL import Image
 from e2gan.data.dataset import PairDataset
 from e2gan.data.generate import generate_pairs
 from e2gan.errors import E2GANError
+from e2gan.files import atomic_save_image
 
 from app.concepts import get_teacher, open_concept_source
 from app.form import whole_number
@@ -29,6 +30,35 @@ def gallery_items(dataset: PairDataset | None, limit: int = 48,
     records = [dataset.get(pair_id) for pair_id in ids] if ids is not None else dataset.records
     return [(str(dataset.path_of(record, "edited")), f"{record.id} ({record.split})")
             for record in records[-limit:]]
+
+
+def side_by_side(source: Image.Image, edited: Image.Image, height: int = 192) -> Image.Image:
+    """Source and edit next to each other at one height, 4 px apart."""
+    left = source.resize((round(source.width * height / source.height), height))
+    right = edited.resize((round(edited.width * height / edited.height), height))
+    sheet = Image.new("RGB", (left.width + right.width + 4, height), "white")
+    sheet.paste(left, (0, 0))
+    sheet.paste(right, (left.width + 4, 0))
+    return sheet
+
+
+def pair_gallery_items(folder: ConceptFolder, ids: list[str], height: int = 128
+                       ) -> list[tuple[str, str]]:
+    """(thumbnail path, caption) of source | edit for each pair in `ids`: what Curate shows, so
+    a bad edit is judged against its photo. Thumbnails are made once, under `thumbnails/`."""
+    dataset = folder.dataset()
+    if dataset is None:
+        return []
+    cache = folder.root / "thumbnails"
+    items = []
+    for pair_id in ids:
+        record = dataset.get(pair_id)
+        path = cache / f"{pair_id}.png"
+        if not path.is_file():
+            cache.mkdir(exist_ok=True)
+            atomic_save_image(path, side_by_side(*dataset.load_pair(record), height=height))
+        items.append((str(path), f"{record.id} ({record.split})"))
+    return items
 
 
 def pair_sheet(dataset: PairDataset, pair_id: str) -> tuple[Image.Image, Image.Image]:

@@ -13,15 +13,6 @@ from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_e
 SOURCE_KINDS = ["built-in photos", "upload"] + (["local path"] if SETTINGS.local_paths_allowed else [])
 
 
-def side_by_side(source: Image.Image, edited: Image.Image, height: int = 192) -> Image.Image:
-    left = source.resize((round(source.width * height / source.height), height))
-    right = edited.resize((round(edited.width * height / edited.height), height))
-    sheet = Image.new("RGB", (left.width + right.width + 4, height), "white")
-    sheet.paste(left, (0, 0))
-    sheet.paste(right, (left.width + 4, 0))
-    return sheet
-
-
 def teacher_note() -> str:
     lines = []
     for row in concepts.teacher_table():
@@ -69,7 +60,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         source = concepts.resolve_source(kind, path or "", upload_spec, context.workspace_root)
         spec = concepts.set_concept(workspace, text, teacher_name, source, knobs, seed_value)
         shown = concepts.preview(spec)
-        gallery = [(side_by_side(a, b), f"{spec.name} · seed {spec.seed + i}")
+        gallery = [(pairs.side_by_side(a, b), f"{spec.name} · seed {spec.seed + i}")
                    for i, (a, b) in enumerate(shown)]
         info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”, teacher `{spec.teacher}`, "
                 f"source `{spec.source}`. Next: **2 · Pairs**.")

@@ -43,14 +43,14 @@ def build_curate_tab(context: Context, workspace_state: gr.State) -> dict:
         summary = gr.Markdown()
         with gr.Row():
             plot = gr.Plot(label="clusters")
-            gallery = gr.Gallery(label="chosen pairs (click one to drop it)", columns=6, height=420,
-                                 buttons=["fullscreen"])
+            gallery = gr.Gallery(label="chosen pairs, source | edit (click one to drop it)",
+                                 columns=4, height=420, buttons=["fullscreen"])
         with gr.Row():
             pair_id = gr.Textbox(label="pair to drop", placeholder="click a chosen pair")
             drop_button = gr.Button("Drop this pair")
 
     def chosen_gallery(folder, data):
-        return pairs.gallery_items(folder.dataset(), limit=500, ids=data["ids"] if data else [])
+        return pairs.pair_gallery_items(folder, data["ids"] if data else [])
 
     @user_errors
     def run_select(workspace_id, k_value, method_value, embedder_value, score_value, minimum_value):
