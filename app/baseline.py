@@ -19,6 +19,7 @@ from e2gan.files import atomic_write_json
 from e2gan.pipeline import EditPipeline
 from e2gan.training.events import StepsLogged
 from e2gan.training.recipes import TrainingSettings, train_pix2pix
+from e2gan.training.settings import wall_clock_steps
 
 from app.concept_metrics import judge
 from app.jobs import BOARD
@@ -60,7 +61,7 @@ def stream_pix2pix(workspace: Workspace, minutes: float, size: int | None = None
     # the adapter's size when there is one: the two are then judged on equal terms
     size = int(size or (training_size(folder) if folder.has_adapter() else SETTINGS.train_size))
     budget = float(minutes) * 60.0
-    settings = TrainingSettings(size=size, steps=1_000_000, batch_size=SETTINGS.batch_size,
+    settings = TrainingSettings(size=size, steps=wall_clock_steps(), batch_size=SETTINGS.batch_size,
                                 device=SETTINGS.device, max_seconds=budget, checkpoint_every=0)
     out = pix2pix_dir(folder)
     trained_before = (pix2pix_metrics(folder) or {}).get("train_seconds", 0.0)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from e2gan import lora
 from e2gan.checkpoint import load_generator, load_rank_table
-from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES, MAX_TRAINING_STEPS
+from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image, atomic_write_json
@@ -26,6 +26,7 @@ from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.training.events import EndReason, StepsLogged
 from e2gan.training.recipes import TrainingSettings, finetune_job
+from e2gan.training.settings import wall_clock_steps
 
 from app.concept_metrics import concept_metrics
 from app.curation import is_stale
@@ -127,7 +128,7 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
     previous = (folder.training() or {}) if request.continue_previous else {}
     steps_per_epoch = max(1, math.floor(len(ids) / request.batch_size))
     # No epochs asked for: the time budget ends the run, the step count never does.
-    total_steps = request.epochs * steps_per_epoch if request.epochs else MAX_TRAINING_STEPS.value()
+    total_steps = request.epochs * steps_per_epoch if request.epochs else wall_clock_steps()
     budget = request.minutes * 60.0
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
                                 learning_rate=request.learning_rate, seed=request.seed,

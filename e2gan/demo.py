@@ -32,6 +32,7 @@ from e2gan.teachers import create_teacher, resolve_builtin_concept
 from e2gan.text import concept_key
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingSettings,
                                     finetune, train_pix2pix)
+from e2gan.training.settings import wall_clock_steps
 
 
 @dataclass
@@ -52,7 +53,7 @@ class DemoSettings:
 def _budget_settings(settings: DemoSettings, learning_rate: float) -> TrainingSettings:
     # A step budget far beyond what fits: the wall-clock limit is what ends both trainings, so the
     # two methods get exactly the same time.
-    return TrainingSettings(size=settings.size, steps=1_000_000, batch_size=settings.batch_size,
+    return TrainingSettings(size=settings.size, steps=wall_clock_steps(), batch_size=settings.batch_size,
                             learning_rate=learning_rate, seed=settings.seed, device=settings.device,
                             max_seconds=settings.finetune_minutes * 60, checkpoint_every=0)
 

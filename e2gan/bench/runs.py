@@ -37,9 +37,9 @@ from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
                                     TrainingSettings, finetune_job, pix2pix_job)
+from e2gan.training.settings import wall_clock_steps
 
 KINDS = ("lora", "full", "pix2pix")
-NO_STEP_LIMIT = 10**9  # the wall-clock budget ends every run
 
 
 @dataclass
@@ -111,9 +111,9 @@ def selected_ids(dataset: PairDataset, spec: RunSpec) -> list[str] | None:
     return select(dataset, spec.pairs, spec.selection, spec.seed).ids
 
 
-def _training_settings(context: BenchContext, spec: RunSpec, steps: int = NO_STEP_LIMIT) -> TrainingSettings:
+def _training_settings(context: BenchContext, spec: RunSpec, steps: int | None = None) -> TrainingSettings:
     s = context.settings
-    return TrainingSettings(size=s.size, steps=steps, batch_size=s.batch_size,
+    return TrainingSettings(size=s.size, steps=steps or wall_clock_steps(), batch_size=s.batch_size,
                             learning_rate=LORA_LEARNING_RATE if spec.kind == "lora" else FULL_LEARNING_RATE,
                             seed=spec.seed, device=s.device, checkpoint_every=0)
 
@@ -213,7 +213,7 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
         partial_path = folder / "milestones.json"
         milestones = json.loads(partial_path.read_text()) if partial_path.is_file() else []
         # One trainer for all the milestones: each budget trains on from where the last ended.
-        steps_target = spec.steps if spec.steps is not None else NO_STEP_LIMIT
+        steps_target = spec.steps if spec.steps is not None else wall_clock_steps()
         job = _job(context, spec, dataset, ids, folder, _training_settings(context, spec, steps_target))
         # A fine-tune's search for its starting tokens happens before training, on the same
         # clock: it counts against the budget, so E2GAN's "60 s" is 60 s in all.

@@ -23,6 +23,7 @@ from e2gan.bench.runs import execute
 from e2gan.bench.section_main import e2gan_spec
 from e2gan.checkpoint import load_generator
 from e2gan.training.recipes import FULL_LEARNING_RATE, TrainingSettings, train_base
+from e2gan.training.settings import wall_clock_steps
 
 VARIANTS = ("multi", "single", "autoencoder")
 
@@ -46,7 +47,7 @@ def train_variant(context: BenchContext, variant: str) -> dict[str, Any]:
 
     def train(folder: Path) -> dict[str, Any]:
         context.log(f"base {variant}: training for {s.base_seconds:g} s")
-        settings = TrainingSettings(size=s.size, steps=10**9, batch_size=s.batch_size,
+        settings = TrainingSettings(size=s.size, steps=wall_clock_steps(), batch_size=s.batch_size,
                                     learning_rate=FULL_LEARNING_RATE, seed=s.seed, device=s.device,
                                     max_seconds=s.base_seconds, checkpoint_every=0)
         outcome = train_base(_base_datasets(context, variant), folder / "model", settings,

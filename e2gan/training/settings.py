@@ -68,3 +68,9 @@ class TrainingSettings:
     def tracker_config(self) -> dict[str, Any]:
         """The settings as trackers accept them (TensorBoard's hparams take no None)."""
         return {key: ("none" if value is None else value) for key, value in asdict(self).items()}
+
+
+def wall_clock_steps() -> int:
+    """The step count of a run that only its time budget ends: as many as one run may have
+    (`E2GAN_MAX_TRAINING_STEPS`)."""
+    return MAX_TRAINING_STEPS.value()
