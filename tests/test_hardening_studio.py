@@ -9,7 +9,6 @@ small; the pixel limit keeps its default, which the bombs exceed from their head
 from __future__ import annotations
 
 import io
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -21,17 +20,12 @@ gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from test_hardening_cli import header_only_png  # noqa: E402
+from test_studio_api import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 UPLOAD_LIMIT = 300_000  # bytes per uploaded file, for this module
 ARCHIVE_LIMIT = 40  # files per archive or upload, for this module
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
