@@ -8,8 +8,8 @@ call and two sessions never share a folder.
 from __future__ import annotations
 
 import functools
-import logging
 import inspect
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
