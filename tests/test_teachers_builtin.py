@@ -203,3 +203,13 @@ def test_teacher_that_cannot_run_here_says_why(monkeypatch):
     monkeypatch.setitem(TEACHERS._entries, Unavailable.name, Unavailable)
     with pytest.raises(E2GANError, match="cannot run here: needs a GPU"):
         create_teacher(Unavailable.name)
+
+
+def test_free_text_is_never_a_dead_end():
+    """Text no filter knows gets the nearest names and the ways to any text."""
+    with pytest.raises(E2GANError) as caught:
+        resolve_builtin_concept("old person")
+    message = str(caught.value)
+    assert "did you mean old_photo" in message
+    assert "diffusion teacher" in message and "hf download timbrooks/instruct-pix2pix" in message
+    assert "e2gan import" in message

@@ -11,6 +11,8 @@ materials), `geometry_effects` (warps), `print_effects` (printing processes) and
 
 from __future__ import annotations
 
+import difflib
+
 import re
 import zlib
 from typing import Callable
@@ -172,8 +174,15 @@ def resolve_builtin_concept(text: str) -> Concept:
         spellings = (concept.name, concept.prompt, concept.instruction)
         if wanted and wanted in {_normalise(spelling) for spelling in spellings}:
             return concept
+    # Never a dead end: the nearest names, what takes any text, and the way around both.
+    close = difflib.get_close_matches(wanted.replace(" ", "_"), list(BUILTIN_CONCEPTS), n=3, cutoff=0.5)
+    near = f"did you mean {', '.join(close)}? " if close else ""
     known = ", ".join(BUILTIN_CONCEPTS)
-    raise E2GANError(f"unknown built-in concept {text!r}; known: {known}")
+    raise E2GANError(
+        f"unknown built-in concept {text!r}; {near}The built-in teacher knows only its named "
+        f"filters ({known}). Any text needs a diffusion teacher (e.g. instruct-pix2pix: fetch its "
+        f"weights once with `hf download timbrooks/instruct-pix2pix`; a GPU makes it practical), "
+        f"or bring pairs made elsewhere (`e2gan import`).")
 
 
 def apply_concept(name: str, rgb: np.ndarray, seed: int) -> np.ndarray:
