@@ -32,6 +32,7 @@ from app.workspace import default_workspace_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
+STATUS_SECONDS = 10.0  # how often the status line refreshes itself
 
 
 # The session's workspace id goes into the page's address (`?workspace=<id>`, replacing the
@@ -139,6 +140,10 @@ def build_demo(base_dir: str | Path | None = None,
                   api_visibility="private").then(None, address_id, None, js=KEEP_WORKSPACE_IN_ADDRESS)
         gr.Button("refresh status", size="sm").click(refresh, workspace_state, status,
                                                       api_name="status")
+        # The status line follows the machine's jobs on its own (a job started by another tab,
+        # or one left running by a reload, shows up without a click).
+        gr.Timer(STATUS_SECONDS).tick(refresh, workspace_state, status, api_visibility="private",
+                                      show_progress="hidden")
     demo.queue(default_concurrency_limit=4, max_size=MAX_STUDIO_QUEUE.value())
     return demo
 
