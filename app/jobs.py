@@ -7,14 +7,15 @@ steps (training) and then finishes its atomic writes, so a stopped job leaves a 
 dataset or adapter. Stop (`JobBoard.stop`, the studio's /stop) is the only way to end a job
 early: when the generator that watches it is closed without a Stop (a closed tab, a reload, a
 client's `job.cancel()`), the worker runs on, and the next request for the same kind of job in
-that workspace reattaches to its progress.
+that workspace reattaches to its progress; so does a reloaded page (`JobBoard.follow`). Every
+watcher reads the job's whole event log from its own cursor, so two tabs on one job each see all
+of its progress.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,45 @@ Work = Callable[[Report, Callable[[], bool]], Any]
 
 # How long closing a job waits for its worker: a pair batch or a training step on a slow CPU.
 STOP_WAIT_SECONDS = 120.0
+# Events a job keeps for watchers that attach late (a fine-tune logs one every few steps; an hour
+# at 32 px stays well under this). Past it, the oldest go: a late watcher misses early losses.
+EVENT_LOG_LIMIT = 20_000
+
+
+class EventLog:
+    """A job's reports in order, then the end; read by any number of watchers, each with its own
+    cursor (a queue would hand each event to one watcher only)."""
+
+    def __init__(self, limit: int = EVENT_LOG_LIMIT) -> None:
+        self._events: list[dict[str, Any]] = []
+        self._dropped = 0  # events trimmed from the front: cursors count from the job's start
+        self._ended = False
+        self._limit = limit
+        self._changed = threading.Condition()
+
+    def put(self, event: dict[str, Any] | None) -> None:
+        """Append a report; None marks the end."""
+        with self._changed:
+            if event is None:
+                self._ended = True
+            else:
+                self._events.append(event)
+                if len(self._events) > self._limit:
+                    extra = len(self._events) - self._limit
+                    del self._events[:extra]
+                    self._dropped += extra
+            self._changed.notify_all()
+
+    def read(self, cursor: int, timeout: float) -> tuple[list[dict[str, Any]], int, bool]:
+        """The events after `cursor` (waiting up to `timeout` for one), the new cursor, and
+        whether the job has ended with nothing left to read."""
+        with self._changed:
+            if cursor - self._dropped >= len(self._events) and not self._ended:
+                self._changed.wait(timeout)
+            start = max(cursor - self._dropped, 0)
+            events = self._events[start:]
+            cursor = self._dropped + len(self._events)
+            return events, cursor, self._ended and not events
 
 
 @dataclass
@@ -36,7 +76,7 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     started: float = field(default_factory=time.time)
-    events: queue.Queue = field(default_factory=queue.Queue)  # the worker's reports, then None
+    events: EventLog = field(default_factory=EventLog)  # the worker's reports, then the end
     outcome: dict[str, Any] = field(default_factory=dict)  # "result" or "error"
 
     def alive(self) -> bool:
@@ -114,16 +154,29 @@ class JobBoard:
         job, reattached = self._claim(workspace_id, kind, work)
         if reattached:
             yield {"reattached": True, "kind": kind}
+        yield from self._watch(job, poll_seconds)
+
+    def follow(self, workspace_id: str, kind: str,
+               poll_seconds: float = 0.25) -> Iterator[dict[str, Any]]:
+        """The progress of the `kind` job running in this workspace, from its first event, as
+        `stream` yields it (reattached first); nothing when none runs. What a reloaded page
+        calls to show a job that its previous page started."""
+        job = self.get(workspace_id)
+        if job is None or job.kind != kind or not job.alive() or job.stop_event.is_set():
+            return
+        yield {"reattached": True, "kind": kind}
+        yield from self._watch(job, poll_seconds)
+
+    def _watch(self, job: Job, poll_seconds: float) -> Iterator[dict[str, Any]]:
+        cursor = 0
         try:
             while True:
-                try:
-                    event = job.events.get(timeout=poll_seconds)
-                except queue.Empty:
-                    yield {"heartbeat": True}
-                    continue
-                if event is None:
+                events, cursor, ended = job.events.read(cursor, poll_seconds)
+                if ended:
                     break
-                yield event
+                if not events:
+                    yield {"heartbeat": True}
+                yield from events
             if "error" in job.outcome:
                 raise job.outcome["error"]
             yield {"done": True, "stopped": job.stop_event.is_set(), "result": job.outcome.get("result")}

@@ -75,6 +75,9 @@ def dataset_line(folder: ConceptFolder) -> str:
             f"teacher `{dataset.info.teacher}`, {state}")
 
 
+PAIRS_JOB = "pair generation"  # the job board's name for this kind of job
+
+
 def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, Any]]:
     """Generate up to `count` pairs of the current concept; yields progress events
     ({"done", "total", "eta_seconds", ...}), then a final {"done": True, "result": summary}."""
@@ -95,4 +98,4 @@ def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, An
         return result.summary()
 
     yield {"done": 0, "total": count, "made": 0, "eta_seconds": None}
-    yield from BOARD.stream(workspace.id, "pair generation", work)
+    yield from BOARD.stream(workspace.id, PAIRS_JOB, work)

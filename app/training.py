@@ -36,6 +36,7 @@ from app.settings import SETTINGS
 from app.versions import archive_current, better_version
 from app.workspace import ConceptFolder, Workspace
 
+FINETUNE_JOB = "fine-tuning"  # the job board's name for this kind of job
 SLICE_SECONDS = 45.0  # how often samples refresh
 SAMPLE_COUNT = 4
 
@@ -200,7 +201,7 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
         return final
 
     yield {"step": 0, "seconds": 0.0, "budget": budget, "eta_seconds": budget, "pairs": described}
-    yield from BOARD.stream(workspace.id, "fine-tuning", work)
+    yield from BOARD.stream(workspace.id, FINETUNE_JOB, work)
 
 
 def run_state(folder: ConceptFolder) -> str:

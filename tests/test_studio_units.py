@@ -58,6 +58,45 @@ def test_a_job_outlives_its_watcher_reattaches_and_ends_only_by_stop():
     assert done[-1] == {"done": True, "stopped": False, "result": 7}
 
 
+def test_every_watcher_sees_every_event_and_a_reloaded_page_follows_from_the_start():
+    """Two tabs on one job each get all of its progress (a queue would split it between them),
+    and a page that opens later (`follow`) replays the run from its first event."""
+    from app.jobs import JobBoard
+
+    board, release = JobBoard(), threading.Event()
+
+    def work(report, should_stop):
+        for step in range(1, 4):
+            report({"step": step})
+        release.wait(10)
+        report({"step": 4})
+        return "written"
+
+    assert list(board.follow("d" * 16, "fine-tuning")) == []  # nothing runs: nothing to show
+    first = board.stream("d" * 16, "fine-tuning", work)
+    assert [next(first)["step"] for _ in range(3)] == [1, 2, 3]
+    assert list(board.follow("d" * 16, "pair generation")) == []  # another kind is not followed
+    second = board.follow("d" * 16, "fine-tuning")
+    assert next(second) == {"reattached": True, "kind": "fine-tuning"}
+    assert [next(second)["step"] for _ in range(3)] == [1, 2, 3]
+    release.set()
+    steps = lambda stream: [e.get("step") for e in stream if not e.get("heartbeat")]
+    assert steps(first)[-2:] == [4, None] and steps(second)[-2:] == [4, None]
+    assert board.get("d" * 16) is None
+
+
+def test_a_long_job_log_keeps_its_newest_events():
+    from app.jobs import EventLog
+
+    log = EventLog(limit=3)
+    for step in range(5):
+        log.put({"step": step})
+    log.put(None)
+    events, cursor, ended = log.read(0, timeout=0)
+    assert [e["step"] for e in events] == [2, 3, 4] and cursor == 5 and not ended
+    assert log.read(cursor, timeout=0) == ([], 5, True)
+
+
 def test_a_failing_job_raises_its_error_in_the_stream():
     from app.jobs import JobBoard
 

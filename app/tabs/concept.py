@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 from PIL import Image
 
 from app import concepts, pairs
-from app.settings import SETTINGS
 from app.form import finite_number, whole_number
+from app.jobs import BOARD
+from app.settings import SETTINGS
 from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
 
+REDRAW_SECONDS = 0.5  # the progress and gallery are redrawn at most this often
 SOURCE_KINDS = ["built-in photos", "upload"] + (["local path"] if SETTINGS.local_paths_allowed else [])
 
 
@@ -90,30 +94,45 @@ def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
         gallery = gr.Gallery(label="edited images (newest last)", columns=8, height=420,
                              buttons=["fullscreen"])
 
+    def show(workspace, events):
+        """The progress line and the newest edits; redrawn at most every `REDRAW_SECONDS` (each
+        redraw reads the dataset's index, and a late watcher replays the whole log at once)."""
+        folder, drawn, text = workspace.current(), 0.0, None
+        for event in events:
+            if event.get("reattached"):
+                gr.Info("pair generation is running in this workspace: its progress is shown on "
+                        "2 · Pairs")
+                continue
+            if event.get("done") is True:
+                summary = event["result"]
+                state = "stopped — generate again to resume" if summary["stopped_early"] else "complete"
+                yield (workspace.id, f"**{summary['pairs']} pairs** ({summary['made']} new, "
+                       f"{summary['skipped_existing']} kept from before) in "
+                       f"{seconds_text(summary['seconds'])}: {state}. Next: **3 · Curate**.",
+                       pairs.gallery_items(folder.dataset(), limit=24))
+                return
+            if not event.get("heartbeat"):
+                text = progress_line(event["done"] / max(event["total"], 1),
+                                     f"{event['done']}/{event['total']} pairs · "
+                                     f"about {seconds_text(event.get('eta_seconds'))} left")
+            if text is not None and time.monotonic() - drawn >= REDRAW_SECONDS:
+                drawn = time.monotonic()
+                yield workspace.id, text, pairs.gallery_items(folder.dataset(), limit=24)
+                text = None
+
     @user_errors
     def run(workspace_id, wanted):
         wanted = whole_number(wanted, "number of pairs")
         workspace = context.workspace(workspace_id)
-        folder = workspace.current()
-        for event in pairs.stream_generation(workspace, wanted):
-            if event.get("heartbeat"):
-                continue
-            if event.get("reattached"):
-                gr.Info("pair generation was already running in this workspace: its progress "
-                        "is shown here")
-                continue
-            dataset = folder.dataset()
-            if event.get("done") is True:
-                summary = event["result"]
-                state = "stopped — generate again to resume" if summary["stopped_early"] else "complete"
-                text = (f"**{summary['pairs']} pairs** ({summary['made']} new, "
-                        f"{summary['skipped_existing']} kept from before) in "
-                        f"{seconds_text(summary['seconds'])}: {state}. Next: **3 · Curate**.")
-            else:
-                text = progress_line(event["done"] / max(event["total"], 1),
-                                     f"{event['done']}/{event['total']} pairs · "
-                                     f"about {seconds_text(event.get('eta_seconds'))} left")
-            yield workspace.id, text, pairs.gallery_items(dataset, limit=24)
+        yield from show(workspace, pairs.stream_generation(workspace, wanted))
+
+    def follow(workspace_id):
+        """A page opened on a workspace whose pairs are being made (a reload, a second tab)
+        shows that progress here."""
+        if workspace_id and BOARD.get(workspace_id) is not None:
+            workspace = context.workspace(workspace_id)
+            for outputs in show(workspace, BOARD.follow(workspace.id, pairs.PAIRS_JOB)):
+                yield outputs[1:]  # not the workspace: setting it would fire this event again
 
     job = generate.click(run, [workspace_state, count], [workspace_state, progress, gallery],
                          api_name="generate_pairs", concurrency_limit=SETTINGS.heavy_concurrency,
@@ -121,4 +140,8 @@ def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
 
     # Public: a script stops whatever job runs in its workspace (pair generation or fine-tuning).
     stop.click(stop_job, workspace_state, progress, cancels=[job], api_name="stop")
+    # The page's load sets the workspace (None -> its id): pick up pair generation already
+    # running. Watching costs no compute, so it takes no slot of the heavy queue.
+    workspace_state.change(follow, workspace_state, [progress, gallery], api_visibility="private",
+                           concurrency_limit=None, show_progress="hidden")
     return {}

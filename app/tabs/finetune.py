@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 import plotly.graph_objects as go
 
+from e2gan.errors import E2GANError
+
 from app.concept_metrics import metrics_caption
+from app.jobs import BOARD
 from app.settings import SETTINGS
-from app.training import FinetuneRequest, stream_finetune, training_ids
+from app.training import FINETUNE_JOB, FinetuneRequest, stream_finetune, training_ids
 from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
 
 LOSS_NAMES = {"g_l1": "generator L1 (x100 weight)", "g_adv": "generator adversarial",
@@ -39,6 +44,8 @@ def metrics_rows(metrics: list[dict]) -> list[list]:
                      _number(row.get("fid"), 1), kid, row["pairs"]])
     return rows
 
+
+REDRAW_SECONDS = 0.5  # the loss plot is redrawn at most this often
 
 METRIC_HEADERS = ["model", "PSNR dB ↑", "SSIM ↑", "MAE ↓", "FID ↓", "KID ×10³ ↓", "held-out pairs"]
 
@@ -72,20 +79,16 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
         metrics = gr.Dataframe(headers=METRIC_HEADERS, label="against the teacher on held-out pairs",
                                interactive=False)
 
-    @user_errors
-    def run(workspace_id, minutes_value, epochs_value, size_value, lr_value, rank_value, resume):
-        request = FinetuneRequest.from_form(minutes_value, epochs_value, size_value, lr_value,
-                                            rank_value, resume)
-        workspace = context.workspace(workspace_id)
-        _, described = training_ids(workspace.current())
-        history, sample_path, text = [], None, ""
-        for event in stream_finetune(workspace, request, context.base_dir):
-            if event.get("heartbeat"):
-                continue
+    def show(workspace, events, described):
+        """The progress line, loss curves, samples and (at the end) metrics of a fine-tune's
+        events. Step events are drawn at most every `REDRAW_SECONDS`: a watcher that attaches
+        late replays the run's whole log at once."""
+        history, sample_path, text, drawn, pending = [], None, "", 0.0, False
+        for event in events:
             if event.get("reattached"):
                 # a reload or a second Start while a fine-tune runs: follow it, do not restart
-                gr.Info("a fine-tune was already running in this workspace: its progress is "
-                        "shown here (these settings were not applied)")
+                gr.Info("a fine-tune is running in this workspace: its progress is shown on "
+                        "4 · Fine-tune (settings sent with it now are not applied)")
                 continue
             if event.get("done") is True:
                 result = event["result"]
@@ -104,20 +107,46 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
                 yield (workspace.id, text, loss_figure(result["history"]), sample_path,
                        metrics_rows(result["metrics"]))
                 return
-            if "history" in event:
-                history = event["history"]
-            if "samples" in event:
-                sample_path = event["samples"]
-            if event.get("evaluating"):
-                text = ("measuring the adapter against the teacher on held-out pairs "
-                        "(PSNR / SSIM / MAE, and FID / KID through Inception)…")
-            elif "budget" in event:
-                text = progress_line(event["seconds"] / event["budget"],
-                                     f"step {event['step']} on {described} · about "
-                                     f"{seconds_text(event.get('eta_seconds'))} left")
-                if "losses" in event:
-                    history = history + [{"step": event["step"], **event["losses"]}]
-            yield workspace.id, text, loss_figure(history), sample_path, gr.skip()
+            if not event.get("heartbeat"):
+                pending = True
+                if "history" in event:
+                    history = event["history"]
+                if "samples" in event:
+                    sample_path = event["samples"]
+                if event.get("evaluating"):
+                    text = ("measuring the adapter against the teacher on held-out pairs "
+                            "(PSNR / SSIM / MAE, and FID / KID through Inception)…")
+                elif "budget" in event:
+                    text = progress_line(event["seconds"] / event["budget"],
+                                         f"step {event['step']} on {described} · about "
+                                         f"{seconds_text(event.get('eta_seconds'))} left")
+                    if "losses" in event:
+                        history = history + [{"step": event["step"], **event["losses"]}]
+            if pending and (time.monotonic() - drawn >= REDRAW_SECONDS or "samples" in event
+                            or event.get("evaluating")):
+                drawn, pending = time.monotonic(), False
+                yield workspace.id, text, loss_figure(history), sample_path, gr.skip()
+
+    @user_errors
+    def run(workspace_id, minutes_value, epochs_value, size_value, lr_value, rank_value, resume):
+        request = FinetuneRequest.from_form(minutes_value, epochs_value, size_value, lr_value,
+                                            rank_value, resume)
+        workspace = context.workspace(workspace_id)
+        _, described = training_ids(workspace.current())
+        yield from show(workspace, stream_finetune(workspace, request, context.base_dir), described)
+
+    def follow(workspace_id):
+        """A page that opens on a workspace whose fine-tune is running (a reload, a second tab)
+        shows its progress here, from the start of the run."""
+        if not workspace_id or BOARD.get(workspace_id) is None:
+            return
+        workspace = context.workspace(workspace_id)
+        try:
+            _, described = training_ids(workspace.current())
+        except E2GANError:  # the pairs changed under the run: the numbers still tell
+            described = "its pairs"
+        for outputs in show(workspace, BOARD.follow(workspace.id, FINETUNE_JOB), described):
+            yield outputs[1:]  # not the workspace: setting it would fire this event again
 
     job = start.click(run, [workspace_state, minutes, epochs, size, learning_rate, rank,
                             continue_previous],
@@ -125,4 +154,8 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
                       concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
 
     stop.click(stop_job, workspace_state, progress, cancels=[job], api_visibility="private")
+    # The page's load sets the workspace (None -> its id): pick up a fine-tune already running.
+    # Watching costs no compute, so it takes no slot of the heavy queue.
+    workspace_state.change(follow, workspace_state, [progress, losses, samples, metrics],
+                           api_visibility="private", concurrency_limit=None, show_progress="hidden")
     return {}

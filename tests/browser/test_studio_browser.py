@@ -1,5 +1,6 @@
 """A real browser (Debian's headless Chromium via Playwright) clicks one full pass through the
-studio and saves a screenshot of every step; any JavaScript error in the console fails it."""
+studio and saves a screenshot of every step, reloading the page mid fine-tune (the job, its
+progress and the workspace must come back); any JavaScript error in the console fails it."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_a_browser_clicks_through_every_step_without_javascript_errors(tiny_base
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                 **launch_options())
     try:
-        errors = run_pass(f"http://127.0.0.1:{port}/", SCREENSHOTS, pairs=16, k=6, minutes=0.05,
+        errors = run_pass(f"http://127.0.0.1:{port}/", SCREENSHOTS, pairs=16, k=6, minutes=0.3,
                           size=32, timeout_ms=60_000)
     finally:
         demo.close()
