@@ -79,6 +79,17 @@ def _zip_folder(folder: Path, target: Path) -> Path:
     return target
 
 
+def one_file(files: list[Path], target: Path) -> Path:
+    """The export as one download: the file itself, or its files zipped to `target` (an ONNX
+    file and its sidecar, for instance). Built under a temporary name, then renamed."""
+    if len(files) == 1:
+        return Path(files[0])
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        for path in files:
+            shutil.copy2(path, Path(scratch) / Path(path).name)
+        return _zip_folder(Path(scratch), target)
+
+
 def _merged_model(folder: ConceptFolder, out: Path, base_dir: Path) -> Path:
     loaded = load_generator(base_dir)
     adapter = read_adapter(folder.adapter_file)

@@ -3,12 +3,15 @@
 `build_demo` wires the tabs; `launch_options` holds the Gradio 6 launch settings (theme and css
 belong to `launch()`). Public API endpoints (stable names, for gradio_client): /concept,
 /generate_pairs, /stop, /select, /drop_pair, /finetune, /compare, /apply_adapter, /library,
-/export, /blend, /edit, /status. Everything else is UI-only and private.
+/export, /blend, /edit, /status, and for clients without a page session (scripts, MCP
+assistants) /make_concept, /apply_concept, /export_concept (`app.agent_tools`). Everything else
+is UI-only and private.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from pathlib import Path
 
 import gradio as gr
@@ -18,6 +21,7 @@ from e2gan.checkpoint import load_generator
 from e2gan.limits import MAX_STUDIO_QUEUE, MAX_UPLOAD_BYTES
 from e2gan.paths import default_base_dir
 
+from app.agent_tools import build_agent_endpoints, hide_page_endpoints_from_mcp
 from app.concepts import teacher_table
 from app.jobs import BOARD
 from app.settings import SETTINGS
@@ -124,6 +128,7 @@ def build_demo(base_dir: str | Path | None = None,
             build_compare_tab(context, workspace_state)
             build_library_tab(context, workspace_state)
             build_try_tab(trier)
+        build_agent_endpoints(context)
 
         def start(workspace_id, request: gr.Request):
             # A reload, a bookmark or a restarted studio: the address names the workspace.
@@ -145,12 +150,19 @@ def build_demo(base_dir: str | Path | None = None,
         gr.Timer(STATUS_SECONDS).tick(refresh, workspace_state, status, api_visibility="private",
                                       show_progress="hidden")
     demo.queue(default_concurrency_limit=4, max_size=MAX_STUDIO_QUEUE.value())
+    hide_page_endpoints_from_mcp(demo, workspace_state)
     return demo
+
+
+def mcp_available() -> bool:
+    """Gradio's MCP extra (`pip install "gradio[mcp]"`, part of the studio's install)."""
+    return importlib.util.find_spec("mcp") is not None
 
 
 def launch_options() -> dict:
     """Gradio 6 takes the theme and css at launch, and the upload limit: its server stops a
-    larger file while it streams in."""
-    return {"theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS,
+    larger file while it streams in. With the MCP extra, assistants reach the studio at
+    /gradio_api/mcp/ (tools: make_concept, apply_concept, export_concept)."""
+    return {"mcp_server": mcp_available(), "theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS,
             "max_file_size": MAX_UPLOAD_BYTES.value(),
             "favicon_path": str(ASSETS / "favicon.png") if (ASSETS / "favicon.png").is_file() else None}
