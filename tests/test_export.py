@@ -230,3 +230,41 @@ def test_a_lower_precision_file_that_fails_its_check_is_not_written(tiny_base, t
     with pytest.raises(E2GANError, match="give --dataset"):
         export_concept(tiny_base, tmp_path / "out", adapter=tiny_adapter, size=32, repeats=1,
                        formats=("onnx",), precision="fp16")
+
+
+def test_executorch_program_runs_in_its_runtime_and_edits_like_the_pipeline(tiny_base, tiny_adapter,
+                                                                           tmp_path):
+    """The .pte runs through ExecuTorch's own runtime (XNNPACK kernels, as on a phone), not
+    torch, and gives the pipeline's edit; its sidecar says how to feed it."""
+    pytest.importorskip("executorch")
+    from e2gan.export.formats import executorch_runner
+
+    result = export_concept(tiny_base, tmp_path, adapter=tiny_adapter, size=32, repeats=1,
+                            formats=("executorch",))
+    (record,) = result["files"]
+    path = tmp_path / "winter_32.pte"
+    assert record["path"] == str(path) and record["format"] == "executorch"
+    assert record["max_abs_diff"] <= 1e-3 and record["runtime"].startswith("executorch ")
+    sidecar = json.loads((tmp_path / "winter_32.pte.json").read_text())
+    assert sidecar["input"]["shape"] == [1, 3, 32, 32] and sidecar["prompt"] == "a snowy winter scene"
+    pipeline = EditPipeline.from_pretrained(tiny_base, device="cpu")
+    pipeline.load_adapter(tiny_adapter)
+    photo = _photo((32, 32))
+    expected = np.asarray(pipeline([photo], "a snowy winter scene")[0], np.int16)
+    output = executorch_runner(path.read_bytes())(_as_input(photo))[0]
+    pixels = ((output.transpose(1, 2, 0).clip(-1, 1) + 1) * 127.5).round().astype(np.int16)
+    assert np.abs(pixels - expected).max() <= 1
+
+
+def test_executorch_without_the_package_says_how_to_get_it(tiny_base, tiny_adapter, tmp_path,
+                                                          monkeypatch):
+    import importlib.metadata
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(E2GANError, match=r"pip install 'e2gan-studio\[mobile\]'"):
+        export_concept(tiny_base, tmp_path, adapter=tiny_adapter, size=32, repeats=1,
+                       formats=("onnx", "executorch"))
+    assert not list(tmp_path.iterdir())  # refused before any work

@@ -507,6 +507,17 @@ def test_the_library_exports_int8_onnx_with_its_check_shown(winter_concept, tiny
     assert "**int8** on" in report and "held-out pairs" in report and "drop of" in report
 
 
+def test_the_library_exports_an_executorch_program_checked_in_its_runtime(winter_concept, tiny_base):
+    pytest.importorskip("executorch")
+    from app import library
+
+    workspace, _ = winter_concept
+    result = library.export(workspace, "winter", "executorch", tiny_base, repeats=1)
+    assert sorted(path.name for path in result["files"]) == ["winter_32.pte", "winter_32.pte.json"]
+    report = library.export_report(result)
+    assert "executorch" in report and "max abs diff vs torch" in report
+
+
 def test_a_fresh_fine_tune_keeps_the_adapter_it_replaces_as_a_version(winter_concept, tiny_base,
                                                                       monkeypatch):
     from app import training, versions

@@ -86,15 +86,17 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                    help="the latency floor: MACs over a measured sgemm rate (1 and all threads)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
 
-    p = add("export", "export one concept as an on-device model (ONNX, TorchScript), checked "
-                      "against torch and timed")
+    p = add("export", "export one concept as an on-device model (ONNX, TorchScript, ExecuTorch), "
+                      "checked against torch and timed")
     p.add_argument("--model", required=True, help="a model folder (e.g. checkpoints/base)")
     p.add_argument("--adapter", help="the concept's adapter (.safetensors), merged into the weights")
     p.add_argument("--prompt", help="the concept (default: the adapter's); its text is baked in")
     p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
     p.add_argument("--size", type=int, default=256, help="side of the static variant")
     p.add_argument("--format", nargs="+", default=["onnx", "torchscript"],
-                   choices=["onnx", "torchscript"])
+                   choices=["onnx", "torchscript", "executorch"],
+                   help="executorch: a .pte for PyTorch's mobile runtime (XNNPACK), static size; "
+                        "needs pip install 'e2gan-studio[mobile]'")
     p.add_argument("--static-only", action="store_true", help="no dynamic-size ONNX variant")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                    help="ONNX weights and arithmetic: fp16, or int8 (static QDQ quantization "

@@ -6,7 +6,9 @@ and the noise is the generator's fixed pattern (`e2gan.export.editor`). Formats:
 
 - ONNX, a static `size` x `size` batch-1 variant and a dynamic one (batch, height and width free;
   height and width multiples of the model's `size_multiple`);
-- TorchScript (`torch.jit.trace`), runs at any size.
+- TorchScript (`torch.jit.trace`), runs at any size;
+- ExecuTorch (`.pte`, XNNPACK delegate, static `size` x `size` batch 1): PyTorch's mobile
+  runtime, checked and timed here through ExecuTorch's own runtime (optional extra `mobile`).
 
 Every file is checked against the model as `EditPipeline` runs it (LoRA layers active, not merged)
 on random inputs, the largest absolute difference is reported (outputs lie in [-1, 1]; anything
@@ -30,7 +32,8 @@ import torch
 
 from e2gan.errors import E2GANError
 from e2gan.export.editor import ConceptEditor, deployable_editor
-from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, max_abs_difference,
+from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, executorch_bytes,
+                                  executorch_runner, executorch_threads, executorch_version, max_abs_difference,
                                   median_latency, onnx_bytes, onnx_runner, onnx_session,
                                   random_inputs, torch_runner, torchscript_bytes,
                                   torchscript_runner)
@@ -38,7 +41,8 @@ from e2gan.export.precision import PRECISIONS, fp16_bytes, int8_bytes, quality_c
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.text import concept_key
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "executorch")
+DEFAULT_FORMATS = ("onnx", "torchscript")  # ExecuTorch needs the optional `mobile` extra
 TOLERANCE = 1e-3
 CHECK_PHOTOS = 16  # held-out pairs a lower-precision file is judged on
 CALIBRATION_PHOTOS = 32  # training sources INT8's activation ranges come from
@@ -86,7 +90,7 @@ def _photos(dataset: str | os.PathLike, split: str, size: int, count: int, teach
 
 def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
                    adapter: str | os.PathLike | None = None, prompt: str | None = None,
-                   scale: float = 1.0, size: int = 256, formats: tuple[str, ...] = FORMATS,
+                   scale: float = 1.0, size: int = 256, formats: tuple[str, ...] = DEFAULT_FORMATS,
                    dynamic: bool = True, repeats: int = 10, threads: int | None = None,
                    floor: bool = False, precision: str = "fp32",
                    dataset: str | os.PathLike | None = None) -> dict:
@@ -104,6 +108,8 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
         raise E2GANError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
     if precision != "fp32" and "onnx" not in formats:
         raise E2GANError(f"--precision {precision} applies to ONNX files: add --format onnx")
+    if "executorch" in formats:
+        executorch_version()  # missing: say so before any work
     pipeline = EditPipeline.from_pretrained(model, device="cpu")
     if adapter:
         pipeline.load_adapter(adapter, scale=scale)
@@ -150,7 +156,13 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
             calibration = _photos(dataset, "train", size, CALIBRATION_PHOTOS, teacher=False)[0]
     # measured before and after the timings, the best kept: on a shared machine the rate moves
     rate_before = _matmul_rate(threads) if floor else 0.0
-    eager = median_latency(torch_runner(editor), example.numpy(), repeats)
+    # torch eager at the same thread count as the files it is compared with
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        eager = median_latency(torch_runner(editor), example.numpy(), repeats)
+    finally:
+        torch.set_num_threads(previous_threads)
     out_dir = Path(out_dir)
     written: list[dict[str, Any]] = []
     pending: list[tuple[Path, bytes, dict[str, Any]]] = []
@@ -209,6 +221,19 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
             "format": "torchscript", "variant": "traced, any size", **_io_description(None, multiple),
             "checked_shapes": [list(s) for s in shapes], "max_abs_diff": difference,
             "runtime": f"torch {torch.__version__} jit", **timing, "threads": threads})
+    if "executorch" in formats:
+        data = executorch_bytes(editor, example)
+        pool = executorch_threads(threads)  # before loading: XNNPACK keeps the pool it finds
+        runner = executorch_runner(data)
+        shapes = [static_shape]
+        difference = _check(reference, runner, shapes, "ExecuTorch")
+        timing = median_latency(runner, example.numpy(), repeats)
+        write(out_dir / f"{stem}_{size}.pte", data, {
+            "format": "executorch", "variant": "static, XNNPACK delegate",
+            **_io_description(size, multiple), "checked_shapes": [list(s) for s in shapes],
+            "max_abs_diff": difference,
+            "runtime": f"executorch {executorch_version()} (XNNPACK) CPU", **timing,
+            "threads": pool})
     write_all()
     result = {"concept": common["concept"], "prompt": prompt, "size": size, "out": str(out_dir),
               "torch_eager_latency_median_s": eager["latency_median_s"], "threads": threads,

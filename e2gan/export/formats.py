@@ -1,9 +1,14 @@
-"""Serialising an editor (ONNX, TorchScript), checking it against torch, and timing it.
+"""Serialising an editor (ONNX, TorchScript, ExecuTorch), checking it against torch, timing it.
 
 ONNX goes through torch's TorchScript-based exporter (`torch.onnx.export(dynamo=False)`), which
 needs no onnxscript; opset 17 has every op the generators use (reflect pad, instance/group/layer
 norm, transposed conv, scaled-dot-product attention as MatMul/Softmax). Files are produced in
 memory and written atomically by the caller.
+
+ExecuTorch is PyTorch's mobile runtime: `torch.export` captures the editor at one input shape,
+the XNNPACK partitioner hands every conv and elementwise op it supports to XNNPACK (the CPU
+kernels ExecuTorch uses on Android and iOS), and the `.pte` runs here through ExecuTorch's own
+Python runtime, the same C++ runtime a phone links. It is an optional extra (`mobile`).
 """
 
 from __future__ import annotations
@@ -91,6 +96,63 @@ def torchscript_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
     def run(array: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(array)).numpy()
+    return run
+
+
+# --- ExecuTorch -----------------------------------------------------------------------------------
+
+EXECUTORCH_MISSING = ("ExecuTorch is not installed: pip install 'e2gan-studio[mobile]' (or "
+                      "pip install executorch) for --format executorch")
+
+
+def executorch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("executorch")
+    except PackageNotFoundError:
+        raise E2GANError(EXECUTORCH_MISSING) from None
+
+
+def executorch_bytes(editor: nn.Module, example: torch.Tensor) -> bytes:
+    """The editor as an ExecuTorch program (`.pte`) for `example`'s shape, delegated to XNNPACK."""
+    executorch_version()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        exported = torch.export.export(editor.eval(), (example,))
+        lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        return lowered.to_executorch().buffer
+
+
+def executorch_threads(threads: int | None) -> int | None:
+    """Size XNNPACK's thread pool (it ignores torch's setting), so timings compare at equal
+    threads; returns the count in use. Call it before loading a program: a loaded XNNPACK method
+    keeps the pool it was given, and resetting that pool under it crashes or hangs (seen here).
+    The call is marked experimental by ExecuTorch: when it is gone, the runtime keeps its default
+    (one thread per core) and None says "not set"."""
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError:
+        return None
+    if threads and hasattr(portable_lib, "_unsafe_reset_threadpool"):
+        portable_lib._unsafe_reset_threadpool(int(threads))
+    counter = getattr(portable_lib, "_threadpool_get_thread_count", None)
+    return int(counter()) if counter else None
+
+
+def executorch_runner(data: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """Run a `.pte` through ExecuTorch's runtime (not torch): what the phone would compute."""
+    from executorch.runtime import Runtime
+
+    # The method reads the program's memory: the program (and its bytes) must outlive it.
+    program = Runtime.get().load_program(data)
+    method = program.load_method("forward")
+
+    def run(array: np.ndarray, keep=(data, program)) -> np.ndarray:
+        return method.execute([torch.from_numpy(array)])[0].numpy()
     return run
 
 
