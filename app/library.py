@@ -26,7 +26,8 @@ from app.workspace import ConceptFolder, ConceptSpec, Workspace
 # on-device format -> (engine format, precision)
 ON_DEVICE_FORMATS = {"onnx": ("onnx", "fp32"), "onnx fp16": ("onnx", "fp16"),
                      "onnx int8": ("onnx", "int8"), "torchscript": ("torchscript", "fp32"),
-                     "executorch": ("executorch", "fp32")}  # .pte: needs the `mobile` extra
+                     # .pte files need the `mobile` extra
+                     "executorch": ("executorch", "fp32"), "executorch int8": ("executorch", "int8")}
 EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, "dataset")
 EXPORT_REPEATS = 10  # timed runs per exported file (after two warm-up runs)
 

@@ -268,3 +268,36 @@ def test_executorch_without_the_package_says_how_to_get_it(tiny_base, tiny_adapt
         export_concept(tiny_base, tmp_path, adapter=tiny_adapter, size=32, repeats=1,
                        formats=("onnx", "executorch"))
     assert not list(tmp_path.iterdir())  # refused before any work
+
+
+def test_int8_executorch_program_is_quantized_for_xnnpack_and_checked_on_held_out_photos(
+        tiny_base, tiny_adapter, tiny_pairs, tmp_path):
+    pytest.importorskip("executorch")
+    from e2gan.export.formats import executorch_runner
+
+    result = export_concept(tiny_base, tmp_path, adapter=tiny_adapter, size=32, repeats=1,
+                            formats=("executorch",), precision="int8",
+                            dataset=tiny_pairs["winter"].root)
+    (record,) = result["files"]
+    assert record["path"] == str(tmp_path / "winter_32.int8.pte") and record["precision"] == "int8"
+    check = record["quality_check"]
+    assert check["photos"] > 0 and check["psnr_drop_db"] <= 1.0 and check["psnr_vs_fp32_db"] > 20
+    export_concept(tiny_base, tmp_path / "fp32", adapter=tiny_adapter, size=32, repeats=1,
+                   formats=("executorch",))
+    int8_file = tmp_path / "winter_32.int8.pte"
+    assert int8_file.stat().st_size < (tmp_path / "fp32" / "winter_32.pte").stat().st_size
+    output = executorch_runner(int8_file.read_bytes())(_as_input(_photo((32, 32))))
+    assert output.shape == (1, 3, 32, 32) and np.isfinite(output).all()
+    with pytest.raises(E2GANError, match="fp16 applies to ONNX files"):
+        export_concept(tiny_base, tmp_path / "no", adapter=tiny_adapter, size=32,
+                       formats=("executorch",), precision="fp16", dataset=tiny_pairs["winter"].root)
+
+
+def test_cli_int8_export_keeps_stdout_pure_json(tiny_base, tiny_adapter, tiny_pairs, tmp_path, capsys):
+    """onnxruntime's calibration prints progress; with --json, stdout must stay one JSON value."""
+    code = main(["export", "--model", str(tiny_base), "--adapter", str(tiny_adapter), "--size", "32",
+                 "--format", "onnx", "--static-only", "--precision", "int8", "--dataset",
+                 str(tiny_pairs["winter"].root), "--repeats", "1", "--out", str(tmp_path), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["files"][0]["precision"] == "int8"

@@ -99,9 +99,10 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                         "needs pip install 'e2gan-studio[mobile]'")
     p.add_argument("--static-only", action="store_true", help="no dynamic-size ONNX variant")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
-                   help="ONNX weights and arithmetic: fp16, or int8 (static QDQ quantization "
-                        "calibrated on the concept's training sources); checked on its held-out "
-                        "pairs against fp32 and the teacher, refused past a 1 dB loss")
+                   help="fp16 (ONNX) or int8 (ONNX: static QDQ quantization; ExecuTorch: "
+                        "XNNPACK's quantizer), calibrated on the concept's training sources; "
+                        "checked on its held-out pairs against fp32 and the teacher, refused past "
+                        "a 1 dB loss")
     p.add_argument("--dataset", help="pairs to calibrate and check fp16/int8 on (default: the "
                                      "adapter's training pairs)")
     p.add_argument("--repeats", type=int, default=10, help="timed runs (median reported)")

@@ -8,12 +8,14 @@ and the noise is the generator's fixed pattern (`e2gan.export.editor`). Formats:
   height and width multiples of the model's `size_multiple`);
 - TorchScript (`torch.jit.trace`), runs at any size;
 - ExecuTorch (`.pte`, XNNPACK delegate, static `size` x `size` batch 1): PyTorch's mobile
-  runtime, checked and timed here through ExecuTorch's own runtime (optional extra `mobile`).
+  runtime, checked and timed here through ExecuTorch's own runtime (optional extra `mobile`);
+  float32 or int8.
 
 Every file is checked against the model as `EditPipeline` runs it (LoRA layers active, not merged)
 on random inputs, the largest absolute difference is reported (outputs lie in [-1, 1]; anything
 over `TOLERANCE` is an error, and nothing is written), and it is timed at batch 1 beside torch
-eager. ONNX files can also be made in fp16 or int8 (`e2gan.export.precision`): those are checked
+eager. ONNX files can also be made in fp16 or int8, ExecuTorch files in int8
+(`e2gan.export.precision`): those are checked
 on the concept's held-out photos against the fp32 file and the teacher, and refused when they
 lose too much. A json sidecar `<file>.json` records concept, prompt, input size and range, the base's and
 adapter's sha256, the check and the timings. All files are written atomically.
@@ -37,7 +39,8 @@ from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, executorc
                                   median_latency, onnx_bytes, onnx_runner, onnx_session,
                                   random_inputs, torch_runner, torchscript_bytes,
                                   torchscript_runner)
-from e2gan.export.precision import PRECISIONS, fp16_bytes, int8_bytes, quality_check
+from e2gan.export.precision import (PRECISIONS, fp16_bytes, int8_bytes, quality_check,
+                                    xnnpack_int8)
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.text import concept_key
 
@@ -96,7 +99,8 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
                    dataset: str | os.PathLike | None = None) -> dict:
     """Export one concept of `model` (+ `adapter`) into `out_dir`; returns what was written.
 
-    `precision` fp16 or int8 applies to the ONNX files (TorchScript stays float32): INT8 is
+    `precision` fp16 applies to the ONNX files, int8 to the ONNX and ExecuTorch files
+    (TorchScript, and an ExecuTorch file asked for fp16, stay float32): INT8 is
     calibrated on `dataset`'s training sources and both are checked on its held-out pairs
     (`e2gan.export.precision`); `dataset` defaults to the one the adapter was trained on."""
     from e2gan.pipeline import EditPipeline
@@ -106,8 +110,11 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
         raise E2GANError(f"unknown export format(s) {unknown or formats}; known: {list(FORMATS)}")
     if precision not in PRECISIONS:
         raise E2GANError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    if precision != "fp32" and "onnx" not in formats:
-        raise E2GANError(f"--precision {precision} applies to ONNX files: add --format onnx")
+    if precision == "fp16" and "onnx" not in formats:
+        raise E2GANError("--precision fp16 applies to ONNX files: add --format onnx")
+    if precision == "int8" and not {"onnx", "executorch"} & set(formats):
+        raise E2GANError("--precision int8 applies to ONNX and ExecuTorch files: add --format onnx "
+                         "or --format executorch")
     if "executorch" in formats:
         executorch_version()  # missing: say so before any work
     pipeline = EditPipeline.from_pretrained(model, device="cpu")
@@ -227,12 +234,23 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
         runner = executorch_runner(data)
         shapes = [static_shape]
         difference = _check(reference, runner, shapes, "ExecuTorch")
+        lowered = {}
+        program_precision = "int8" if precision == "int8" else "fp32"
+        if program_precision == "int8":
+            fp32_runner = runner
+            data = executorch_bytes(xnnpack_int8(editor, example, calibration), example)
+            runner = executorch_runner(data)
+            lowered = {"quality_check": quality_check(fp32_runner, runner, check_photos[0],
+                                                      check_photos[1], "int8"),
+                       "fp32_max_abs_diff": difference, "check_dataset": str(dataset)}
+            difference = max_abs_difference(fp32_runner, runner, random_inputs(shapes))
         timing = median_latency(runner, example.numpy(), repeats)
-        write(out_dir / f"{stem}_{size}.pte", data, {
+        suffix = "" if program_precision == "fp32" else ".int8"
+        write(out_dir / f"{stem}_{size}{suffix}.pte", data, {
             "format": "executorch", "variant": "static, XNNPACK delegate",
-            **_io_description(size, multiple), "checked_shapes": [list(s) for s in shapes],
-            "max_abs_diff": difference,
-            "runtime": f"executorch {executorch_version()} (XNNPACK) CPU", **timing,
+            "precision": program_precision, **_io_description(size, multiple),
+            "checked_shapes": [list(s) for s in shapes], "max_abs_diff": difference,
+            "runtime": f"executorch {executorch_version()} (XNNPACK) CPU", **lowered, **timing,
             "threads": pool})
     write_all()
     result = {"concept": common["concept"], "prompt": prompt, "size": size, "out": str(out_dir),

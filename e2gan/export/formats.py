@@ -115,14 +115,17 @@ def executorch_version() -> str:
 
 
 def executorch_bytes(editor: nn.Module, example: torch.Tensor) -> bytes:
-    """The editor as an ExecuTorch program (`.pte`) for `example`'s shape, delegated to XNNPACK."""
+    """The editor (float32, or quantized by `precision.xnnpack_int8`) as an ExecuTorch program
+    (`.pte`) for `example`'s shape, delegated to XNNPACK."""
     executorch_version()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        exported = torch.export.export(editor.eval(), (example,))
+        # A PT2E-quantized editor is already an exported graph, which refuses `.eval()`.
+        module = editor if isinstance(editor, torch.fx.GraphModule) else editor.eval()
+        exported = torch.export.export(module, (example,))
         lowered = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
         return lowered.to_executorch().buffer
 
