@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from e2gan.data.importers import IMPORTED_TEACHER, import_zip
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
 from e2gan.files import is_within, open_image, replace_folder
@@ -213,6 +214,37 @@ def set_concept(workspace: Workspace, text: str, teacher: str, source: str,
     if existing is not None and len(existing) and existing.info.teacher != teacher:
         raise E2GANError(f"concept {name!r} already has pairs from teacher {existing.info.teacher!r} "
                          "in this workspace; keep that teacher or pick another concept name")
+    folder.save_spec(spec)
+    workspace.set_current(name)
+    return spec
+
+
+def import_pairs(workspace: Workspace, text: str, files: list[str] | None) -> ConceptSpec:
+    """Make pairs brought as one zip (two folders matched by name, or img2img-turbo's layout;
+    see `e2gan.data.importers.import_zip`) the workspace's current concept `text`, ready to
+    curate. Unmatched, unreadable or oversized images refuse the import with their names, and
+    a refused import changes nothing. Importing again replaces that concept's imported pairs."""
+    text = (text or "").strip()
+    if not text:
+        raise E2GANError("type the concept the pairs show (e.g. 'a snowy winter scene'): it names "
+                         "the adapter and is its text prompt")
+    if not files or len(files) != 1 or Path(files[0]).suffix.lower() != ".zip":
+        raise E2GANError("upload the pairs as one .zip file")
+    archive = Path(store_upload(workspace, files))
+    name = concept_key(text)[:60]
+    folder = workspace.concept(name)
+    existing = folder.dataset() if folder.spec_file.is_file() else None
+    if existing is not None and existing.info.teacher != IMPORTED_TEACHER:
+        raise E2GANError(f"concept {name!r} already has pairs from teacher {existing.info.teacher!r} "
+                         "in this workspace; import under another concept name")
+    folder.root.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset = import_zip(archive, folder.pairs_dir, text, concept=name, overwrite=True)
+    except BaseException:
+        archive.unlink(missing_ok=True)  # a refused upload is forgotten, not kept to fail later
+        raise
+    spec = ConceptSpec(name=name, prompt=dataset.info.prompt, teacher=IMPORTED_TEACHER,
+                       teacher_params={"archive": archive.name}, source=str(archive))
     folder.save_spec(spec)
     workspace.set_current(name)
     return spec

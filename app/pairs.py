@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from PIL import Image
 
 from e2gan.data.dataset import PairDataset
+from e2gan.data.importers import IMPORTED_TEACHER
 from e2gan.data.generate import generate_pairs
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image
@@ -86,6 +87,9 @@ def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, An
         raise E2GANError(f"number of pairs must be between 1 and {SETTINGS.max_pairs}, got {count}")
     folder = workspace.current()
     spec = folder.spec()
+    if spec.teacher == IMPORTED_TEACHER:
+        raise E2GANError(f"concept {spec.name!r} has imported pairs and no teacher to make more: "
+                         "go on to 3 · Curate (or import another zip on 1 · Concept)")
     teacher = get_teacher(spec.teacher, spec.teacher_params)
     source = open_concept_source(spec, count)
     if len(source) < count:

@@ -1,7 +1,7 @@
 """The studio: Concept -> Pairs -> Curate -> Fine-tune -> Compare -> Library & export.
 
 `build_demo` wires the tabs; `launch_options` holds the Gradio 6 launch settings (theme and css
-belong to `launch()`). Public API endpoints (stable names, for gradio_client): /concept,
+belong to `launch()`). Public API endpoints (stable names, for gradio_client): /concept, /import_pairs,
 /generate_pairs, /stop, /select, /drop_pair, /finetune, /compare, /apply_adapter, /library,
 /export, /blend, /edit, /status, and for clients without a page session (scripts, MCP
 assistants) /make_concept, /apply_concept, /export_concept (`app.agent_tools`). Everything else

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from e2gan.data.dataset import PairDataset
-from e2gan.data.importers import import_folders, import_img2img_turbo
+from e2gan.data.importers import import_folders, import_img2img_turbo, import_zip
 from e2gan.errors import E2GANError
 
 
@@ -201,3 +201,51 @@ def test_a_symlink_out_of_a_source_folder_is_refused_one_inside_is_read(tmp_path
     with pytest.raises(E2GANError, match="image .*c.png points outside"):
         import_folders(source_dir, edited_dir, "p", tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def _zip(path, files: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _png(seed: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(random_pixels(seed)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_zip_of_two_named_folders_or_img2img_turbo_imports_and_a_bad_one_names_its_problem(tmp_path):
+    # two folders matched by name, zipped inside a top folder, with macOS clutter ignored
+    pairs = {f"mine/Before/{stem}.png": _png(i) for i, stem in enumerate("abc")}
+    pairs |= {f"mine/After/{stem}.png": _png(10 + i) for i, stem in enumerate("abc")}
+    pairs["__MACOSX/mine/._a.png"] = b"junk"
+    dataset = import_zip(_zip(tmp_path / "folders.zip", pairs), tmp_path / "one", "a snowy scene",
+                         concept="snow")
+    assert len(dataset) == 3 and dataset.info.prompt == "a snowy scene" and dataset.info.concept == "snow"
+    # img2img-turbo's layout keeps its own prompts
+    turbo = {"train_A/x.png": _png(1), "train_B/x.png": _png(2), "train_A/y.png": _png(3),
+             "train_B/y.png": _png(4), "train_prompts.json": json.dumps({"x.png": "p1", "y.png": "p1"})}
+    assert import_zip(_zip(tmp_path / "turbo.zip", turbo), tmp_path / "two", "ignored").info.prompt == "p1"
+    # an unmatched image is named, and nothing is written
+    broken = dict(pairs) | {"mine/Before/d.png": _png(5)}
+    with pytest.raises(E2GANError, match=r"unmatched images: 1 only in .*Before \(d\)"):
+        import_zip(_zip(tmp_path / "broken.zip", broken), tmp_path / "three", "a snowy scene")
+    with pytest.raises(E2GANError, match=r"no pairs in a known layout: found no folders in photos/"):
+        import_zip(_zip(tmp_path / "odd.zip", {"photos/a.png": _png(1)}), tmp_path / "four", "x")
+    with pytest.raises(E2GANError, match="points outside"):
+        import_zip(_zip(tmp_path / "evil.zip", {str(tmp_path / "evil.png"): _png(1)}),
+                   tmp_path / "five", "x")
+    assert not (tmp_path / "evil.png").exists()
+    with pytest.raises(E2GANError, match="cannot read zip file"):
+        (tmp_path / "fake.zip").write_bytes(b"not a zip")
+        import_zip(tmp_path / "fake.zip", tmp_path / "six", "x")
+    with pytest.raises(E2GANError, match=r"found folders \['a', 'c'\] at its top"):
+        import_zip(_zip(tmp_path / "near.zip", {"a/x.png": _png(1), "c/x.png": _png(2)}),
+                   tmp_path / "seven", "x")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["one", "two"]

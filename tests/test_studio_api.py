@@ -251,3 +251,26 @@ def test_a_fine_tune_outlives_its_watcher_and_a_second_start_reattaches(studio):
     assert text.startswith("**finished**") and BOARD.running() == []
     record = read_json(workspace_of(root, "old_photo") / "training.json")
     assert record["state"] == "finished" and record["request"]["minutes"] == 0.25
+
+
+def test_pairs_brought_as_a_zip_import_through_the_api_and_curate(studio, tmp_path):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    url, root, *_ = studio
+    archive = tmp_path / "pairs.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for index in range(10):
+            for side, shade in (("before", index * 20), ("after", 250 - index * 20)):
+                buffer = io.BytesIO()
+                Image.new("RGB", (40, 32), (shade, 120, 60)).save(buffer, "PNG")
+                bundle.writestr(f"{side}/{index}.png", buffer.getvalue())
+    c = client(url)
+    info, gallery = c.predict("a warm grade", [gradio_client.handle_file(str(archive))],
+                              api_name="/import_pairs")
+    assert "10 imported pairs" in info and len(gallery) == 4
+    _, chosen, summary = c.predict(4, "cluster", "builtin", None, None, api_name="/select")
+    assert "4 pairs chosen" in summary
+    assert read_json(workspace_of(root, "a_warm_grade") / "concept.json")["teacher"] == "imported"

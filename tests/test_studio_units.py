@@ -107,6 +107,44 @@ def test_a_failing_job_raises_its_error_in_the_stream():
         list(JobBoard().stream("c" * 16, "bad", work))
 
 
+def test_pairs_brought_as_a_zip_become_a_concept_to_curate_and_fine_tune(tmp_path, tiny_base):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from app import concepts, curation, pairs
+    from app.workspace import Workspace
+
+    def png(value: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 32), (value, 255 - value, 90)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    archive = tmp_path / "my pairs.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for index in range(12):
+            bundle.writestr(f"source/{index:02d}.png", png(index * 10))
+            bundle.writestr(f"edited/{index:02d}.png", png(255 - index * 10))
+    workspace = Workspace.create(tmp_path / "workspaces")
+    spec = concepts.import_pairs(workspace, "a teal look", [str(archive)])
+    folder = workspace.current()
+    assert spec.name == "a_teal_look" and spec.teacher == "imported" and len(folder.dataset()) == 12
+    assert curation.run_selection(folder, 4)["k"] == 4  # curate as usual
+    with pytest.raises(E2GANError, match="imported pairs and no teacher to make more"):
+        next(pairs.stream_generation(workspace, 8))
+    # a bad zip is refused by name and leaves the imported concept as it was
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as bundle:
+        bundle.writestr("source/a.png", png(1))
+        bundle.writestr("edited/b.png", png(2))
+    with pytest.raises(E2GANError, match=r"unmatched images: 1 only in .*source \(a\); 1 only in .*edited \(b\)"):
+        concepts.import_pairs(workspace, "a teal look", [str(tmp_path / "bad.zip")])
+    assert len(workspace.current().dataset()) == 12
+    assert not (workspace.uploads_dir / "current" / "bad.zip").exists()  # forgotten
+    with pytest.raises(E2GANError, match="one .zip file"):
+        concepts.import_pairs(workspace, "a teal look", [str(tmp_path / "x.png")])
+
+
 def test_dropping_a_pair_brings_in_the_next_nearest_of_its_cluster(tmp_path, tiny_pairs):
     from app.curation import drop_pair, run_selection, scatter
     from app.workspace import ConceptFolder

@@ -49,6 +49,15 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                                      info="diffusion teachers only")
                 gr.Markdown(teacher_note())
         preview_button = gr.Button("Preview the teacher's edit", variant="primary")
+        with gr.Accordion("or bring your own pairs", open=False):
+            gr.Markdown("One .zip of (before, after) images: two folders matched by file name "
+                        "(`source/` + `edited/`, `A/` + `B/`, `before/` + `after/`, `input/` + "
+                        "`output/`), or img2img-turbo's `train_A/` + `train_B/` + "
+                        "`train_prompts.json`. The concept typed above names the adapter and is "
+                        "its prompt. Unmatched or unreadable images are listed and nothing is "
+                        "imported; then go on to **3 · Curate**.")
+            pairs_zip = gr.File(label="pairs (.zip)", file_types=[".zip"], file_count="multiple")
+            import_button = gr.Button("Import pairs")
         concept_info = gr.Markdown()
         preview_gallery = gr.Gallery(label="source | teacher's edit", columns=2, height=420,
                                      buttons=["fullscreen"])
@@ -70,6 +79,23 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                 f"source `{spec.source}`. Next: **2 · Pairs**.")
         return workspace.id, info, gallery
 
+    @user_errors
+    def import_pairs(workspace_id, text, files):
+        workspace = context.workspace(workspace_id)
+        spec = concepts.import_pairs(workspace, text, files)
+        dataset = workspace.current().require_dataset()
+        shown = [dataset.load_pair(record) for record in dataset.records[:4]]
+        gallery = [(pairs.side_by_side(a, b), record.id)
+                   for (a, b), record in zip(shown, dataset.records)]
+        splits = {split: len(dataset.split(split)) for split in ("train", "test")}
+        info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”: **{len(dataset)} imported "
+                f"pairs** ({splits['train']} to train, {splits['test']} held out). "
+                f"Next: **3 · Curate**.")
+        return workspace.id, info, gallery
+
+    import_button.click(import_pairs, [workspace_state, concept_text, pairs_zip],
+                        [workspace_state, concept_info, preview_gallery], api_name="import_pairs",
+                        concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
     preview_button.click(preview, [workspace_state, concept_text, teacher, source_kind, local_path,
                                    upload, seed, strength, guidance],
                          [workspace_state, concept_info, preview_gallery], api_name="concept",

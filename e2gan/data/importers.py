@@ -11,6 +11,10 @@ Two layouts are read:
 
   A pair is a file name present in the prompts file, in the A (source) and B (target) folders.
 
+A zip holding either layout (at its top or inside one folder) is unpacked and imported by
+`import_zip`; for two folders it looks for the usual names (source/edited, A/B, before/after,
+input/output, original/edited).
+
 Images are read with `load_image` (so grayscale, palette, RGBA and 16-bit files become 8-bit RGB)
 and stored as PNG at their own sizes; the training loader resizes. The dataset is written into
 ``<out_root>.partial/`` and renamed when complete, so a failed import leaves nothing at out_root.
@@ -19,8 +23,10 @@ and stored as PNG at their own sizes; the training loader resizes. The dataset i
 from __future__ import annotations
 
 import os
+import tempfile
+import zipfile
 from collections import Counter
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from e2gan.data.dataset import (
     DatasetInfo,
@@ -32,6 +38,7 @@ from e2gan.data.dataset import (
 from e2gan.data.pair_format import read_json_file
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, inside, list_images, load_image
+from e2gan.limits import MAX_ARCHIVE_FILES
 
 IMPORTED_TEACHER = "imported"
 # dataset.json lists the commonest phrasings only; every pair keeps its own prompt in its record.
@@ -207,3 +214,65 @@ def import_img2img_turbo(
                 origin=f"import:img2img-turbo:{split}_A/{name}",
             )
     return PairDataset.open(out_root)
+
+
+# (source, edited) folder names a zip of two folders may use, compared case-insensitively.
+FOLDER_PAIRS = (("source", "edited"), ("a", "b"), ("before", "after"), ("input", "output"),
+                ("original", "edited"))
+
+
+def _unpack(archive_path: Path, target: Path) -> None:
+    """Unpack a zip's files into `target`: members that would land outside it are refused, and
+    each member is read through the same size limit as zip sources (`_read_member`)."""
+    from e2gan.data.sources import _read_member
+
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            members = archive.infolist()
+            MAX_ARCHIVE_FILES.check(len(members), f"zip file {archive_path.name} holds {len(members):,} files")
+            for member in members:
+                parts = PurePosixPath(member.filename).parts
+                if member.is_dir() or any(part.startswith(".") or part == "__MACOSX" for part in parts):
+                    continue
+                destination = inside(target, target.joinpath(*parts), f"zip member {member.filename}")
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                destination.write_bytes(_read_member(archive, member.filename,
+                                                     f"{archive_path.name}:{member.filename}"))
+    except (zipfile.BadZipFile, OSError) as error:
+        raise E2GANError(f"cannot read zip file {archive_path.name}: {error}") from None
+
+
+def import_zip(
+    archive: str | os.PathLike,
+    out_root: str | os.PathLike,
+    prompt: str,
+    concept: str | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> PairDataset:
+    """Import the pairs in a zip: img2img-turbo's layout (its own prompts; `prompt` unused) or two
+    folders matched by name (`FOLDER_PAIRS`, under `prompt`), at the zip's top or inside its one
+    top folder. Anything else is an error naming the folders found."""
+    archive = Path(archive)
+    with tempfile.TemporaryDirectory(dir=Path(out_root).parent) as scratch:
+        root = Path(scratch)
+        _unpack(archive, root)
+        entries = [path for path in root.iterdir()]
+        if len(entries) == 1 and entries[0].is_dir():  # a zipped folder
+            root = entries[0]
+        folders = {path.name.lower(): path for path in root.iterdir() if path.is_dir()}
+        if "train_a" in folders:
+            return import_img2img_turbo(root, out_root, concept=concept, test_fraction=test_fraction,
+                                        seed=seed, overwrite=overwrite)
+        for source_name, edited_name in FOLDER_PAIRS:
+            if source_name in folders and edited_name in folders:
+                return import_folders(folders[source_name], folders[edited_name], prompt, out_root,
+                                      test_fraction=test_fraction, seed=seed, concept=concept,
+                                      overwrite=overwrite)
+        found = (f"folders {sorted(folders)}" if folders else "no folders") + (
+            f" in {root.name}/" if root != Path(scratch) else " at its top")
+    expected = ", ".join(f"{a}/ + {b}/" for a, b in FOLDER_PAIRS)
+    raise E2GANError(f"{archive.name} holds no pairs in a known layout: found {found}; expected "
+                     f"img2img-turbo's train_A/ + train_B/ (+ train_prompts.json), or two folders "
+                     f"matched by file name: {expected}")
