@@ -220,8 +220,8 @@ def set_concept(workspace: Workspace, text: str, teacher: str, source: str,
 
 
 def import_pairs(workspace: Workspace, text: str, files: list[str] | None) -> ConceptSpec:
-    """Make pairs brought as one zip (two folders matched by name, or img2img-turbo's layout;
-    see `e2gan.data.importers.import_zip`) the workspace's current concept `text`, ready to
+    """Make pairs brought as one zip (two folders matched by name, img2img-turbo's layout or an
+    imagefolder dataset; see `e2gan.data.importers.import_zip`) the workspace's current concept `text`, ready to
     curate. Unmatched, unreadable or oversized images refuse the import with their names, and
     a refused import changes nothing. Importing again replaces that concept's imported pairs."""
     text = (text or "").strip()

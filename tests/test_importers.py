@@ -249,3 +249,49 @@ def test_a_zip_of_two_named_folders_or_img2img_turbo_imports_and_a_bad_one_names
         import_zip(_zip(tmp_path / "near.zip", {"a/x.png": _png(1), "c/x.png": _png(2)}),
                    tmp_path / "seven", "x")
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["one", "two"]
+
+
+def test_an_imagefolder_dataset_imports_back_with_its_splits_and_prompts(tmp_path, tiny_pairs):
+    """The inverse of `e2gan dataset-export --format imagefolder`, directly and inside a zip."""
+    import shutil
+
+    from e2gan.data.export import export_dataset
+    from e2gan.data.importers import import_imagefolder
+
+    original = tiny_pairs["winter"]
+    export_dataset(original, tmp_path / "hf")
+    imported = import_imagefolder(tmp_path / "hf", tmp_path / "back", concept="winter")
+    assert len(imported) == len(original)
+    assert {s: len(imported.split(s)) for s in ("train", "test")} == \
+           {s: len(original.split(s)) for s in ("train", "test")}
+    assert imported.info.prompt == original.info.prompt
+    first = original.records[0]
+    source, edited = imported.load_pair(imported.get(first.id))
+    expected_source, expected_edited = original.load_pair(first)
+    assert np.array_equal(np.asarray(source), np.asarray(expected_source))
+    assert np.array_equal(np.asarray(edited), np.asarray(expected_edited))
+    archive = shutil.make_archive(str(tmp_path / "hf-zip"), "zip", tmp_path / "hf")
+    assert len(import_zip(archive, tmp_path / "from-zip", "unused")) == len(original)
+    # a row naming a missing image, and a metadata file without pair columns, are named
+    (tmp_path / "hf" / "train" / "input_image" / f"{original.split('train')[0].id}.png").unlink()
+    with pytest.raises(E2GANError, match=r"1 image\(s\) named in train/metadata.jsonl are missing: line 1"):
+        import_imagefolder(tmp_path / "hf", tmp_path / "none")
+    (tmp_path / "odd" / "train").mkdir(parents=True)
+    (tmp_path / "odd" / "train" / "metadata.jsonl").write_text('{"file_name": "a.png"}\n')
+    with pytest.raises(E2GANError, match=r"has columns \['file_name'\]; a paired dataset needs"):
+        import_imagefolder(tmp_path / "odd", tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_cli_imports_an_imagefolder_dataset(tmp_path, tiny_pairs, capsys):
+    from e2gan.cli import main
+    from e2gan.data.export import export_dataset
+
+    export_dataset(tiny_pairs["night"], tmp_path / "hf")
+    code = main(["import", "imagefolder", "--root", str(tmp_path / "hf"), "--out",
+                 str(tmp_path / "night"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["pairs"] == len(tiny_pairs["night"])
+    assert main(["import", "imagefolder", "--out", str(tmp_path / "x")]) == 2
+    assert "import imagefolder needs --root" in capsys.readouterr().err

@@ -52,8 +52,10 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         with gr.Accordion("or bring your own pairs", open=False):
             gr.Markdown("One .zip of (before, after) images: two folders matched by file name "
                         "(`source/` + `edited/`, `A/` + `B/`, `before/` + `after/`, `input/` + "
-                        "`output/`), or img2img-turbo's `train_A/` + `train_B/` + "
-                        "`train_prompts.json`. The concept typed above names the adapter and is "
+                        "`output/`), img2img-turbo's `train_A/` + `train_B/` + "
+                        "`train_prompts.json`, or a Hugging Face imagefolder dataset "
+                        "(`train/metadata.jsonl` with `input_image_file_name`, "
+                        "`edited_image_file_name`, `edit_prompt`). The concept typed above names the adapter and is "
                         "its prompt. Unmatched or unreadable images are listed and nothing is "
                         "imported; then go on to **3 · Curate**.")
             pairs_zip = gr.File(label="pairs (.zip)", file_types=[".zip"], file_count="multiple")

@@ -53,13 +53,18 @@ def cmd_pairs(args: argparse.Namespace) -> dict[str, Any] | None:
 
 @command("import")
 def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.importers import import_folders, import_img2img_turbo
+    from e2gan.data.importers import import_folders, import_imagefolder, import_img2img_turbo
 
     if args.layout == "folders":
         if not (args.source_dir and args.edited_dir and args.prompt):
             raise E2GANError("import folders needs --source-dir, --edited-dir and --prompt")
         dataset = import_folders(args.source_dir, args.edited_dir, args.prompt, args.out,
                                  test_fraction=args.test_fraction, seed=args.seed)
+    elif args.layout == "imagefolder":
+        if not args.root:
+            raise E2GANError("import imagefolder needs --root")
+        dataset = import_imagefolder(args.root, args.out, args.prompt or "",
+                                     test_fraction=args.test_fraction, seed=args.seed)
     else:
         if not args.root:
             raise E2GANError("import img2img-turbo needs --root")
@@ -156,11 +161,11 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                                             "$E2GAN_WALLPAPER_ROOT, else /usr/share)")
 
     p = add("import", "import your own pairs")
-    p.add_argument("layout", choices=["folders", "img2img-turbo"])
+    p.add_argument("layout", choices=["folders", "img2img-turbo", "imagefolder"])
     p.add_argument("--source-dir")
     p.add_argument("--edited-dir")
     p.add_argument("--prompt")
-    p.add_argument("--root", help="img2img-turbo dataset folder")
+    p.add_argument("--root", help="img2img-turbo or imagefolder dataset folder")
     p.add_argument("--out", required=True)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)

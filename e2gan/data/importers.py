@@ -11,7 +11,14 @@ Two layouts are read:
 
   A pair is a file name present in the prompts file, in the A (source) and B (target) folders.
 
-A zip holding either layout (at its top or inside one folder) is unpacked and imported by
+- a Hugging Face ``imagefolder`` paired dataset (`import_imagefolder`; what ``e2gan
+  dataset-export --format imagefolder`` writes, and the columns diffusers' InstructPix2Pix
+  training reads)::
+
+      train/metadata.jsonl   {"input_image_file_name": "...", "edited_image_file_name": "...",
+      train/...              "edit_prompt": "..."}     test/ (optional) the same
+
+A zip holding any of these layouts (at its top or inside one folder) is unpacked and imported by
 `import_zip`; for two folders it looks for the usual names (source/edited, A/B, before/after,
 input/output, original/edited).
 
@@ -22,6 +29,7 @@ and stored as PNG at their own sizes; the training loader resizes. The dataset i
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
@@ -165,6 +173,91 @@ def _turbo_split(root: Path, split: str) -> list[tuple[str, Path, Path, str]]:
     return pairs
 
 
+# (source, edited) image columns of an imagefolder dataset, as `datasets` names them without the
+# `_file_name` suffix: diffusers' InstructPix2Pix columns first.
+IMAGEFOLDER_COLUMNS = (("input_image", "edited_image"), ("original_image", "edited_image"))
+IMAGEFOLDER_PROMPT = "edit_prompt"
+
+
+def _imagefolder_split(folder: Path, prompt: str) -> list[tuple[str, Path, Path, str]]:
+    """(name, source path, edited path, prompt) for each row of `folder/metadata.jsonl`."""
+    rows = []
+    for number, line in enumerate((folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise E2GANError(f"{folder.name}/metadata.jsonl line {number} is not JSON: {error}") from None
+        if not isinstance(row, dict):
+            raise E2GANError(f"{folder.name}/metadata.jsonl line {number} is not a JSON object")
+        rows.append((number, row))
+    if not rows:
+        raise E2GANError(f"{folder.name}/metadata.jsonl lists no pairs")
+    keys = set(rows[0][1])
+    columns = next(((a, b) for a, b in IMAGEFOLDER_COLUMNS
+                    if {f"{a}_file_name", f"{b}_file_name"} <= keys), None)
+    if columns is None:
+        known = "; ".join(f"{a}_file_name + {b}_file_name" for a, b in IMAGEFOLDER_COLUMNS)
+        raise E2GANError(f"{folder.name}/metadata.jsonl has columns {sorted(keys)}; a paired "
+                         f"dataset needs {known}")
+    pairs, missing = [], []
+    for number, row in rows:
+        names = [row.get(f"{column}_file_name") for column in columns]
+        paths = [inside(folder, folder / name, "metadata entry") if isinstance(name, str) else None
+                 for name in names]
+        for name, path in zip(names, paths):
+            if path is None or not path.is_file():
+                missing.append(f"line {number}: {name}")
+        text = row.get(IMAGEFOLDER_PROMPT) or prompt
+        if not isinstance(text, str) or not text.strip():
+            raise E2GANError(f"{folder.name}/metadata.jsonl line {number} has no {IMAGEFOLDER_PROMPT} "
+                             "and no prompt was given")
+        pairs.append((Path(str(names[0])).name, paths[0], paths[1], text))
+    if missing:
+        raise E2GANError(f"{len(missing)} image(s) named in {folder.name}/metadata.jsonl are missing: "
+                         f"{_listing(missing)}")
+    return pairs
+
+
+def import_imagefolder(
+    root: str | os.PathLike,
+    out_root: str | os.PathLike,
+    prompt: str = "",
+    concept: str | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> PairDataset:
+    """Import a Hugging Face ``imagefolder`` paired dataset: `root/train/metadata.jsonl` (and
+    `root/test/` when present; else a test split is drawn), or `root/metadata.jsonl` alone. Each
+    row's ``edit_prompt`` is its prompt, `prompt` where a row has none."""
+    root, out_root = Path(root), Path(out_root)
+    splits = [(split, root / split) for split in ("train", "test")
+              if (root / split / "metadata.jsonl").is_file()]
+    if not splits and (root / "metadata.jsonl").is_file():
+        splits = [("train", root)]
+    if not splits or splits[0][0] != "train":
+        raise E2GANError(f"no imagefolder metadata in {root} (looked for train/metadata.jsonl "
+                         "and metadata.jsonl)")
+    entries = [(split, pair) for split, folder in splits for pair in _imagefolder_split(folder, prompt)]
+    ids = unique_pair_ids(Path(name).stem for _, (name, *_) in entries)
+    if len(splits) == 2:
+        assigned = {pair_id: split for pair_id, (split, _) in zip(ids, entries)}
+    else:
+        assigned = assign_splits(ids, test_fraction, seed)
+    prompt_counts = Counter(text for _, (_, _, _, text) in entries)
+    common_prompts = [text for text, _ in prompt_counts.most_common(MAX_DATASET_PROMPTS)]
+    info = DatasetInfo(concept=concept or out_root.name, prompt=common_prompts[0],
+                       prompts=common_prompts, teacher=IMPORTED_TEACHER,
+                       teacher_params={"format": "imagefolder", "root": str(root)})
+    with atomic_dataset_writer(out_root, info, overwrite=overwrite) as writer:
+        for pair_id, (split, (name, source, edited, text)) in zip(ids, entries):
+            writer.add(pair_id, load_image(source), load_image(edited), prompt=text,
+                       split=assigned[pair_id], origin=f"import:imagefolder:{split}/{name}")
+    return PairDataset.open(out_root)
+
+
 def import_img2img_turbo(
     root: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -251,9 +344,10 @@ def import_zip(
     seed: int = 0,
     overwrite: bool = False,
 ) -> PairDataset:
-    """Import the pairs in a zip: img2img-turbo's layout (its own prompts; `prompt` unused) or two
-    folders matched by name (`FOLDER_PAIRS`, under `prompt`), at the zip's top or inside its one
-    top folder. Anything else is an error naming the folders found."""
+    """Import the pairs in a zip: img2img-turbo's layout (its own prompts; `prompt` unused), an
+    imagefolder dataset (its rows' prompts, else `prompt`) or two folders matched by name
+    (`FOLDER_PAIRS`, under `prompt`), at the zip's top or inside its one top folder. Anything
+    else is an error naming the folders found."""
     archive = Path(archive)
     with tempfile.TemporaryDirectory(dir=Path(out_root).parent) as scratch:
         root = Path(scratch)
@@ -265,6 +359,9 @@ def import_zip(
         if "train_a" in folders:
             return import_img2img_turbo(root, out_root, concept=concept, test_fraction=test_fraction,
                                         seed=seed, overwrite=overwrite)
+        if (root / "train" / "metadata.jsonl").is_file() or (root / "metadata.jsonl").is_file():
+            return import_imagefolder(root, out_root, prompt, concept=concept,
+                                      test_fraction=test_fraction, seed=seed, overwrite=overwrite)
         for source_name, edited_name in FOLDER_PAIRS:
             if source_name in folders and edited_name in folders:
                 return import_folders(folders[source_name], folders[edited_name], prompt, out_root,
@@ -274,5 +371,5 @@ def import_zip(
             f" in {root.name}/" if root != Path(scratch) else " at its top")
     expected = ", ".join(f"{a}/ + {b}/" for a, b in FOLDER_PAIRS)
     raise E2GANError(f"{archive.name} holds no pairs in a known layout: found {found}; expected "
-                     f"img2img-turbo's train_A/ + train_B/ (+ train_prompts.json), or two folders "
-                     f"matched by file name: {expected}")
+                     f"img2img-turbo's train_A/ + train_B/ (+ train_prompts.json), an imagefolder "
+                     f"dataset (train/metadata.jsonl), or two folders matched by file name: {expected}")
