@@ -241,20 +241,30 @@ def import_imagefolder(
         raise E2GANError(f"no imagefolder metadata in {root} (looked for train/metadata.jsonl "
                          "and metadata.jsonl)")
     entries = [(split, pair) for split, folder in splits for pair in _imagefolder_split(folder, prompt)]
+    return _write_split_pairs(entries, len(splits) == 2, out_root, concept,
+                              {"format": "imagefolder", "root": str(root)}, test_fraction, seed,
+                              overwrite, lambda split, name: f"import:imagefolder:{split}/{name}")
+
+
+def _write_split_pairs(entries: list[tuple[str, tuple[str, Path, Path, str]]], keep_splits: bool,
+                       out_root: Path, concept: str | None, params: dict, test_fraction: float,
+                       seed: int, overwrite: bool, origin) -> PairDataset:
+    """Write (split, (name, source, edited, prompt)) entries as an imported dataset: ids follow
+    the file names (a name reused by train and test gets a -2 suffix on the test side), the
+    splits are kept (`keep_splits`) or drawn, and the dataset prompt is the commonest one."""
     ids = unique_pair_ids(Path(name).stem for _, (name, *_) in entries)
-    if len(splits) == 2:
-        assigned = {pair_id: split for pair_id, (split, _) in zip(ids, entries)}
+    if keep_splits:
+        splits = {pair_id: split for pair_id, (split, _) in zip(ids, entries)}
     else:
-        assigned = assign_splits(ids, test_fraction, seed)
-    prompt_counts = Counter(text for _, (_, _, _, text) in entries)
-    common_prompts = [text for text, _ in prompt_counts.most_common(MAX_DATASET_PROMPTS)]
+        splits = assign_splits(ids, test_fraction, seed)
+    prompt_counts = Counter(prompt for _, (_, _, _, prompt) in entries)
+    common_prompts = [prompt for prompt, _ in prompt_counts.most_common(MAX_DATASET_PROMPTS)]
     info = DatasetInfo(concept=concept or out_root.name, prompt=common_prompts[0],
-                       prompts=common_prompts, teacher=IMPORTED_TEACHER,
-                       teacher_params={"format": "imagefolder", "root": str(root)})
+                       prompts=common_prompts, teacher=IMPORTED_TEACHER, teacher_params=params)
     with atomic_dataset_writer(out_root, info, overwrite=overwrite) as writer:
-        for pair_id, (split, (name, source, edited, text)) in zip(ids, entries):
-            writer.add(pair_id, load_image(source), load_image(edited), prompt=text,
-                       split=assigned[pair_id], origin=f"import:imagefolder:{split}/{name}")
+        for pair_id, (split, (name, source, edited, prompt)) in zip(ids, entries):
+            writer.add(pair_id, load_image(source), load_image(edited), prompt=prompt,
+                       split=splits[pair_id], origin=origin(split, name))
     return PairDataset.open(out_root)
 
 
@@ -279,34 +289,9 @@ def import_img2img_turbo(
     has_test = (root / "test_A").exists() or (root / "test_B").exists() or (root / "test_prompts.json").exists()
     if has_test:
         entries += [("test", pair) for pair in _turbo_split(root, "test")]
-
-    # Ids follow the file names; a name reused by train and test gets a -2 suffix on the test side.
-    ids = unique_pair_ids(Path(name).stem for _, (name, *_) in entries)
-    if has_test:
-        splits = {pair_id: split for pair_id, (split, _) in zip(ids, entries)}
-    else:
-        splits = assign_splits(ids, test_fraction, seed)
-
-    prompt_counts = Counter(prompt for _, (_, _, _, prompt) in entries)
-    common_prompts = [prompt for prompt, _ in prompt_counts.most_common(MAX_DATASET_PROMPTS)]
-    info = DatasetInfo(
-        concept=concept or out_root.name,
-        prompt=common_prompts[0],
-        prompts=common_prompts,
-        teacher=IMPORTED_TEACHER,
-        teacher_params={"format": "img2img-turbo", "root": str(root)},
-    )
-    with atomic_dataset_writer(out_root, info, overwrite=overwrite) as writer:
-        for pair_id, (split, (name, path_a, path_b, prompt)) in zip(ids, entries):
-            writer.add(
-                pair_id,
-                load_image(path_a),
-                load_image(path_b),
-                prompt=prompt,
-                split=splits[pair_id],
-                origin=f"import:img2img-turbo:{split}_A/{name}",
-            )
-    return PairDataset.open(out_root)
+    return _write_split_pairs(entries, has_test, out_root, concept,
+                              {"format": "img2img-turbo", "root": str(root)}, test_fraction, seed,
+                              overwrite, lambda split, name: f"import:img2img-turbo:{split}_A/{name}")
 
 
 # (source, edited) folder names a zip of two folders may use, compared case-insensitively.
