@@ -115,7 +115,9 @@ def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
     datasets = [PairDataset.open(path) for path in args.dataset]
     settings = RankSearchSettings(steps_per_round=args.steps_per_round, size=args.size,
                                   batch_size=args.batch_size, learning_rate=args.lr,
-                                  seed=args.seed, device=args.device, max_rounds=args.max_rounds)
+                                  seed=args.seed, device=args.device, max_rounds=args.max_rounds,
+                                  score=args.score, eval_limit=args.eval_pairs
+                                  or (32 if args.score == "mae" else 100))
     result = search_ranks(args.base, datasets, settings, on_progress=progress(args, "rank-search"))
     if not args.json:
         print(format_rank_table(result))
@@ -208,4 +210,9 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--score", choices=["mae", "fid", "kid"], default="mae",
+                   help="what judges a round (lower is better): paired MAE (cheap), or the "
+                        "paper's FID / KID, which need ~100 held-out pairs (--eval-pairs)")
+    p.add_argument("--eval-pairs", type=int, default=None,
+                   help="held-out pairs judged per round (default: 32 for mae, 100 for fid/kid)")
     p.add_argument("--out", help="write the rank table json here (e.g. BASE/ranks.json)")
