@@ -4,6 +4,7 @@ Building `demo` at import is what `gradio app.py` and Spaces expect; launching h
 run as a script.
 """
 
+import app.gpu  # noqa: F401  first: on a ZeroGPU Space it imports `spaces` before torch touches CUDA
 from app.studio import build_demo, launch_options
 
 demo = build_demo()

@@ -17,11 +17,13 @@ from PIL import Image
 from e2gan.checkpoint import read_adapter
 from e2gan.errors import E2GANError
 from e2gan.files import MIN_IMAGE_SIDE, to_rgb
+from e2gan.hub_adapters import hub_reference, resolve_adapter
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 
+from app import gpu
 from app.baseline import has_pix2pix, pix2pix_dir, pix2pix_label, pix2pix_metrics
-from app.concepts import get_teacher
+from app.concepts import get_teacher, teacher_prompt
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, Workspace
 
@@ -35,13 +37,14 @@ def cached_pipeline(model_dir: Path, adapter_file: Path | None = None
     """A pipeline of `model_dir` (+ `adapter_file`), cached, and the lock to hold while using it.
     The key holds the files' modification times, so a retrained model or adapter is reloaded."""
     weights = model_dir / "model.safetensors"
+    device = gpu.device()  # the lent GPU inside a ZeroGPU call, the studio's device elsewhere
     key = (str(model_dir), weights.stat().st_mtime_ns if weights.is_file() else 0,
-           str(adapter_file), adapter_file.stat().st_mtime_ns if adapter_file else 0)
+           str(adapter_file), adapter_file.stat().st_mtime_ns if adapter_file else 0, device)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    pipeline = EditPipeline.from_pretrained(model_dir, device=SETTINGS.device)
+    pipeline = EditPipeline.from_pretrained(model_dir, device=device)
     if adapter_file is not None:
         pipeline.load_adapter(adapter_file)
     with _cache_lock:
@@ -93,7 +96,7 @@ def teacher_edit(folder: ConceptFolder, image: Image.Image, shape: tuple[int, in
         teacher = get_teacher(spec.teacher, spec.teacher_params)
         small = image.resize(shape)
         started = time.perf_counter()
-        edited = teacher.edit([small], spec.prompt, [spec.seed])[0]
+        edited = teacher.edit([small], teacher_prompt(spec), [spec.seed])[0]
         return edited, time.perf_counter() - started, ""
     except E2GANError as error:
         return None, 0.0, str(error)
@@ -114,12 +117,25 @@ def adapter_files(workspace: Workspace) -> dict[str, Path]:
     return {folder.name: folder.adapter_file for folder in workspace.concepts() if folder.has_adapter()}
 
 
+def other_adapter(workspace: Workspace, other: str) -> Path:
+    """The adapter to compare with: one of this workspace's concepts, or one on the Hugging Face
+    Hub by its id (`user/name`; from the local cache, else downloaded into it)."""
+    files = adapter_files(workspace)
+    if other in files:
+        return files[other]
+    if hub_reference(other) is None:
+        raise E2GANError(f"no adapter {other!r} in this workspace (one on the Hub: user/name)")
+    return resolve_adapter(other)
+
+
 def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
             other: str | None = None, size: int | None = None, base_dir=None) -> dict:
     """Teacher, base, this concept's adapter, its pix2pix baseline where one was trained (and
-    another adapter) on one image, at the image's own size (`shown_size`) unless `size` says.
+    another adapter, of this workspace or on the Hub) on one image, at the image's own size
+    (`shown_size`) unless `size` says.
 
-    Returns {"images": {label: image}, "latency": {label: seconds}, "notes": [...]}.
+    Returns {"images": {label: image}, "latency": {label: seconds}, "notes": [...]}. With a
+    diffusion teacher this is one GPU call on a ZeroGPU Space (`compare_on_gpu`).
     """
     if image is None:
         raise E2GANError("pick or upload an image first")
@@ -127,6 +143,17 @@ def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
     if not folder.has_adapter():
         raise E2GANError(f"concept {folder.name!r} has no adapter yet: fine-tune first")
     image = to_rgb(image)
+    if other and other != folder.name:
+        other_adapter(workspace, other)  # a Hub adapter downloads here, not in a GPU call
+    if gpu.teacher_needs_gpu(folder.spec().teacher):
+        return gpu.outcome(compare_on_gpu(workspace, image, scale, other, size, base_dir))
+    return edit_with_every_model(workspace, image, scale, other, size, base_dir)
+
+
+def edit_with_every_model(workspace: Workspace, image: Image.Image, scale: float,
+                          other: str | None, size: int | None, base_dir) -> dict:
+    """`compare`'s work, where the GPU is."""
+    folder = workspace.current()
     images, latency, notes = {}, {}, []
     if size is None:
         size = shown_size(image)
@@ -149,11 +176,26 @@ def compare(workspace: Workspace, image: Image.Image, scale: float = 1.0,
         baseline = pix2pix_label(folder)
         images[baseline], latency[baseline] = pix2pix_edit(folder, image, size)
     if other and other != folder.name:
-        files = adapter_files(workspace)
-        if other not in files:
-            raise E2GANError(f"no adapter {other!r} in this workspace")
-        images[other], latency[other] = apply_adapter(files[other], image, 1.0, size, base_dir)
+        images[other], latency[other] = apply_adapter(other_adapter(workspace, other), image, 1.0,
+                                                      size, base_dir)
     return {"images": images, "latency": latency, "notes": notes, "adapter_label": label}
+
+
+# Loading one generator (base, adapter, pix2pix) and editing one photo with it, on a GPU.
+MODEL_SECONDS = 2.0
+
+
+def compare_seconds(workspace: Workspace, image: Image.Image, scale: float = 1.0,
+                    other: str | None = None, size: int | None = None, base_dir=None) -> float:
+    """GPU seconds of one comparison: the teacher's load and edit, then each generator."""
+    folder = workspace.current()
+    spec = folder.spec()
+    load, per_image = gpu.teacher_image_seconds(spec.teacher, spec.teacher_params)
+    models = 2 + has_pix2pix(folder) + bool(other and other != folder.name)
+    return (gpu.CALL_START_SECONDS + load + per_image + models * MODEL_SECONDS) * gpu.SAFETY
+
+
+compare_on_gpu = gpu.call_task(compare_seconds, edit_with_every_model)
 
 
 def metric_rows(folder: ConceptFolder) -> list[dict]:

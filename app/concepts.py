@@ -12,23 +12,30 @@ import shutil
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any, Iterator
 
 from PIL import Image
 
+from e2gan.data.generate import phrase_concept
 from e2gan.data.importers import IMPORTED_TEACHER, import_zip
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
 from e2gan.files import is_within, open_image, replace_folder
+from e2gan.hub import cache_dir, offline
 from e2gan.limits import MAX_ARCHIVE_FILES, MAX_UPLOAD_BYTES
 from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
                             resolve_builtin_concept)
 from e2gan.text import concept_key
 
+from app import free_text, gpu
+from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptSpec, Workspace
 
 # Knobs a teacher may take; each is offered only to teachers whose constructor accepts it.
 TEACHER_KNOBS = ("strength", "guidance_scale", "image_guidance_scale", "num_inference_steps")
+
+WEIGHTS_JOB = "weights download"  # the job board's name for fetching a teacher's weights
 
 _teacher_cache: dict[tuple, Teacher] = {}
 _teacher_lock = threading.Lock()
@@ -36,23 +43,60 @@ _teacher_lock = threading.Lock()
 
 def teacher_table() -> list[dict]:
     """Every registered teacher: can it run here (packages and weights found offline), and if
-    not, what it needs (`missing`: "weights" or "packages"). Built on the engine's
+    not, what it needs (`missing`: "weights" or "packages") and whether its weights can be
+    downloaded here (`downloadable`: HF_HUB_OFFLINE unset). Built on the engine's
     `describe_teachers`, which only reads the local cache; nothing is downloaded."""
     rows = []
     for name, entry in describe_teachers().items():
         if not entry["available"]:
             rows.append({"name": name, "available": False, "missing": "packages",
-                         "reason": entry["reason"]})
+                         "reason": entry["reason"], "downloadable": False})
         elif entry.get("weights_present") is False:
             rows.append({"name": name, "available": False, "missing": "weights",
-                         "reason": f"weights not on this machine ({entry['weights_reason']})"})
+                         "reason": f"weights not on this machine ({entry['weights_reason']})",
+                         "downloadable": not offline()})
         else:
-            rows.append({"name": name, "available": True, "missing": None, "reason": ""})
+            rows.append({"name": name, "available": True, "missing": None, "reason": "",
+                         "downloadable": False})
     return rows
 
 
 def available_teachers() -> list[str]:
     return [row["name"] for row in teacher_table() if row["available"]]
+
+
+def teacher_choices() -> list[tuple[str, str]]:
+    """(label, name) for the teacher picker: the teachers that run here, then those that lack
+    only weights the studio can download (so labelled)."""
+    rows = teacher_table()
+    return ([(row["name"], row["name"]) for row in rows if row["available"]]
+            + [(f"{row['name']} · weights to download", row["name"])
+               for row in rows if row["downloadable"]])
+
+
+def weights_offer(name: str) -> tuple[str, bool]:
+    """What the Concept tab says about teacher `name`'s weights, and whether it offers to download
+    them: nothing for a teacher that runs here; offline, the one-line reason."""
+    row = next((row for row in teacher_table() if row["name"] == name), None)
+    if row is None or row["missing"] != "weights":
+        return "", False
+    if not row["downloadable"]:
+        return row["reason"], False
+    return (f"`{name}` needs `{TEACHERS.get(name).default_model}`, which is not on this machine. "
+            f"Download it once into the Hugging Face cache ({cache_dir()}); a cancelled download "
+            "keeps the files it finished.", True)
+
+
+def stream_weights_download(workspace: Workspace, name: str) -> Iterator[dict[str, Any]]:
+    """Download teacher `name`'s weights as the workspace's job (Stop cancels it within a chunk);
+    yields {"download": DownloadProgress} events, then {"done": True, "result": its folders}."""
+    teacher_class = TEACHERS.get(name)
+
+    def work(report, should_stop) -> list[str]:
+        return teacher_class.fetch_weights(on_progress=lambda progress: report({"download": progress}),
+                                           should_stop=should_stop)
+
+    yield from BOARD.stream(workspace.id, WEIGHTS_JOB, work)
 
 
 def teacher_knobs(name: str) -> list[str]:
@@ -98,16 +142,36 @@ def base_concepts(base_dir: Path) -> list[str]:
     return [c for c in concepts if isinstance(c, str)] if isinstance(concepts, list) else []
 
 
-def resolve_concept(text: str, teacher: str) -> tuple[str, str]:
-    """(slug, prompt) for what the user typed. The built-in teacher knows named concepts only;
-    other teachers take free text."""
-    text = (text or "").strip()
+def resolve_concept(text: str, teacher: str, description: str | None = None,
+                    instruction: str | None = None) -> tuple[str, str, dict[str, str]]:
+    """(slug, prompt, phrasings) for what the user typed. The built-in teacher knows named
+    concepts only, with fixed phrasings (text it does not know gets the ways to any text);
+    other teachers take free text, phrased both ways (`free_text.default_phrasings`) unless
+    `description` / `instruction` say otherwise. The prompt is the description."""
+    text = " ".join((text or "").split())
     if not text:
         raise E2GANError("type a concept (e.g. 'a snowy winter scene') or pick a built-in one")
-    if teacher == "builtin":
+    if not free_text.takes_free_text(teacher):
+        choice = free_text.choices(text, teacher, teacher_table(), SETTINGS)
+        if choice is not None:
+            raise E2GANError(free_text.as_line(choice))
         concept = resolve_builtin_concept(text)
-        return concept.name, concept.prompt
-    return concept_key(text)[:60], text
+        return concept.name, concept.prompt, concept.phrasings()
+    name, phrasings = phrase_concept(text, instruction, description)
+    return name[:60], phrasings["description"], phrasings
+
+
+def concept_choices(text: str, teacher: str) -> str:
+    """What the Concept tab says under the teacher when `teacher` cannot make `text` here (or
+    only slowly, on a CPU): the ways on, as Markdown; "" when it can."""
+    return free_text.as_markdown(free_text.choices(text, teacher, teacher_table(), SETTINGS))
+
+
+def teacher_prompt(spec: ConceptSpec) -> str:
+    """The concept phrased the way its teacher wants it (an instruction for InstructPix2Pix);
+    the prompt for a concept saved before it had phrasings."""
+    phrasing = TEACHERS.get(spec.teacher).phrasing if spec.teacher in TEACHERS else "description"
+    return spec.phrasings.get(phrasing) or spec.prompt
 
 
 def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
@@ -196,19 +260,24 @@ def open_concept_source(spec: ConceptSpec, count: int | None) -> ImageSource:
 
 
 def set_concept(workspace: Workspace, text: str, teacher: str, source: str,
-                teacher_params: dict | None = None, seed: int = 0) -> ConceptSpec:
-    """Make `text` the workspace's current concept (its folder keeps earlier pairs: resumable)."""
+                teacher_params: dict | None = None, seed: int = 0, *,
+                description: str | None = None, instruction: str | None = None) -> ConceptSpec:
+    """Make `text` the workspace's current concept (its folder keeps earlier pairs: resumable).
+    With a teacher that takes free text, `description` / `instruction` replace the phrasings
+    made from `text` (the studio's two boxes, as edited)."""
     if teacher not in TEACHERS.names():
         raise E2GANError(f"unknown teacher {teacher!r}; known: {', '.join(TEACHERS.names())}")
     row = next(row for row in teacher_table() if row["name"] == teacher)
-    if not row["available"]:
-        raise E2GANError(f"teacher {teacher!r} cannot run here: {row['reason']}")
-    name, prompt = resolve_concept(text, teacher)
+    if not row["available"]:  # never a dead end: what would make it run, and the ways around it
+        choice = free_text.choices(text, teacher, teacher_table(), SETTINGS)
+        raise E2GANError(free_text.as_line(choice) if choice is not None else
+                         f"teacher {teacher!r} cannot run here: {row['reason']}")
+    name, prompt, phrasings = resolve_concept(text, teacher, description, instruction)
     open_source(source, count=1, size=64)  # a missing folder or empty zip fails now, not later
     params = {key: value for key, value in (teacher_params or {}).items()
               if key in teacher_knobs(teacher) and value is not None}
     spec = ConceptSpec(name=name, prompt=prompt, teacher=teacher, teacher_params=params,
-                       source=source, seed=int(seed))
+                       source=source, seed=int(seed), phrasings=phrasings)
     folder = workspace.concept(name)
     existing = folder.dataset() if folder.spec_file.is_file() else None
     if existing is not None and len(existing) and existing.info.teacher != teacher:
@@ -251,12 +320,29 @@ def import_pairs(workspace: Workspace, text: str, files: list[str] | None) -> Co
 
 
 def preview(spec: ConceptSpec, count: int = 4) -> list[tuple[Image.Image, Image.Image]]:
-    """(source, teacher's edit) for the first `count` source images, with the concept's seeds."""
+    """(source, teacher's edit) for the first `count` source images, with the concept's seeds;
+    with a diffusion teacher, one GPU call on a ZeroGPU Space (`preview_on_gpu`)."""
+    if gpu.teacher_needs_gpu(spec.teacher):
+        return gpu.outcome(preview_on_gpu(spec, count))
+    return _preview(spec, count)
+
+
+def _preview(spec: ConceptSpec, count: int = 4) -> list[tuple[Image.Image, Image.Image]]:
     source = open_concept_source(spec, count)
     images = [source.load(source_id) for source_id in source.ids]
     teacher = get_teacher(spec.teacher, spec.teacher_params)
-    edits = teacher.edit(images, spec.prompt, [spec.seed + index for index in range(len(images))])
+    edits = teacher.edit(images, teacher_prompt(spec),
+                         [spec.seed + index for index in range(len(images))])
     return list(zip(images, edits))
+
+
+def preview_seconds(spec: ConceptSpec, count: int = 4) -> float:
+    """GPU seconds for a preview: loading the teacher, then `count` edits, with a margin."""
+    load, per_image = gpu.teacher_image_seconds(spec.teacher, spec.teacher_params)
+    return (gpu.CALL_START_SECONDS + load + count * per_image) * gpu.SAFETY
+
+
+preview_on_gpu = gpu.call_task(preview_seconds, _preview)
 
 
 def example_images(count: int = 6, size: int = 256) -> list[Image.Image]:

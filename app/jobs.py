@@ -14,6 +14,7 @@ of its progress.
 
 from __future__ import annotations
 
+import contextvars
 import ctypes
 import gc
 import threading
@@ -137,7 +138,10 @@ class JobBoard:
                 job.events.put(None)
                 release_freed_memory()
 
-        job.thread = threading.Thread(target=target, name=f"e2gan-{kind}-{workspace_id}", daemon=True)
+        # The thread runs in a copy of the starting request's context: on a ZeroGPU Space the GPU
+        # call it makes (`app.gpu`) reads the visitor's Gradio request there, for their quota.
+        job.thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                                      name=f"e2gan-{kind}-{workspace_id}", daemon=True)
         job.thread.start()
         return job, False
 

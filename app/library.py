@@ -16,6 +16,7 @@ from pathlib import Path
 from e2gan import lora
 from e2gan.checkpoint import apply_adapter, blend_adapters, load_generator, read_adapter, save_adapter, save_generator
 from e2gan.errors import E2GANError
+from e2gan.hub_adapters import SIGN_IN, publish_adapter
 from e2gan.paths import default_base_dir
 from e2gan.text import concept_key
 
@@ -194,23 +195,45 @@ def export_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def push_to_hub(workspace: Workspace, concept: str, repo_id: str, token: str) -> str:
-    """Upload the concept's adapter to a Hugging Face model repository (only with a token)."""
-    if not token or not token.strip():
-        raise E2GANError("give a Hugging Face token with write access to push")
-    if not repo_id or "/" not in repo_id:
-        raise E2GANError("give the repository as 'user/name'")
+def hub_token(typed: str | None, signed_in: str | None) -> str:
+    """The token to publish with: the visitor's Hugging Face sign-in, else a typed token; away
+    from a Space, else HF_TOKEN or the one `hf auth login` saved. On a Space never the Space's
+    own token (its HF_TOKEN secret): a visitor publishes as themself or not at all."""
+    for token in (signed_in, typed):
+        if token and token.strip():
+            return token.strip()
+    if SETTINGS.on_space:
+        raise E2GANError("sign in with Hugging Face (the button above) to publish from this Space")
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise E2GANError(f"no Hugging Face token, so nothing was published: {SIGN_IN}")
+    return token
+
+
+def publish(workspace: Workspace, concept: str, repo_id: str, token: str, private: bool = False,
+            include_pairs: bool = False, base_dir=None) -> str:
+    """Publish the concept's adapter (model card, held-out scores, sample grid) to the Hub, and
+    its pairs as a dataset repo with `include_pairs`; returns what to tell the user (markdown)."""
+    from app.concept_metrics import ADAPTER_ROW
+
+    repo_id = (repo_id or "").strip()
+    if not repo_id:
+        raise E2GANError("give the repository to publish to, as user/name")
     folder = workspace.concept(concept)
     if not folder.has_adapter():
-        raise E2GANError(f"concept {concept!r} has no adapter yet")
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    api = HfApi(token=token.strip())
-    try:
-        api.create_repo(repo_id, exist_ok=True)
-        info = api.upload_file(path_or_fileobj=str(folder.adapter_file),
-                               path_in_repo=folder.adapter_file.name, repo_id=repo_id)
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise E2GANError(f"push to {repo_id} failed: {error}") from None
-    return str(getattr(info, "commit_url", info))
+        raise E2GANError(f"concept {concept!r} has no adapter yet: fine-tune it first")
+    rows = (folder.training() or {}).get("metrics") or []
+    scores = next((row for row in rows if row.get("model") == ADAPTER_ROW), {})
+    dataset = folder.dataset()
+    if include_pairs and not dataset:
+        raise E2GANError(f"concept {concept!r} has no pairs to publish")
+    published = publish_adapter(folder.adapter_file, repo_id, token=token, private=private,
+                                pairs_dataset=dataset if include_pairs else None,
+                                samples_from=dataset, base=base_dir or default_base_dir(),
+                                metrics=scores)
+    text = f"published [{published.repo_id}]({published.url}): {', '.join(published.files)}"
+    if published.pairs_repo_id:
+        text += f"; pairs: [{published.pairs_repo_id}]({published.pairs_url})"
+    return text

@@ -1,7 +1,9 @@
 """Step 2, Pairs: the teacher edits N source images into the concept, streamed and resumable.
 
 `generate_pairs` writes each pair atomically and skips ids already present, so a stopped run
-keeps what it made and generating again continues where it stopped.
+keeps what it made and generating again continues where it stopped. With a diffusion teacher the
+edits run inside a GPU call on a ZeroGPU Space (`app.gpu`), which may stop a long run early: the
+same resume then continues it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from e2gan.data.generate import generate_pairs
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image
 
+from app import gpu
 from app.concepts import get_teacher, open_concept_source
 from app.form import whole_number
 from app.jobs import BOARD
@@ -90,16 +93,39 @@ def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, An
     if spec.teacher == IMPORTED_TEACHER:
         raise E2GANError(f"concept {spec.name!r} has imported pairs and no teacher to make more: "
                          "go on to 3 · Curate (or import another zip on 1 · Concept)")
-    teacher = get_teacher(spec.teacher, spec.teacher_params)
-    source = open_concept_source(spec, count)
-    if len(source) < count:
-        count = len(source)
+    get_teacher(spec.teacher, spec.teacher_params)  # a missing model is an error now, not later
+    count = min(count, len(open_concept_source(spec, count)))
+    on_gpu = gpu.teacher_needs_gpu(spec.teacher)  # the built-in filters spend no GPU quota
 
     def work(report, should_stop) -> dict[str, Any]:
-        result = generate_pairs(teacher, source, spec.prompt, folder.pairs_dir, concept=spec.name,
-                                seed=spec.seed, batch_size=4, on_progress=report,
-                                should_stop=should_stop)
-        return result.summary()
+        return gpu.run_job(generate_on_gpu, make_pairs, (workspace, count), report, should_stop,
+                           on_gpu=on_gpu)
 
     yield {"done": 0, "total": count, "made": 0, "eta_seconds": None}
     yield from BOARD.stream(workspace.id, PAIRS_JOB, work)
+
+
+def make_pairs(workspace: Workspace, count: int, report, should_stop) -> dict[str, Any]:
+    """The teacher edits `count` source images of the current concept (resuming what is there);
+    run where the GPU is (`generate_on_gpu`), so it rebuilds what it needs from the workspace."""
+    folder = workspace.current()
+    spec = folder.spec()
+    teacher = get_teacher(spec.teacher, spec.teacher_params)
+    source = open_concept_source(spec, count)
+    # The teacher is given its own phrasing (an instruction for InstructPix2Pix); the prompt,
+    # the description, is what the GAN will be conditioned on.
+    result = generate_pairs(teacher, source, spec.prompt, folder.pairs_dir, concept=spec.name,
+                            seed=spec.seed, batch_size=4, on_progress=report, should_stop=should_stop,
+                            phrasings=spec.phrasings)
+    return result.summary()
+
+
+def pair_generation_seconds(workspace: Workspace, count: int, stop_file: str | None = None) -> float:
+    """GPU seconds to make `count` pairs with the concept's teacher: loading it, then each edit
+    (denoising steps x resolution), with a margin."""
+    spec = workspace.current().spec()
+    load, per_image = gpu.teacher_image_seconds(spec.teacher, spec.teacher_params)
+    return (gpu.CALL_START_SECONDS + load + count * per_image) * gpu.SAFETY
+
+
+generate_on_gpu = gpu.generator_task(pair_generation_seconds, make_pairs)

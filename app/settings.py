@@ -3,8 +3,10 @@
 Read once from the environment at import:
 - `SPACE_ID` (set by Hugging Face Spaces): hosted, shared by strangers, so local paths are off
   and per-job sizes are capped.
-- `ZERO_GPU` / `SPACES_ZERO_GPU`: a ZeroGPU Space lends a GPU only inside decorated calls; we keep
-  CPU defaults there (heavy calls would need `spaces.GPU`) and say so in the status line.
+- `ZERO_GPU` / `SPACES_ZERO_GPU`: a ZeroGPU Space lends a GPU only inside `spaces.GPU` calls
+  (`app.gpu`: preview and pair making with a diffusion teacher, fine-tuning, Compare). The
+  studio's own process stays on the CPU there, with CPU defaults, even though `spaces` makes
+  `torch.cuda.is_available()` say True; work inside a call uses `app.gpu.device()`.
 - `E2GAN_STUDIO_CONCURRENCY`: how many heavy jobs share the device at once (default 1).
 - `E2GAN_MAX_EDIT_SIDE`: Compare and the studio's edits run at the photo's own size up to this
   long side (default 1024 px on a GPU, 768 on a CPU, where one 768x512 edit takes about 1 s).
@@ -18,9 +20,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import torch
+from app.gpu import on_zero_gpu  # first: on ZeroGPU it imports `spaces` before torch
 
-from e2gan.training.recipes import LORA_LEARNING_RATE
+import torch  # noqa: E402
+
+from e2gan.training.recipes import LORA_LEARNING_RATE  # noqa: E402
 
 
 def _flag(name: str) -> bool:
@@ -58,9 +62,9 @@ class StudioSettings:
 
 
 def detect() -> StudioSettings:
-    gpu = torch.cuda.is_available()
     on_space = bool(os.environ.get("SPACE_ID"))
-    zero_gpu = _flag("ZERO_GPU") or _flag("SPACES_ZERO_GPU")
+    zero_gpu = _flag("ZERO_GPU") or _flag("SPACES_ZERO_GPU") or on_zero_gpu()
+    gpu = torch.cuda.is_available() and not zero_gpu
     concurrency = max(1, int(os.environ.get("E2GAN_STUDIO_CONCURRENCY", "1")))
     edit_side = os.environ.get("E2GAN_MAX_EDIT_SIDE", "").strip()
     roots = tuple(root for root in os.environ.get("E2GAN_LOCAL_PATHS", "").split(os.pathsep) if root.strip())

@@ -21,6 +21,7 @@ from e2gan.checkpoint import load_generator
 from e2gan.limits import MAX_STUDIO_QUEUE, MAX_UPLOAD_BYTES
 from e2gan.paths import default_base_dir
 
+from app import gpu
 from app.agent_tools import build_agent_endpoints, hide_page_endpoints_from_mcp
 from app.concepts import teacher_table
 from app.jobs import BOARD
@@ -85,12 +86,14 @@ def teachers_line(teachers: list[dict]) -> str:
 
 
 def status_text(base_dir: Path, workspace_id: str | None = None) -> str:
-    """One status line: device, base, teachers, weights, Space mode, what is running."""
+    """One status line: device and what it can do, base, teachers, weights, Space mode, what is
+    running."""
     concepts, teachers, clip_line = _base_and_teachers(base_dir)
     usable = [row["name"] for row in teachers if row["available"]]
     running = BOARD.running()
     mine = [job.kind for job in running if job.workspace_id == workspace_id]
     parts = [f"**Device** {SETTINGS.device_label}",
+             gpu.hardware_line(SETTINGS.device, SETTINGS.on_space, SETTINGS.zero_gpu),
              f"**Base** `{base_dir.name}` ({concepts} concepts)",
              teachers_line(teachers), clip_line]
     if usable == ["builtin"]:

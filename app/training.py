@@ -4,7 +4,9 @@ One engine trainer (`finetune_job`) stays alive for the whole run and is driven 
 Each slice ends by writing the adapter and the resumable state atomically, so the studio can draw
 sample outputs from the adapter as it improves. Stop ends the current step, writes the adapter
 and returns (evaluation is then the Compare tab's to do, on request); "continue" resumes the
-exact state (weights, optimiser moments, data order) of the previous run.
+exact state (weights, optimiser moments, data order) of the previous run. On a ZeroGPU Space the
+run is one GPU call (`finetune_on_gpu`, see `app.gpu`) whose training time is what the call's
+booking leaves; "continue" trains on from there.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from e2gan.training.events import EndReason, StepsLogged
 from e2gan.training.recipes import TrainingSettings, finetune_job
 from e2gan.training.settings import wall_clock_steps
 
+from app import gpu
 from app.concept_metrics import concept_metrics
 from app.curation import is_stale
 from app.form import finite_number, whole_number
@@ -122,86 +125,127 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
     then {"done": True, "result": training summary}."""
     request.check()
     folder = workspace.current()
+    folder.require_dataset()
+    _, described = training_ids(folder)
+    base_dir = base_dir or default_base_dir()
+    budget = training_budget(request, gpu.booking(finetune_seconds, workspace, request, base_dir))
+
+    def work(report, should_stop) -> dict[str, Any]:
+        return gpu.run_job(finetune_on_gpu, fine_tune, (workspace, request, base_dir), report,
+                           should_stop)
+
+    yield {"step": 0, "seconds": 0.0, "budget": budget, "eta_seconds": budget, "pairs": described}
+    yield from BOARD.stream(workspace.id, FINETUNE_JOB, work)
+
+
+# Besides the training itself, a fine-tune loads the base and decodes the pairs, and at the end
+# measures the adapter on the held-out pairs (seconds on a GPU; estimates, with a margin).
+LOAD_SECONDS = 10.0
+EVALUATION_SECONDS = 20.0
+
+
+def _overhead_seconds() -> float:
+    return gpu.CALL_START_SECONDS + (LOAD_SECONDS + EVALUATION_SECONDS) * gpu.SAFETY
+
+
+def finetune_seconds(workspace: Workspace, request: FinetuneRequest, base_dir=None,
+                     stop_file: str | None = None) -> float:
+    """GPU seconds a fine-tune needs: its training minutes, plus starting, loading and judging."""
+    return _overhead_seconds() + request.minutes * 60.0
+
+
+def training_budget(request: FinetuneRequest, booked: int | None) -> float:
+    """Seconds of training: the minutes asked for, or what a ZeroGPU booking of `booked` seconds
+    leaves after starting, loading and judging (a longer run is continued by "continue")."""
+    budget = request.minutes * 60.0
+    if booked is None:
+        return budget
+    return min(budget, max(10.0, booked - _overhead_seconds()))
+
+
+def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
+              should_stop) -> dict[str, Any]:
+    """The fine-tune itself, run where the GPU is (`finetune_on_gpu`): everything it needs is
+    rebuilt from the workspace, and it reports through `report` and stops on `should_stop`."""
+    folder = workspace.current()
     dataset = folder.require_dataset()
     ids, described = training_ids(folder)
-    base_dir = base_dir or default_base_dir()
     ranks = _ranks(base_dir, request.rank)
     previous = (folder.training() or {}) if request.continue_previous else {}
     steps_per_epoch = max(1, math.floor(len(ids) / request.batch_size))
     # No epochs asked for: the time budget ends the run, the step count never does.
     total_steps = request.epochs * steps_per_epoch if request.epochs else wall_clock_steps()
-    budget = request.minutes * 60.0
+    budget = training_budget(request, gpu.booked_seconds())
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
                                 learning_rate=request.learning_rate, seed=request.seed,
-                                device=SETTINGS.device, checkpoint_every=0)
+                                device=gpu.device(), checkpoint_every=0)
 
-    def work(report, should_stop) -> dict[str, Any]:
-        # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
-        # each slice ends with the adapter written, so samples show it and Stop keeps it.
-        # A fresh run keeps the adapter it replaces as a version ("continue" extends it instead).
-        archived = None if request.continue_previous else archive_current(folder)
-        job = finetune_job(base_dir, dataset, folder.adapter_file, settings, ranks=ranks, ids=ids)
-        resumed = request.continue_previous and job.trainer.resume()
-        history: list[dict] = list(previous.get("history", [])) if resumed else []
-        offset = float(previous.get("train_seconds", 0.0)) if resumed else 0.0
-        pipeline = EditPipeline(job.model, device=job.trainer.accelerator.device)
-        trained, started, result = 0.0, time.perf_counter(), None
+    # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
+    # each slice ends with the adapter written, so samples show it and Stop keeps it.
+    # A fresh run keeps the adapter it replaces as a version ("continue" extends it instead).
+    archived = None if request.continue_previous else archive_current(folder)
+    job = finetune_job(base_dir, dataset, folder.adapter_file, settings, ranks=ranks, ids=ids)
+    resumed = request.continue_previous and job.trainer.resume()
+    history: list[dict] = list(previous.get("history", [])) if resumed else []
+    offset = float(previous.get("train_seconds", 0.0)) if resumed else 0.0
+    pipeline = EditPipeline(job.model, device=job.trainer.accelerator.device)
+    trained, started, result = 0.0, time.perf_counter(), None
 
-        def summary(state: str) -> dict[str, Any]:
-            """training.json: written as "running" after every slice, so a studio killed mid
-            fine-tune leaves a record of the adapter and state it wrote last (see `run_state`)."""
-            return {"state": state, "request": asdict(request), "pairs": described,
-                    "steps": result.steps_done if result else 0,
-                    "train_seconds": round(offset + trained, 1),
-                    "wall_seconds": round(time.perf_counter() - started, 1),
-                    "stopped": state == "stopped", "adapter": str(folder.adapter_file),
-                    "adapter_bytes": (folder.adapter_file.stat().st_size
-                                      if folder.adapter_file.is_file() else 0),
-                    "history": history, "settings": settings.to_dict(),
-                    "finished": time.strftime("%Y-%m-%d %H:%M"), "metrics": []}
+    def summary(state: str) -> dict[str, Any]:
+        """training.json: written as "running" after every slice, so a studio killed mid
+        fine-tune leaves a record of the adapter and state it wrote last (see `run_state`)."""
+        return {"state": state, "request": asdict(request), "pairs": described,
+                "steps": result.steps_done if result else 0,
+                "train_seconds": round(offset + trained, 1),
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "stopped": state == "stopped", "adapter": str(folder.adapter_file),
+                "adapter_bytes": (folder.adapter_file.stat().st_size
+                                  if folder.adapter_file.is_file() else 0),
+                "history": history, "settings": settings.to_dict(),
+                "finished": time.strftime("%Y-%m-%d %H:%M"), "metrics": []}
 
-        while trained < budget - 0.5:
-            def relay(event, done_before=trained) -> None:
-                if not isinstance(event, StepsLogged):
-                    return
-                seconds = done_before + event.seconds
-                history.append({"step": event.step, "seconds": round(offset + seconds, 2),
-                                **{k: round(v, 4) for k, v in event.losses.items()}})
-                report({"step": event.step, "seconds": seconds, "budget": budget,
-                        "eta_seconds": min(budget - seconds, event.eta_seconds or budget),
-                        "losses": event.losses})
+    while trained < budget - 0.5:
+        def relay(event, done_before=trained) -> None:
+            if not isinstance(event, StepsLogged):
+                return
+            seconds = done_before + event.seconds
+            history.append({"step": event.step, "seconds": round(offset + seconds, 2),
+                            **{k: round(v, 4) for k, v in event.losses.items()}})
+            report({"step": event.step, "seconds": seconds, "budget": budget,
+                    "eta_seconds": min(budget - seconds, event.eta_seconds or budget),
+                    "losses": event.losses})
 
-            result = job.trainer.run(seconds=min(SLICE_SECONDS, budget - trained),
-                                     on_event=relay, should_stop=should_stop)
-            trained += result.seconds
-            job.write(result)
-            if result.reason is EndReason.STOPPED:
-                break  # Stop returns now: no samples, no evaluation (Compare measures on request)
-            atomic_write_json(folder.training_file, summary("running"))
-            with job.trainer.averaged_weights():
-                grid = sample_grid(folder, pipeline, dataset.info.prompt, request.size)
-            atomic_save_image(folder.root / "samples.png", grid)
-            report({"samples": str(folder.root / "samples.png"), "step": result.steps_done,
-                    "seconds": trained, "budget": budget, "history": history})
-            if result.reason is EndReason.STEPS:
-                break
-        if result is None:
-            raise E2GANError("training was stopped before it started")
-        stopped = result.reason is EndReason.STOPPED
-        if result.reason is EndReason.STEPS:  # the epochs asked for are done: nothing to continue
-            job.trainer.forget_state()
-        final = summary("stopped" if stopped else "finished")
-        final["archived_previous_as"] = archived
-        if not stopped:
-            report({"evaluating": True})
-            final["metrics"] = concept_metrics(folder, base_dir, request.size)
-        atomic_write_json(folder.training_file, final)
-        better = better_version(folder)
-        final["better_version"] = better and {k: better[k] for k in ("version", "psnr")}
-        return final
+        result = job.trainer.run(seconds=min(SLICE_SECONDS, budget - trained),
+                                 on_event=relay, should_stop=should_stop)
+        trained += result.seconds
+        job.write(result)
+        if result.reason is EndReason.STOPPED:
+            break  # Stop returns now: no samples, no evaluation (Compare measures on request)
+        atomic_write_json(folder.training_file, summary("running"))
+        with job.trainer.averaged_weights():
+            grid = sample_grid(folder, pipeline, dataset.info.prompt, request.size)
+        atomic_save_image(folder.root / "samples.png", grid)
+        report({"samples": str(folder.root / "samples.png"), "step": result.steps_done,
+                "seconds": trained, "budget": budget, "history": history})
+        if result.reason is EndReason.STEPS:
+            break
+    if result is None:
+        raise E2GANError("training was stopped before it started")
+    stopped = result.reason is EndReason.STOPPED
+    if result.reason is EndReason.STEPS:  # the epochs asked for are done: nothing to continue
+        job.trainer.forget_state()
+    final = summary("stopped" if stopped else "finished")
+    final["archived_previous_as"] = archived
+    if not stopped:
+        report({"evaluating": True})
+        final["metrics"] = concept_metrics(folder, base_dir, request.size)
+    atomic_write_json(folder.training_file, final)
+    better = better_version(folder)
+    final["better_version"] = better and {k: better[k] for k in ("version", "psnr")}
+    return final
 
-    yield {"step": 0, "seconds": 0.0, "budget": budget, "eta_seconds": budget, "pairs": described}
-    yield from BOARD.stream(workspace.id, FINETUNE_JOB, work)
+
+finetune_on_gpu = gpu.generator_task(finetune_seconds, fine_tune)
 
 
 def run_state(folder: ConceptFolder) -> str:

@@ -61,11 +61,14 @@ class ConceptSpec:
     """What a concept is made from; saved as concept.json beside its pairs."""
 
     name: str  # slug: folder and adapter name
-    prompt: str  # what the teacher and the text conditioning are given
+    prompt: str  # the description: what the text conditioning (and img2img teachers) are given
     teacher: str = "builtin"
     teacher_params: dict[str, Any] = field(default_factory=dict)
     source: str = "builtin"  # 'builtin', or a folder / zip path
     seed: int = 0
+    # The concept's phrasings by kind ({"description", "instruction"}): a teacher is given its own
+    # (`app.concepts.teacher_prompt`); empty in a concept.json from before there were two.
+    phrasings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConceptSpec:

@@ -18,6 +18,8 @@ setting). A limit that is hit is an `E2GANError` naming the value, the limit and
     E2GAN_MAX_TRAINING_SIZE         1024         training resolution (pixels per side)
     E2GAN_MAX_STUDIO_TRAINING_MINUTES  60        minutes of one studio fine-tune
     E2GAN_MAX_STUDIO_QUEUE          64           requests waiting in the studio's queue
+    E2GAN_MAX_GPU_CALL_SECONDS      120          seconds of GPU one studio call books on a
+                                                 ZeroGPU Space (a longer job stops and resumes)
     E2GAN_MAX_WORKSPACES            200          studio workspaces kept on disk
     E2GAN_WORKSPACE_IDLE_HOURS      72           hours a studio workspace is kept unused
 
@@ -105,6 +107,12 @@ MAX_TRAINING_SIZE = Limit("E2GAN_MAX_TRAINING_SIZE", 1024, "pixels per side for 
 # Requests past this wait nowhere: Gradio answers "queue full" at once instead of letting a
 # flood of clients hold memory and sockets. 64 is 8 busy sessions with a few clicks each.
 MAX_STUDIO_QUEUE = Limit("E2GAN_MAX_STUDIO_QUEUE", 64, "requests waiting in the studio's queue")
+
+# A ZeroGPU booking counts against the visitor's daily quota (2 minutes unsigned in, a few more
+# signed in, in 2026) and one over the visitor's per-call cap is refused outright, so a studio job
+# books at most this and stops itself before it runs out; starting it again resumes. On a GPU a
+# 2-minute fine-tune is many CPU-minutes of training. A host whose visitors have more raises it.
+MAX_GPU_CALL_SECONDS = Limit("E2GAN_MAX_GPU_CALL_SECONDS", 120, "per ZeroGPU call", "s")
 
 # Every new browser session makes a workspace; without a clean-up a public studio fills its disk
 # (85 workspaces, 820 MB after one probe). Kept: the 200 most recently used, none idle > 3 days.

@@ -43,10 +43,13 @@ class EditPipeline:
 
     def load_adapter(self, adapter: str | os.PathLike | Adapter, scale: float = 1.0,
                      name: str | None = None) -> str:
-        """Load an adapter and make it the only active one."""
+        """Load an adapter and make it the only active one: an `Adapter`, a file, or a Hub id
+        (`org/name`, `org/name/file.safetensors`; see `e2gan.hub_adapters.resolve_adapter`)."""
         lora.check_adapter_scale(scale)  # before anything is loaded: a refusal leaves no trace
         if not isinstance(adapter, Adapter):
-            adapter = read_adapter(adapter)
+            from e2gan.hub_adapters import resolve_adapter
+
+            adapter = read_adapter(resolve_adapter(adapter))
         name = name or adapter.concept
         if name in self.adapters:
             lora.delete_adapter(self.generator, name)

@@ -186,14 +186,19 @@ class OpenCLIPTextEncoder(FrozenTextEncoder):
 
 
 def resolve_open_clip_weights(model_name: str, pretrained: str | None,
-                              allow_download: bool = False) -> str | None:
+                              allow_download: bool = False, *,
+                              on_progress: Callable[[Any], None] | None = None,
+                              should_stop: Callable[[], bool] | None = None) -> str | None:
     """A local file for open_clip weights: a path as given, else the file in the local Hugging
     Face cache. We look the file up ourselves with `local_files_only` rather than let open_clip
-    call the Hub, so an offline machine gets an immediate, clear error instead of a hang."""
+    call the Hub, so an offline machine gets an immediate, clear error instead of a hang. With
+    `allow_download` a missing file is fetched into that cache by `e2gan.hub.download_snapshot`
+    (progress and cancel as there)."""
     import os
 
     import open_clip
-    from huggingface_hub import hf_hub_download
+
+    from e2gan.hub import cached_snapshot, download_snapshot, fetch_command, offline
 
     if pretrained is None:
         return None  # random weights (tests, or a user training the text side from scratch)
@@ -212,14 +217,19 @@ def resolve_open_clip_weights(model_name: str, pretrained: str | None,
     model_id, filename = os.path.split(repository)  # "org/repo/" means the default file name
     candidates = ["open_clip_model.safetensors", filename or "open_clip_pytorch_model.bin"]
     for candidate in candidates:
-        try:
-            return hf_hub_download(model_id, candidate, local_files_only=not allow_download)
-        except Exception:  # not cached (or not on the Hub): try the next name
-            continue
+        folder = cached_snapshot(model_id, [candidate])
+        if folder is not None and (folder / candidate).is_file():
+            return str(folder / candidate)
+    if allow_download and not offline():
+        for candidate in candidates:  # the first the repo has; one file, not both
+            folder = download_snapshot(model_id, allow_patterns=[candidate],
+                                       on_progress=on_progress, should_stop=should_stop)
+            if folder is not None and (folder / candidate).is_file():
+                return str(folder / candidate)
     raise E2GANError(
         f"open_clip weights {model_name}/{pretrained} are not on this machine (looked for "
         f"{model_id}/{candidates[-1]} in the Hugging Face cache); download them where the network "
-        "allows (huggingface-cli download " + model_id + ") or pass a local file")
+        f"allows with {fetch_command(model_id)}, or pass a local file")
 
 
 @TEXT_ENCODERS.register("teacher-clip")

@@ -56,6 +56,22 @@ def tiny_base(tmp_path_factory, tiny_pairs):
     return out
 
 
+@pytest.fixture
+def winter_concept(tmp_path, tiny_base, tiny_pairs):
+    """A workspace whose current concept 'winter' has pairs and a briefly fine-tuned adapter."""
+    from app.workspace import ConceptSpec, Workspace
+    from e2gan.training.recipes import TrainingSettings, finetune
+
+    workspace = Workspace.create(tmp_path)
+    folder = workspace.concept("winter")
+    folder.save_spec(ConceptSpec(name="winter", prompt="a snowy winter scene"))
+    folder.pairs_dir.symlink_to(tiny_pairs["winter"].root)
+    workspace.set_current("winter")
+    finetune(tiny_base, tiny_pairs["winter"], folder.adapter_file,
+             TrainingSettings(size=32, steps=2, batch_size=4, checkpoint_every=0, device="cpu"))
+    return workspace, folder
+
+
 @pytest.fixture(scope="session")
 def tiny_diffusion_models(tmp_path_factory):
     """{kind: folder} of tiny random diffusers pipelines saved with save_pretrained (see
@@ -65,3 +81,25 @@ def tiny_diffusion_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-diffusion")
     return {kind: str(save_tiny_pipeline(kind, root / kind))
             for kind in ("instruct-pix2pix", "sd-img2img", "sd-turbo", "controlnet")}
+
+
+@pytest.fixture
+def tiny_instruct_pix2pix(tiny_diffusion_models, monkeypatch):
+    """The studio's instruct-pix2pix teacher made a tiny one (weights on this machine, 32 px, two
+    steps); its prompts are recorded in the returned list."""
+    from app import concepts
+    from e2gan.teachers import TEACHERS
+
+    teacher_class = TEACHERS.get("instruct-pix2pix")
+    monkeypatch.setattr(teacher_class, "default_model", tiny_diffusion_models["instruct-pix2pix"])
+    monkeypatch.setattr(teacher_class, "defaults",
+                        {**teacher_class.defaults, "resolution": 32, "num_inference_steps": 2})
+    monkeypatch.setattr(concepts, "_teacher_cache", {})
+    told, edit = [], teacher_class.edit
+
+    def recording_edit(self, images, prompt, seeds):
+        told.append(prompt)
+        return edit(self, images, prompt, seeds)
+
+    monkeypatch.setattr(teacher_class, "edit", recording_edit)
+    return told

@@ -50,11 +50,59 @@ def test_instruction_teacher_gets_the_instruction_and_the_dataset_keeps_every_ph
         assert record.prompt == "a snowy winter scene"  # what the GAN is conditioned on
         assert record.teacher_params["teacher_prompt"] == "make it winter"  # what IP2P was told
         assert record.teacher_params["model"] == tiny_diffusion_models["instruct-pix2pix"]
-    # Free text: every phrasing is the text unless given; a built-in-only teacher refuses it.
+    assert dataset.info.phrasings == {"description": "a snowy winter scene",
+                                      "instruction": "make it winter"}
+    # Free text: each phrasing is made from the text unless given; a built-in-only teacher
+    # refuses it.
     assert resolve_concept([teacher], "add fireworks", instruction="add fireworks to the sky")[2] == {
-        "description": "add fireworks", "instruction": "add fireworks to the sky"}
+        "description": "a photo with fireworks", "instruction": "add fireworks to the sky"}
     with pytest.raises(E2GANError, match="unknown built-in concept"):
         resolve_concept([create_teacher("builtin")], "add fireworks")
+
+
+def test_free_text_is_phrased_both_ways_overrides_win_and_the_dataset_records_them(
+        tiny_diffusion_models, tmp_path, capsys):
+    from e2gan.cli import main
+    from e2gan.data.pair_format import DatasetInfo
+
+    teacher = _ip2p(tiny_diffusion_models)
+    prompt, concept, phrasings = resolve_concept([teacher], "old person")
+    assert (prompt, concept) == ("old person", "old_person")
+    assert phrasings == {"description": "old person", "instruction": "make it look like old person"}
+    told, edit = [], teacher.edit
+    teacher.edit = lambda images, text, seeds: told.append(text) or edit(images, text, seeds)
+    generate_pairs(teacher, builtin_photos(2, size=32), prompt, tmp_path / "d", concept=concept,
+                   phrasings=phrasings)
+    assert set(told) == {"make it look like old person"}  # InstructPix2Pix got an instruction
+    dataset = PairDataset.open(tmp_path / "d")  # read back from dataset.json
+    assert dataset.info.phrasings == phrasings and dataset.info.prompt == "old person"
+    assert resolve_concept([teacher], "old person", description="an old person",
+                           instruction="turn them into an old person")[::2] == (
+        "an old person", {"description": "an old person", "instruction": "turn them into an old person"})
+
+    model = ["--model", tiny_diffusion_models["instruct-pix2pix"], "--resolution", "32", "--steps",
+             "2", "--count", "2", "--size", "32", "--quiet", "--json"]
+    code = main(["pairs", "--concept", "old person", "--teacher", "instruct-pix2pix", *model,
+                 "--instruction", "turn them into an old person", "--out", str(tmp_path / "e")])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    wanted = {"description": "old person", "instruction": "turn them into an old person"}
+    assert code == 0 and summary["phrasings"] == wanted
+    dataset = PairDataset.open(tmp_path / "e")
+    assert dataset.info.phrasings == wanted
+    assert {(r.prompt, r.teacher_params["teacher_prompt"]) for r in dataset} == {
+        ("old person", "turn them into an old person")}
+    # An img2img teacher is given the description, which is also the GAN's prompt.
+    model[1] = tiny_diffusion_models["sd-turbo"]
+    code = main(["pairs", "--concept", "old person", "--teacher", "sd-turbo", *model,
+                 "--description", "an elderly person", "--out", str(tmp_path / "f")])
+    assert code == 0, capsys.readouterr().err
+    dataset = PairDataset.open(tmp_path / "f")
+    assert dataset.info.phrasings == {"description": "an elderly person",
+                                      "instruction": "make it look like old person"}
+    assert {record.prompt for record in dataset} == {"an elderly person"}
+    assert not any("teacher_prompt" in record.teacher_params for record in dataset)
+    with pytest.raises(E2GANError, match="phrasings must map"):
+        DatasetInfo.from_dict({**dataset.info.to_dict(), "phrasings": ["old person"]})
 
 
 def test_stop_inside_a_batch_then_resume_gives_the_uninterrupted_dataset(tiny_diffusion_models, tmp_path):

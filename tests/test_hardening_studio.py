@@ -174,7 +174,7 @@ RAW_CASES = [
     ("finetune", '{"data": [1, NaN, 32, 0.003, 0, false]}', "epochs must be a finite number, got nan"),
     ("finetune", '{"data": [1, 0, 32, Infinity, 0, false]}', "learning rate must be a finite number, got inf"),
     ("finetune", '{"data": [1e9, 0, 32, 0.003, 0, false]}', "E2GAN_MAX_STUDIO_TRAINING_MINUTES"),
-    ("concept", '{"data": ["winter", "builtin", "built-in photos", "", null, NaN, 0.75, 7.5]}',
+    ("concept", '{"data": ["winter", "builtin", "built-in photos", "", null, NaN, 0.75, 7.5, "", ""]}',
      "seed must be a finite number, got nan"),
     ("generate_pairs", '{"data": [NaN]}', "number of pairs must be a finite number, got nan"),
     ("export", '{"data": ["winter", "onnx", Infinity]}', "on-device size must be a finite number, got inf"),

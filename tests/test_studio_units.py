@@ -186,20 +186,117 @@ def test_a_builtin_concept_is_checked_before_anything_is_written(tmp_path):
     assert workspace.current().name == "winter"
 
 
-@pytest.fixture
-def winter_concept(tmp_path, tiny_base, tiny_pairs):
-    """A workspace whose current concept 'winter' has pairs and a briefly fine-tuned adapter."""
-    from app.workspace import ConceptSpec, Workspace
-    from e2gan.training.recipes import TrainingSettings, finetune
+def test_free_text_with_a_diffusion_teacher_goes_through_with_both_phrasings_as_edited(
+        tmp_path, tiny_instruct_pix2pix, monkeypatch):
+    import dataclasses
 
+    from app import concepts, free_text, pairs
+    from app.workspace import Workspace
+
+    # The two boxes: prefilled from the typed text; an edited box keeps its edit when the text
+    # changes, the other follows.
+    shown, prefilled = free_text.follow_phrasings("old person", {}, {})
+    assert shown == prefilled == {"description": "old person",
+                                  "instruction": "make it look like old person"}
+    shown["instruction"] = "turn them into an old person"
+    shown, prefilled = free_text.follow_phrasings("an old person", shown, prefilled)
+    assert shown == {"description": "an old person", "instruction": "turn them into an old person"}
+    assert free_text.follow_phrasings("winter", {}, {})[0] == {  # a built-in concept's own
+        "description": "a snowy winter scene", "instruction": "make it winter"}
+    notes = free_text.phrasing_notes("instruct-pix2pix")
+    assert notes["instruction"].startswith("✔") and not notes["description"].startswith("✔")
+    assert free_text.phrasing_notes("sd-turbo")["description"].startswith("✔")
+    assert free_text.phrasing_notes("builtin") is None  # fixed phrasings: the boxes are hidden
+
+    # On a GPU nothing needs saying; on a CPU the ways to go faster are shown.
+    monkeypatch.setattr(concepts, "SETTINGS", dataclasses.replace(concepts.SETTINGS, device="cuda"))
+    assert concepts.concept_choices("an old person", "instruct-pix2pix") == ""
+    monkeypatch.setattr(concepts, "SETTINGS", dataclasses.replace(concepts.SETTINGS, device="cpu",
+                                                                  zero_gpu=False))
+    slow = concepts.concept_choices("an old person", "instruct-pix2pix")
+    assert "on the CPU" in slow and "**A GPU**" in slow and "or bring your own pairs" in slow
+
+    # Preview sends the boxes the user changed; an API call that leaves them at the page's first
+    # values (winter's phrasings) changes nothing.
+    edited = free_text.edited_phrasings(shown, prefilled)
+    assert edited == {"instruction": "turn them into an old person"}
+    first = free_text.default_phrasings("winter")
+    assert free_text.edited_phrasings(first, first) == {}
     workspace = Workspace.create(tmp_path)
-    folder = workspace.concept("winter")
-    folder.save_spec(ConceptSpec(name="winter", prompt="a snowy winter scene"))
-    folder.pairs_dir.symlink_to(tiny_pairs["winter"].root)
-    workspace.set_current("winter")
-    finetune(tiny_base, tiny_pairs["winter"], folder.adapter_file,
-             TrainingSettings(size=32, steps=2, batch_size=4, checkpoint_every=0, device="cpu"))
-    return workspace, folder
+    spec = concepts.set_concept(workspace, "an old person", "instruct-pix2pix", "builtin", **edited)
+    assert (spec.name, spec.prompt) == ("an_old_person", "an old person")
+    assert spec.phrasings == shown and workspace.current().spec().phrasings == shown
+    assert len(concepts.preview(spec, count=2)) == 2
+    assert tiny_instruct_pix2pix == ["turn them into an old person"]  # the instruction, as edited
+
+    events = list(pairs.stream_generation(workspace, 3))
+    assert events[-1]["done"] is True and events[-1]["result"]["pairs"] == 3
+    dataset = workspace.current().dataset()
+    assert dataset.info.phrasings == shown and dataset.info.teacher == "instruct-pix2pix"
+    assert {(record.prompt, record.teacher_params["teacher_prompt"]) for record in dataset} == {
+        ("an old person", "turn them into an old person")}  # the GAN's text is the description
+    assert set(tiny_instruct_pix2pix) == {"turn them into an old person"}
+
+    # Without edits, the phrasings are made from the text; both can be replaced.
+    spec = concepts.set_concept(workspace, "old person", "instruct-pix2pix", "builtin",
+                                **free_text.edited_phrasings(first, first))
+    assert spec.phrasings == {"description": "old person",
+                              "instruction": "make it look like old person"}
+    spec = concepts.set_concept(workspace, "old person", "instruct-pix2pix", "builtin",
+                                description="an elderly man", instruction="age him by 50 years")
+    assert (spec.prompt, spec.phrasings) == ("an elderly man", {
+        "description": "an elderly man", "instruction": "age him by 50 years"})
+
+
+def test_free_text_the_studio_cannot_make_lists_the_three_ways(tmp_path, monkeypatch,
+                                                                tiny_diffusion_models):
+    import dataclasses
+
+    from app import concepts
+    from app.workspace import Workspace
+    from e2gan.teachers import TEACHERS
+
+    cpu = dataclasses.replace(concepts.SETTINGS, device="cpu", zero_gpu=False, on_space=False)
+    monkeypatch.setattr(concepts, "SETTINGS", cpu)
+    assert concepts.concept_choices("winter", "builtin") == ""  # a named filter: nothing to say
+    assert concepts.concept_choices("", "builtin") == ""
+
+    def ways(text, teacher):
+        message = concepts.concept_choices(text, teacher)
+        assert [line[:3] for line in message.splitlines()[2:]] == ["1. ", "2. ", "3. "]
+        return message
+
+    # Offline (as tests run): the download command; a local CPU: a GPU machine; own pairs.
+    message = ways("old person", "builtin")
+    assert "unknown built-in concept “old person” (did you mean `old_photo`" in message
+    assert "`hf download timbrooks/instruct-pix2pix`" in message
+    assert "run the studio on a machine with one" in message
+    assert "e2gan pairs --teacher instruct-pix2pix --concept 'old person' --out DIR" in message
+    assert "open **or bring your own pairs** below" in message
+    # The same, in one line, when the built-in teacher is asked for it anyway; nothing written.
+    workspace = Workspace.create(tmp_path)
+    with pytest.raises(E2GANError) as refused:
+        concepts.set_concept(workspace, "old person", "builtin", "builtin")
+    assert "(1) Fetch a diffusion teacher" in str(refused.value)
+    assert "(3) Your own pairs" in str(refused.value) and "\n" not in str(refused.value)
+    assert workspace.concepts() == []
+
+    # Where the network allows: the Download weights button; on a CPU Space: its hardware.
+    monkeypatch.setattr(concepts, "offline", lambda: False)
+    monkeypatch.setattr(concepts, "SETTINGS", dataclasses.replace(cpu, on_space=True))
+    message = ways("old person", "builtin")
+    assert "pick `instruct-pix2pix · weights to download` as the teacher, then press " \
+           "**Download weights**" in message
+    assert "give this Space GPU hardware" in message
+    # A diffusion teacher without its weights: the same three ways, for that teacher.
+    message = ways("old person", "sd-turbo")
+    assert message.startswith("**`sd-turbo` cannot run here yet: its weights (`stabilityai/sd-turbo`)")
+    with pytest.raises(E2GANError, match=r"press Download weights under the teacher.*\(3\) Your own pairs"):
+        concepts.set_concept(workspace, "old person", "sd-turbo", "builtin")
+    # With a diffusion teacher here, the first way is to pick it.
+    monkeypatch.setattr(TEACHERS.get("instruct-pix2pix"), "default_model",
+                        tiny_diffusion_models["instruct-pix2pix"])
+    assert "pick `instruct-pix2pix` as the teacher; it takes any text" in ways("old person", "builtin")
 
 
 def _saved_training(folder, rows):

@@ -172,6 +172,30 @@ def test_builtin_concepts_have_an_instruction_and_a_description():
         winter.phrasing("haiku")
 
 
+@pytest.mark.parametrize("typed, description, instruction", [
+    ("old person", "old person", "make it look like old person"),
+    ("a snowy forest", "a snowy forest", "turn it into a snowy forest"),
+    ("Turn him into an old man", "an old man", "Turn him into an old man"),
+    ("make it look like a  Van Gogh painting.", "a Van Gogh painting",
+     "make it look like a Van Gogh painting"),
+    ("make it winter", "winter", "make it winter"),
+    ("add fireworks to the sky", "the sky with fireworks", "add fireworks to the sky"),
+    ("add fireworks", "a photo with fireworks", "add fireworks"),
+    ("remove the people", "a photo without the people", "remove the people"),
+    ("solarize it", "solarize it", "solarize it"),  # an instruction with nothing simple to read off
+    ("make-up artist", "make-up artist", "make it look like make-up artist"),
+])
+def test_free_text_is_phrased_both_ways(typed, description, instruction):
+    from e2gan.teachers import Concept, free_text_phrasings
+    from e2gan.teachers.phrasing import reads_as_instruction
+
+    assert free_text_phrasings(typed) == {"description": description, "instruction": instruction}
+    assert reads_as_instruction(typed) == (instruction == " ".join(typed.split()).rstrip("."))
+    # A concept without an instruction of its own gets the same one.
+    if not reads_as_instruction(typed):
+        assert Concept("c", typed, "").phrasing("instruction") == instruction
+
+
 def test_teacher_clip_text_encoder_gives_the_teachers_own_embeddings_and_survives_a_checkpoint(
         tiny_models, tmp_path):
     import torch

@@ -22,13 +22,14 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
     with gr.Tab("5 · Compare", id="compare") as tab:
         gr.Markdown("Any image through the teacher, the base model and the new adapter (and its "
                     "pix2pix baseline when one was trained on the Library tab, or another adapter "
-                    "of this workspace). The strength slider re-renders live.")
+                    "of this workspace or from the Hub). The strength slider re-renders live.")
         with gr.Row():
             image = photo_input(label="image", value=examples[0], height=300)
             slider = gr.ImageSlider(label="before / after (drag)", type="pil", height=300)
         with gr.Row():
             scale = gr.Slider(0.0, 1.5, value=1.0, step=0.05, label="adapter strength")
             other = gr.Dropdown([], value=None, label="also compare with adapter",
+                                info="one of this workspace, or type a Hub id (user/name)",
                                 allow_custom_value=True)
             run_button = gr.Button("Compare", variant="primary")
         gr.Examples([[e] for e in examples], inputs=[image])

@@ -7,13 +7,14 @@ import time
 import gradio as gr
 from PIL import Image
 
-from app import concepts, pairs
+from app import concepts, free_text, pairs
 from app.form import finite_number, whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
 
 REDRAW_SECONDS = 0.5  # the progress and gallery are redrawn at most this often
+FIRST_CONCEPT = "winter"  # what the concept box holds when the page opens
 SOURCE_KINDS = ["built-in photos", "upload"] + (["local path"] if SETTINGS.local_paths_allowed else [])
 
 
@@ -31,13 +32,27 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                     "photos, and preview the teacher's edit before making any pairs.")
         with gr.Row():
             with gr.Column(scale=2):
-                concept_text = gr.Textbox(label="concept", value="winter",
+                concept_text = gr.Textbox(label="concept", value=FIRST_CONCEPT,
                                           info="built-in teacher: a named concept; diffusion "
                                                "teachers: any text")
                 builtin = gr.Dropdown(concepts.builtin_concept_choices(context.base_dir), value=None,
                                       label="or pick a built-in concept",
                                       info="'new to the base': concepts the base never saw")
-                teacher = gr.Dropdown(concepts.available_teachers(), value="builtin", label="teacher")
+                teacher = gr.Dropdown(concepts.teacher_choices(), value="builtin", label="teacher")
+                weights_text = gr.Markdown(visible=False)
+                with gr.Row(visible=False) as weights_buttons:
+                    download_button = gr.Button("Download weights")
+                    cancel_button = gr.Button("Cancel download", variant="stop")
+                # A teacher that takes any text gets both phrasings, prefilled from the concept
+                # and editable; the built-in teacher's concepts have fixed ones (hidden then).
+                first = free_text.default_phrasings(FIRST_CONCEPT)
+                with gr.Group(visible=False) as phrasing_boxes:
+                    description_box = gr.Textbox(label=free_text.PHRASING_LABELS["description"],
+                                                 value=first["description"])
+                    instruction_box = gr.Textbox(label=free_text.PHRASING_LABELS["instruction"],
+                                                 value=first["instruction"])
+                prefilled = gr.State(first)  # what the boxes were last filled with, not edited
+                choices_text = gr.Markdown(visible=False)  # when nothing here can make the text
                 source_kind = gr.Radio(SOURCE_KINDS, value="built-in photos", label="source images")
                 upload = gr.File(label="images or one .zip", file_count="multiple", visible=False)
                 local_path = gr.Textbox(label="folder or .zip path", visible=False)
@@ -66,19 +81,24 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
 
     @user_errors
     def preview(workspace_id, text, teacher_name, kind, path, files, seed_value, strength_value,
-                guidance_value):
+                guidance_value, description="", instruction="", last=None):
         seed_value = whole_number(seed_value or 0, "seed")
         knobs = {"strength": finite_number(strength_value, "strength"),
                  "guidance_scale": finite_number(guidance_value, "guidance")}
         workspace = context.workspace(workspace_id)
         upload_spec = concepts.store_upload(workspace, files) if kind == "upload" else None
         source = concepts.resolve_source(kind, path or "", upload_spec, context.workspace_root)
-        spec = concepts.set_concept(workspace, text, teacher_name, source, knobs, seed_value)
+        edited = free_text.edited_phrasings(
+            {"description": description, "instruction": instruction}, last)
+        spec = concepts.set_concept(workspace, text, teacher_name, source, knobs, seed_value,
+                                    **edited)
         shown = concepts.preview(spec)
         gallery = [(pairs.side_by_side(a, b), f"{spec.name} · seed {spec.seed + i}")
                    for i, (a, b) in enumerate(shown)]
-        info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”, teacher `{spec.teacher}`, "
-                f"source `{spec.source}`. Next: **2 · Pairs**.")
+        told = concepts.teacher_prompt(spec)
+        told = f" (told “{told}”)" if told != spec.prompt else ""
+        info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”, teacher `{spec.teacher}`"
+                f"{told}, source `{spec.source}`. Next: **2 · Pairs**.")
         return workspace.id, info, gallery
 
     @user_errors
@@ -95,11 +115,65 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                 f"Next: **3 · Curate**.")
         return workspace.id, info, gallery
 
+    def offer_weights(name):
+        text, downloadable = concepts.weights_offer(name)
+        return gr.update(value=text, visible=bool(text)), gr.update(visible=downloadable)
+
+    @user_errors
+    def download_weights(workspace_id, name):
+        """Fetch the chosen teacher's weights (a job of the workspace: Cancel stops it)."""
+        workspace = context.workspace(workspace_id)
+        yield workspace.id, "starting the download…", gr.skip(), gr.skip()
+        for event in concepts.stream_weights_download(workspace, name):
+            if event.get("done") is True:
+                missing, _ = concepts.weights_offer(name)  # "" once the weights are here
+                text = (f"Weights for `{name}` are ready: preview its edit." if not missing else
+                        "The download stopped before the weights were complete; download again "
+                        "to fetch the rest.")
+                yield (workspace.id, text, gr.update(choices=concepts.teacher_choices(), value=name),
+                       gr.update(visible=bool(missing)))
+                return
+            if "download" in event:
+                progress = event["download"]
+                line = progress_line(progress.fraction, progress.describe())
+                yield workspace.id, line, gr.skip(), gr.skip()
+
+    def follow_text(text, teacher_name, description, instruction, last):
+        shown, fresh = free_text.follow_phrasings(
+            text, {"description": description, "instruction": instruction}, last)
+        message = concepts.concept_choices(text, teacher_name)
+        return (shown["description"], shown["instruction"], fresh,
+                gr.update(value=message, visible=bool(message)))
+
+    def show_teacher(teacher_name, text):
+        notes = free_text.phrasing_notes(teacher_name)
+        message = concepts.concept_choices(text, teacher_name)
+        return (gr.update(visible=notes is not None),
+                gr.update(info=notes["description"]) if notes else gr.skip(),
+                gr.update(info=notes["instruction"]) if notes else gr.skip(),
+                gr.update(value=message, visible=bool(message)))
+
+    phrasing_outputs = [phrasing_boxes, description_box, instruction_box, choices_text]
+    teacher.change(offer_weights, teacher, [weights_text, weights_buttons], api_visibility="private")
+    teacher.change(show_teacher, [teacher, concept_text], phrasing_outputs,
+                   api_visibility="private", show_progress="hidden")
+    concept_text.change(follow_text, [concept_text, teacher, description_box, instruction_box,
+                                      prefilled],
+                        [description_box, instruction_box, prefilled, choices_text],
+                        api_visibility="private", show_progress="hidden")
+    download_button.click(download_weights, [workspace_state, teacher],
+                          [workspace_state, weights_text, teacher, weights_buttons],
+                          api_name="download_weights"
+                          ).then(show_teacher, [teacher, concept_text], phrasing_outputs,
+                                 api_visibility="private", show_progress="hidden")
+    # Stops the job, which ends the download within a chunk; its watcher then shows why.
+    cancel_button.click(stop_job, workspace_state, weights_text, api_visibility="private")
     import_button.click(import_pairs, [workspace_state, concept_text, pairs_zip],
                         [workspace_state, concept_info, preview_gallery], api_name="import_pairs",
                         concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
     preview_button.click(preview, [workspace_state, concept_text, teacher, source_kind, local_path,
-                                   upload, seed, strength, guidance],
+                                   upload, seed, strength, guidance, description_box,
+                                   instruction_box, prefilled],
                          [workspace_state, concept_info, preview_gallery], api_name="concept",
                          concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
     builtin.change(lambda name: name or gr.skip(), builtin, concept_text, api_visibility="private")

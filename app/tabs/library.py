@@ -1,5 +1,5 @@
 """Tab 6: every concept of this workspace; blend two; export a download; train the pix2pix
-baseline; push to the Hub."""
+baseline; publish to the Hub."""
 
 from __future__ import annotations
 
@@ -61,12 +61,21 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
                 baseline_button = gr.Button("Train pix2pix baseline")
                 baseline_stop = gr.Button("Stop", variant="stop")
             baseline_progress = gr.Markdown()
-        with gr.Accordion("push to the Hugging Face Hub", open=False):
-            gr.Markdown("Only with your token; nothing is uploaded otherwise.")
+        with gr.Accordion("Publish to the Hub", open=False):
+            gr.Markdown("The adapter with a model card (held-out scores, a sample grid, how to load "
+                        "it), and if you like its pairs as a dataset repo (*user/name*-pairs). "
+                        + ("Sign in with your Hugging Face account: you publish as yourself."
+                           if SETTINGS.on_space else "With the token below, else HF_TOKEN or the "
+                           "one `hf auth login` saved; nothing is uploaded without one."))
             with gr.Row():
-                repo = gr.Textbox(label="repository (user/name)")
-                token = gr.Textbox(label="token", type="password")
-                push_button = gr.Button("Push adapter")
+                if SETTINGS.on_space:  # OAuth: the visitor's own token reaches the handler
+                    gr.LoginButton()
+                repo = gr.Textbox(label="repository (user/name)", placeholder="you/winter")
+                token = gr.Textbox(label="token (write access)", type="password",
+                                   visible=not SETTINGS.on_space)
+                private = gr.Checkbox(label="private")
+                include_pairs = gr.Checkbox(label="also publish the pairs")
+                publish_button = gr.Button("Publish")
         message = gr.Markdown()
 
     def names(workspace):
@@ -122,9 +131,14 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         return workspace.id, version_rows(folder), table(workspace), text
 
     @user_errors
-    def run_push(workspace_id, name, repo_id, token_value):
+    def run_publish(workspace_id, name, repo_id, private_value, pairs_value, token_value,
+                    oauth_token: gr.OAuthToken | None = None):
+        """Gradio hands `oauth_token` in (from the type) when the visitor signed in on a Space."""
+        token = library.hub_token(token_value, oauth_token.token if oauth_token else None)
         workspace = context.workspace(workspace_id)
-        return f"pushed: {library.push_to_hub(workspace, name, repo_id, token_value)}"
+        return workspace.id, library.publish(workspace, name or workspace.current_name() or "",
+                                             repo_id, token, bool(private_value),
+                                             bool(pairs_value), context.base_dir)
 
     @user_errors
     def run_baseline(workspace_id, minutes_value):
@@ -168,8 +182,8 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
                           api_name="versions")
     restore_button.click(restore_version, [workspace_state, concept, version],
                          [workspace_state, versions, rows, message], api_name="restore_version")
-    push_button.click(run_push, [workspace_state, concept, repo, token], message,
-                      api_visibility="undocumented")
+    publish_button.click(run_publish, [workspace_state, concept, repo, private, include_pairs, token],
+                         [workspace_state, message], api_name="publish", api_visibility="undocumented")
     # Entering the tab shows what the earlier steps left there.
     tab.select(show, [workspace_state], [workspace_state, rows, concept, first, second], api_visibility="private")
     return {}

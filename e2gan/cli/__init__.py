@@ -20,8 +20,9 @@ import sys
 
 # Imported in the method's order, which is the order the commands register in COMMANDS.
 from e2gan.cli import concepts, data, training, judging, models, overview  # noqa: I001
-from e2gan.cli.common import COMMANDS, command
+from e2gan.cli.common import COMMANDS, command, download_progress
 from e2gan.errors import E2GANError
+from e2gan.hub import reporting_downloads
 
 __all__ = ["COMMANDS", "build_parser", "command", "main"]
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_text_options(args)
-        result = COMMANDS[args.command](args)
+        with reporting_downloads(download_progress(args)):  # weights a command fetches
+            result = COMMANDS[args.command](args)
         if result is None:  # a non-main process of a sharded run: the main one reports
             return 0
     except (E2GANError, OSError) as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any, Callable
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any] | None]] = {}
@@ -26,6 +27,26 @@ def progress(args: argparse.Namespace, label: str) -> Callable[[dict[str, Any]],
     def report(event: dict[str, Any]) -> None:
         if not args.quiet and "done" in event:
             print(f"[{label}] {event['done']}/{event['total']}", file=sys.stderr, flush=True)
+    return report
+
+
+def download_progress(args: argparse.Namespace) -> Callable[[Any], None]:
+    """A weights download's progress on stderr: one line redrawn in place on a terminal, else a
+    line every 5 s (a log); the first and last lines always. Silent with --quiet."""
+    terminal = sys.stderr.isatty()
+    every = 0.5 if terminal else 5.0
+    last = [float("-inf")]
+
+    def report(progress: Any) -> None:
+        now = time.monotonic()
+        if args.quiet or (not progress.finished and now - last[0] < every):
+            return
+        last[0] = now
+        line = f"[download] {progress.describe()}"
+        if terminal:  # \r and erase-to-end redraw the line; the last one ends it
+            print(f"\r{line}\033[K", end="\n" if progress.finished else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
     return report
 
 

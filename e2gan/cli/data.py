@@ -129,8 +129,14 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--batch-size", type=int, default=8, help="images per teacher call")
-    p.add_argument("--instruction", help="the concept phrased as an instruction (InstructPix2Pix)")
-    p.add_argument("--description", help="the concept phrased as a description (img2img)")
+    p.add_argument("--instruction",
+                   help="the concept as an instruction, for InstructPix2Pix (default: a built-in "
+                        "concept's own; free text as typed when it is one, else 'make it look "
+                        "like TEXT' or 'turn it into A TEXT')")
+    p.add_argument("--description",
+                   help="the concept as a description, for img2img teachers and the GAN's text "
+                        "(default: a built-in concept's prompt; free text as typed, or read off "
+                        "an instruction: 'turn him into an old man' -> 'an old man')")
     g = p.add_argument_group("diffusion teachers (instruct-pix2pix, sd-img2img, sd-turbo, controlnet)")
     g.add_argument("--model", help="diffusers folder or Hugging Face repo id (local cache only)")
     g.add_argument("--allow-download", action="store_true", help="fetch a missing model")

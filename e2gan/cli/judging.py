@@ -63,7 +63,7 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("evaluate", "judge a model (+ adapter) against a dataset's held-out teacher edits")
     p.add_argument("--model", help="a model folder (base, full fine-tune, pix2pix)")
     p.add_argument("--onnx", help="an exported .onnx file instead of --model (e2gan export)")
-    p.add_argument("--adapter")
+    p.add_argument("--adapter", help="the concept's adapter (.safetensors) or Hub id (org/name)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--size", type=int, default=128)
@@ -89,7 +89,8 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("export", "export one concept as an on-device model (ONNX, TorchScript, ExecuTorch), "
                       "checked against torch and timed")
     p.add_argument("--model", required=True, help="a model folder (e.g. checkpoints/base)")
-    p.add_argument("--adapter", help="the concept's adapter (.safetensors), merged into the weights")
+    p.add_argument("--adapter", help="the concept's adapter (.safetensors, or a Hub id "
+                                    "org/name), merged into the weights")
     p.add_argument("--prompt", help="the concept (default: the adapter's); its text is baked in")
     p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
     p.add_argument("--size", type=int, default=256, help="side of the static variant")

@@ -1,5 +1,6 @@
-"""Commands over trained models: edit an image (`edit`) and inspect, blend or merge concept
-adapters (`adapter`)."""
+"""Commands over trained models: edit an image (`edit`), inspect, blend or merge concept
+adapters (`adapter`), and publish one to the Hugging Face Hub (`publish`). Wherever an adapter is
+asked for, a Hub id (`org/name`, `org/name/file.safetensors`) does too."""
 
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan import lora
     from e2gan.checkpoint import (apply_adapter, blend_adapters, load_generator, read_adapter,
                                   save_adapter, save_generator)
+    from e2gan.hub_adapters import resolve_adapter
 
-    first = read_adapter(args.adapter)
+    path = resolve_adapter(args.adapter)
+    first = read_adapter(path)
     if args.action == "info":
         meta = first.metadata
-        return {"adapter": args.adapter, "bytes": Path(args.adapter).stat().st_size,
+        return {"adapter": args.adapter, "bytes": path.stat().st_size,
                 **{k: meta[k] for k in ("concept", "prompt", "ranks", "base_sha256",
                                         "text_encoder", "trainable_parameters", "training")}}
     if not args.out:
@@ -47,7 +50,8 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
         if not args.other:
             raise E2GANError("adapter blend needs --other ADAPTER")
         weight = 0.5 if args.weight is None else args.weight
-        blended = blend_adapters(first, read_adapter(args.other), weight, prompt=args.prompt)
+        blended = blend_adapters(first, read_adapter(resolve_adapter(args.other)), weight,
+                                 prompt=args.prompt)
         save_adapter(args.out, blended)
         return {"out": args.out, "concept": blended.concept, "ranks": blended.metadata["ranks"],
                 "bytes": Path(args.out).stat().st_size}
@@ -63,11 +67,25 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
     return {"out": args.out, "concept": first.concept, "prompt": first.prompt}
 
 
+@command("publish")
+def cmd_publish(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.data.dataset import PairDataset
+    from e2gan.hub_adapters import publish_adapter
+
+    published = publish_adapter(args.adapter, args.repo, token=args.token, private=args.private,
+                                pairs_dataset=PairDataset.open(args.pairs) if args.pairs else None,
+                                pairs_repo_id=args.pairs_repo, base=args.base,
+                                base_model=args.base_model, license=args.license)
+    return {"repo": published.repo_id, "url": published.url, "commit": published.commit_url,
+            "files": published.files, "pairs_repo": published.pairs_repo_id,
+            "pairs_url": published.pairs_url}
+
+
 def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """This area's subcommands and flags; `add` makes a subparser with --json and --quiet."""
     p = add("edit", "edit one image with a model (+ adapter)")
     p.add_argument("--model", required=True)
-    p.add_argument("--adapter")
+    p.add_argument("--adapter", help="adapter file (.safetensors) or Hub id (org/name)")
     p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
     p.add_argument("--prompt", default=None)
     p.add_argument("--image", required=True)
@@ -77,7 +95,7 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
 
     p = add("adapter", "inspect, blend or merge concept adapters")
     p.add_argument("action", choices=["info", "blend", "merge"])
-    p.add_argument("adapter", help="adapter file (.safetensors)")
+    p.add_argument("adapter", help="adapter file (.safetensors) or Hub id (org/name)")
     p.add_argument("--other", help="blend: the second adapter")
     p.add_argument("--weight", type=float, default=None,
                    help="blend: weight of the first adapter, 0-1 (default 0.5); "
@@ -85,3 +103,18 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--prompt", help="blend: prompt of the blended concept")
     p.add_argument("--base", help="merge: the base model folder the adapter was trained on")
     p.add_argument("--out", help="blend: adapter file; merge: model folder")
+
+    p = add("publish", "push a concept adapter to the Hugging Face Hub with a model card and a "
+                       "sample grid (and its pairs as a dataset repo)")
+    p.add_argument("adapter", help="adapter file (.safetensors)")
+    p.add_argument("--repo", required=True, help="model repo, user/name (a bare name: your account)")
+    p.add_argument("--pairs", help="the concept's pair dataset: pushed to the dataset repo "
+                                   "--pairs-repo, and its held-out pairs make the sample grid")
+    p.add_argument("--pairs-repo", help="dataset repo for --pairs (default: REPO-pairs)")
+    p.add_argument("--private", action="store_true", help="make the new repos private")
+    p.add_argument("--token", help="a token with write access (default: HF_TOKEN, else the one "
+                                   "`hf auth login` saved)")
+    p.add_argument("--base", help="the base model folder the adapter was trained on (default: "
+                                  "$E2GAN_BASE or the shipped base)")
+    p.add_argument("--base-model", help="the base's Hub id, for the card's base_model")
+    p.add_argument("--license", default="apache-2.0", help="the card's license (default apache-2.0)")

@@ -7,6 +7,7 @@ import argparse
 from typing import Any, Callable
 
 from e2gan.cli.common import command, log_lines
+from e2gan.errors import E2GANError
 
 
 @command("demo")
@@ -68,6 +69,34 @@ def cmd_concepts(args: argparse.Namespace) -> dict[str, Any]:
     return {"teachers": teachers}
 
 
+@command("fetch-weights")
+def cmd_fetch_weights(args: argparse.Namespace) -> dict[str, Any]:
+    """Download once, into the Hugging Face cache, what a teacher or CLIP needs; a later run
+    finds it there offline. Progress on stderr; what is already cached is not fetched again."""
+    from e2gan.teachers import TEACHERS
+    from e2gan.teachers.weights import resolve_model_folder
+    from e2gan.text import resolve_open_clip_weights
+
+    target = args.target
+    if target in TEACHERS.names():
+        if not TEACHERS.get(target).default_model:
+            raise E2GANError(f"teacher {target!r} has no weights to fetch")
+        paths = TEACHERS.get(target).fetch_weights(args.model)
+    elif target == "clip" or target.startswith("clip:"):
+        from e2gan.clip_scores import DEFAULT_MODEL, default_pretrained
+
+        model_name, _, tag = target.partition(":")[2].partition(":")
+        model_name = model_name or DEFAULT_MODEL
+        paths = [resolve_open_clip_weights(model_name, tag or default_pretrained(model_name),
+                                           allow_download=True)]
+    elif "/" in target:
+        paths = [str(resolve_model_folder(target, allow_download=True))]
+    else:
+        raise E2GANError(f"unknown target {target!r}: give a teacher ({', '.join(TEACHERS.names())}), "
+                         "clip[:MODEL[:TAG]] or a diffusers repo id like org/name")
+    return {"target": target, "paths": paths}
+
+
 def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """This area's subcommands and flags; `add` makes a subparser with --json and --quiet."""
     p = add("demo", "the end-to-end demo: pairs -> subset -> LoRA vs pix2pix -> table")
@@ -107,3 +136,9 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
                                                       "(default: the work folder)")
 
     add("concepts", "list teachers, whether they and their weights are here, and their concepts")
+
+    p = add("fetch-weights", "download a teacher's or CLIP's weights once into the Hugging Face cache")
+    p.add_argument("target", help="a teacher (instruct-pix2pix, sd-img2img, sd-turbo, controlnet), "
+                                  "clip[:MODEL[:TAG]] (default ViT-B-32:laion2b_s34b_b79k) or a "
+                                  "diffusers repo id org/name")
+    p.add_argument("--model", help="a teacher's model repo instead of its default")

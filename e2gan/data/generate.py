@@ -43,11 +43,11 @@ from e2gan.data.dataset import (
 from e2gan.data.pair_format import IMAGE_FOLDERS
 from e2gan.errors import E2GANError
 from e2gan.files import open_image
-from e2gan.teachers import GenerationStopped, Teacher
+from e2gan.teachers import PHRASINGS, GenerationStopped, Teacher
 from e2gan.teachers.candidates import CandidateFilter
 
 __all__ = ["CANDIDATE_SEED_STRIDE", "GenerationResult", "build_candidate_filter", "distributed_state",
-           "generate_pairs", "resolve_concept"]
+           "generate_pairs", "phrase_concept", "resolve_concept"]
 
 
 @dataclass
@@ -67,6 +67,7 @@ class GenerationResult:
                 "seconds": round(self.seconds, 3),
                 "pairs_per_second": round(self.made / max(self.seconds, 1e-9), 3),
                 "complete": self.dataset.info.complete, "stopped_early": self.stopped_early,
+                "phrasings": self.dataset.info.phrasings,
                 "processes": self.num_processes}
 
 
@@ -106,8 +107,11 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
                          "between them (--clip-filter)")
     phrasings = {kind: text for kind, text in (phrasings or {}).items() if text}
     splits = assign_splits(ids, test_fraction, seed)
+    # Each phrasing as given, and the prompt for a teacher whose phrasing was not given.
+    used = {**{each.phrasing: prompt for each in teachers}, **phrasings}
     info = DatasetInfo(concept=concept or prompt, prompt=prompt,
                        prompts=list(dict.fromkeys([prompt, *phrasings.values()])),
+                       phrasings={kind: used[kind] for kind in [*PHRASINGS, *used] if kind in used},
                        teacher="+".join(dict.fromkeys(each.name for each in teachers)),
                        teacher_params=dataset_parameters(teachers, len(pool), candidate_filter))
     root = Path(out_root)
@@ -196,29 +200,39 @@ def _check_resumed_crop_size(root: Path, source) -> None:
 
 # --- setting a run up (the CLI and the studio) -------------------------------------------------
 
-def resolve_concept(teachers: Sequence[Teacher], text: str, instruction: str | None = None,
-                    description: str | None = None) -> tuple[str, str, dict[str, str]]:
-    """(prompt, concept name, phrasings) for `text`: a built-in concept (by name, prompt or
-    instruction) brings both of its phrasings; free text is taken as given for every phrasing
-    unless `instruction` / `description` phrase it otherwise. The prompt (what the GAN is
-    conditioned on) is the description."""
-    from e2gan.teachers import resolve_builtin_concept
+def phrase_concept(text: str, instruction: str | None = None, description: str | None = None,
+                   named_only: bool = False) -> tuple[str, dict[str, str]]:
+    """(concept name, phrasings) for `text`: a built-in concept (by name, prompt or instruction)
+    brings both of its phrasings; free text gets `free_text_phrasings` (a description is turned
+    into an instruction and back). `instruction` / `description`, when given, replace either.
+    `named_only` (a teacher that knows only named concepts) refuses free text, naming the ways
+    out."""
+    from e2gan.teachers import free_text_phrasings, resolve_builtin_concept
     from e2gan.text import concept_key
 
     try:
         concept = resolve_builtin_concept(text)
     except E2GANError:
-        if any(each.concepts() is not None for each in teachers):
-            raise  # a teacher that knows only named concepts (the built-in one)
+        if named_only:
+            raise
         concept = None
     if concept is not None:
-        phrasings = concept.phrasings()
-        name = concept.name
+        name, phrasings = concept.name, concept.phrasings()
     else:
-        phrasings = {"description": text, "instruction": text}
-        name = concept_key(text)
-    phrasings.update({kind: value for kind, value in
-                      (("instruction", instruction), ("description", description)) if value})
+        name, phrasings = concept_key(text), free_text_phrasings(text)
+    overrides = {"instruction": instruction, "description": description}
+    phrasings.update({kind: " ".join(value.split()) for kind, value in overrides.items()
+                      if value and value.strip()})
+    return name, phrasings
+
+
+def resolve_concept(teachers: Sequence[Teacher], text: str, instruction: str | None = None,
+                    description: str | None = None) -> tuple[str, str, dict[str, str]]:
+    """(prompt, concept name, phrasings) for `text` as `phrase_concept` reads it; a teacher that
+    knows only named concepts (the built-in one) refuses free text. The prompt (what the GAN is
+    conditioned on) is the description."""
+    named_only = any(each.concepts() is not None for each in teachers)
+    name, phrasings = phrase_concept(text, instruction, description, named_only=named_only)
     return phrasings["description"], name, phrasings
 
 

@@ -15,6 +15,8 @@ and training, evaluation and the studio read only this::
      "concept": "snowy",                  the name the distilled adapter will carry
      "prompt": "make it snowy",           the prompt of the concept
      "prompts": ["make it snowy", ...],   phrasings of the concept (for prompt embeddings)
+     "phrasings": {"description": "a snowy scene", "instruction": "make it snowy"},
+                                          each phrasing the teachers were given, by kind
      "teacher": "instruct-pix2pix",       what made the edits ("imported" for your own pairs)
      "teacher_params": {...},             its settings (guidance scales, steps, ...)
      "created": "2025-01-01T00:00:00+00:00",
@@ -75,6 +77,9 @@ class DatasetInfo:
     concept: str
     prompt: str
     prompts: list[str] = field(default_factory=list)
+    # The concept's phrasings by kind (`e2gan.teachers.PHRASINGS`) as the generation used them;
+    # empty for imported pairs.
+    phrasings: dict[str, str] = field(default_factory=dict)
     teacher: str = "imported"
     teacher_params: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=now_iso)
@@ -105,6 +110,10 @@ class DatasetInfo:
         missing = [name for name in ("concept", "prompt") if not isinstance(data.get(name), str)]
         if missing:
             raise E2GANError(f"{where} lacks {', '.join(missing)}")
+        phrasings = data.get("phrasings", {})
+        if not isinstance(phrasings, dict) or not all(
+                isinstance(key, str) and isinstance(value, str) for key, value in phrasings.items()):
+            raise E2GANError(f"{where}: phrasings must map each kind of phrasing to its text")
         # Unknown keys are ignored so a newer minor writer does not lock out an older reader.
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{name: value for name, value in data.items() if name in known})

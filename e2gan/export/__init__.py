@@ -119,6 +119,9 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
         executorch_version()  # missing: say so before any work
     pipeline = EditPipeline.from_pretrained(model, device="cpu")
     if adapter:
+        from e2gan.hub_adapters import resolve_adapter
+
+        adapter = resolve_adapter(adapter)  # a Hub id: the file in the Hugging Face cache
         pipeline.load_adapter(adapter, scale=scale)
     check_photos: tuple[list, list] = ([], [])
     calibration: list = []

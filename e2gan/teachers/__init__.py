@@ -13,6 +13,7 @@ from e2gan.teachers.base import (
     create_teacher,
     describe_teachers,
 )
+from e2gan.teachers.phrasing import free_text_phrasings
 from e2gan.teachers.builtin import BUILTIN_CONCEPTS, BuiltinTeacher, resolve_builtin_concept
 from e2gan.teachers.diffusion import DiffusionTeacher  # registers the diffusers-backed teachers
 
@@ -27,5 +28,6 @@ __all__ = [
     "Teacher",
     "create_teacher",
     "describe_teachers",
+    "free_text_phrasings",
     "resolve_builtin_concept",
 ]

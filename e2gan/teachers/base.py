@@ -16,6 +16,7 @@ from PIL import Image
 
 from e2gan.errors import E2GANError
 from e2gan.registry import Registry
+from e2gan.teachers.phrasing import free_text_phrasings
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Concept:
         scene", for img2img teachers and text conditioning) or "instruction" ("make it winter",
         for InstructPix2Pix)."""
         if kind == "instruction":
-            return self.instruction or f"turn it into {self.prompt}"
+            return self.instruction or free_text_phrasings(self.prompt)["instruction"]
         if kind == "description":
             return self.prompt
         raise E2GANError(f"unknown phrasing {kind!r}; known: {', '.join(PHRASINGS)}")
@@ -84,6 +85,15 @@ class Teacher:
         """Whether the weights of `model` (default: `default_model`) are on this machine:
         (True, where) or (False, why not, in one line). A teacher without weights has them."""
         return True, ""
+
+    @classmethod
+    def fetch_weights(cls, model: str | None = None,
+                      on_progress: Callable[[Any], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> list[str]:
+        """Download the weights of `model` (default: `default_model`) into the Hugging Face cache
+        unless they are there, reporting as `e2gan.hub.download_snapshot` does; their folders.
+        A teacher without weights fetches nothing."""
+        return []
 
     def concepts(self) -> list[Concept] | None:
         """The named concepts this teacher knows, or None if it takes free text."""

@@ -167,6 +167,11 @@ def _normalise(text: str) -> str:
     return "".join(words)
 
 
+def nearest_builtin_concepts(text: str, count: int = 3) -> list[str]:
+    """The names of up to `count` built-in concepts spelt most like `text`, nearest first."""
+    return difflib.get_close_matches(_normalise(text), list(BUILTIN_CONCEPTS), n=count, cutoff=0.5)
+
+
 def resolve_builtin_concept(text: str) -> Concept:
     """The built-in concept named, prompted or instructed by `text`, spelt loosely."""
     wanted = _normalise(text)
@@ -175,7 +180,7 @@ def resolve_builtin_concept(text: str) -> Concept:
         if wanted and wanted in {_normalise(spelling) for spelling in spellings}:
             return concept
     # Never a dead end: the nearest names, what takes any text, and the way around both.
-    close = difflib.get_close_matches(wanted.replace(" ", "_"), list(BUILTIN_CONCEPTS), n=3, cutoff=0.5)
+    close = nearest_builtin_concepts(text)
     near = f"did you mean {', '.join(close)}? " if close else ""
     known = ", ".join(BUILTIN_CONCEPTS)
     raise E2GANError(

@@ -109,6 +109,11 @@ class DiffusionTeacher(Teacher):
         (True, its folder) or (False, what to fetch)."""
         return weights_present(model or cls.default_model)
 
+    @classmethod
+    def fetch_weights(cls, model: str | None = None, on_progress=None, should_stop=None) -> list[str]:
+        return [str(resolve_model_folder(model or cls.default_model, allow_download=True,
+                                         on_progress=on_progress, should_stop=should_stop))]
+
     def parameters(self) -> dict:
         import diffusers
 
@@ -366,6 +371,15 @@ class ControlNetTeacher(StableDiffusionImg2ImgTeacher):
             return present, detail
         net_present, net_detail = weights_present(cls.default_controlnet)
         return (True, f"{detail} + {net_detail}") if net_present else (False, net_detail)
+
+    @classmethod
+    def fetch_weights(cls, model: str | None = None, on_progress=None, should_stop=None) -> list[str]:
+        """The model, then the default ControlNet unless the model's folder holds its own."""
+        folders = super().fetch_weights(model, on_progress, should_stop)
+        if (Path(folders[0]) / "controlnet" / "config.json").is_file():
+            return folders
+        return folders + [str(resolve_model_folder(cls.default_controlnet, allow_download=True,
+                                                   on_progress=on_progress, should_stop=should_stop))]
 
     def parameters(self) -> dict:
         return {**super().parameters(), "controlnet": self.controlnet or "auto",

@@ -3,16 +3,19 @@
 Nothing is downloaded unless the caller passes `allow_download=True` and the environment allows
 it (`HF_HUB_OFFLINE` unset); otherwise a model that is not on this machine is an `E2GANError`
 that names the repository and the command that fetches it. Looking the files up ourselves with
-`local_files_only` is what keeps an offline machine from waiting on network timeouts.
+`local_files_only` is what keeps an offline machine from waiting on network timeouts. A download
+goes through `e2gan.hub` (progress, cancel, one-line errors) into the normal Hugging Face cache.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
+from typing import Callable
 
 from e2gan.errors import E2GANError
+from e2gan.hub import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
+                       fetch_command, offline)
 
 # What a diffusers pipeline needs from a repository: configs, tokenizer files and safetensors
 # weights in the component subfolders. Leaving out the root-level single-file checkpoints, .bin
@@ -25,17 +28,9 @@ _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-def fetch_command(repo_id: str) -> str:
-    return f"`hf download {repo_id}` (or `huggingface-cli download {repo_id}`)"
-
-
 def _looks_like_path(model: str) -> bool:
     return (model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") != 1
             or not _REPO_ID.fullmatch(model))
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _check_folder(folder: Path, model: str) -> Path:
@@ -64,9 +59,12 @@ def _check_folder(folder: Path, model: str) -> Path:
 
 
 def resolve_model_folder(model: str, allow_download: bool = False,
-                         parts: tuple[str, ...] = ()) -> Path:
+                         parts: tuple[str, ...] = (), *,
+                         on_progress: ProgressCallback | None = None,
+                         should_stop: Callable[[], bool] | None = None) -> Path:
     """The local folder of `model`: a folder path as given, or the snapshot of Hugging Face repo
-    `model` in the local cache (downloaded first only when `allow_download` and online).
+    `model` in the local cache (downloaded first only when `allow_download` and online, with
+    `on_progress` and `should_stop` as in `e2gan.hub.download_snapshot`).
 
     `parts` limits the need to those subfolders of a pipeline (e.g. ('text_encoder',
     'tokenizer')); the first is checked for weights."""
@@ -81,29 +79,21 @@ def resolve_model_folder(model: str, allow_download: bool = False,
     if _looks_like_path(model):
         raise E2GANError(f"model folder not found: {model} (nor is it a Hugging Face repo id "
                          "like 'org/name')")
-    from huggingface_hub import snapshot_download
-
     patterns = [f"{part}/*" for part in parts] + ["model_index.json"] if parts else ALLOW_PATTERNS
-    try:
-        folder = Path(snapshot_download(model, local_files_only=True, allow_patterns=patterns,
-                                        ignore_patterns=IGNORE_PATTERNS))
-    except Exception:  # not in the cache (LocalEntryNotFoundError), or a broken cache entry
-        folder = None
+    folder = cached_snapshot(model, patterns, IGNORE_PATTERNS)
     if folder is None:
         if not allow_download:
             raise E2GANError(
                 f"model {model} is not on this machine (not in the Hugging Face cache "
-                f"{_cache_dir()}); fetch it where the network allows with {fetch_command(model)}, "
+                f"{cache_dir()}); fetch it where the network allows with {fetch_command(model)}, "
                 "pass a local folder, or allow downloading (--allow-download)")
-        if _offline():
+        if offline():
             raise E2GANError(f"model {model} is not cached and HF_HUB_OFFLINE is set, so it cannot "
                              f"be downloaded; fetch it with {fetch_command(model)} elsewhere")
-        try:
-            folder = Path(snapshot_download(model, allow_patterns=patterns,
-                                            ignore_patterns=IGNORE_PATTERNS, etag_timeout=10))
-        except Exception as error:
-            raise E2GANError(f"could not download model {model}: {str(error).splitlines()[0]}; "
-                             f"fetch it with {fetch_command(model)} or pass a local folder") from None
+        folder = download_snapshot(model, allow_patterns=patterns, ignore_patterns=IGNORE_PATTERNS,
+                                   on_progress=on_progress, should_stop=should_stop)
+        if folder is None:
+            raise E2GANError(f"model {model} on the Hub has no diffusers files ({', '.join(patterns)})")
     _check_folder(folder / parts[0] if parts else folder, model)
     return folder
 
@@ -115,9 +105,3 @@ def weights_present(model: str, parts: tuple[str, ...] = ()) -> tuple[bool, str]
     except E2GANError as error:
         return False, str(error)
     return True, str(folder)
-
-
-def _cache_dir() -> str:
-    from huggingface_hub import constants
-
-    return str(constants.HF_HUB_CACHE)
