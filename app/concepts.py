@@ -12,16 +12,16 @@ import shutil
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from PIL import Image
 
 from e2gan.data.generate import phrase_concept
-from e2gan.data.importers import IMPORTED_TEACHER, import_zip
+from e2gan.data.importers import IMPORTED_TEACHER, import_hub_imagefolder, import_zip
 from e2gan.data.sources import ImageSource, builtin_photos, open_source
 from e2gan.errors import E2GANError
 from e2gan.files import is_within, open_image, replace_folder
-from e2gan.hub import cache_dir, offline
+from e2gan.hub import ProgressCallback, cache_dir, offline
 from e2gan.limits import MAX_ARCHIVE_FILES, MAX_UPLOAD_BYTES
 from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
                             resolve_builtin_concept)
@@ -30,12 +30,13 @@ from e2gan.text import concept_key
 from app import free_text, gpu
 from app.jobs import BOARD
 from app.settings import SETTINGS
-from app.workspace import ConceptSpec, Workspace
+from app.workspace import ConceptFolder, ConceptSpec, Workspace
 
 # Knobs a teacher may take; each is offered only to teachers whose constructor accepts it.
 TEACHER_KNOBS = ("strength", "guidance_scale", "image_guidance_scale", "num_inference_steps")
 
 WEIGHTS_JOB = "weights download"  # the job board's name for fetching a teacher's weights
+IMPORT_JOB = "pairs import"  # importing pairs (a Hub dataset's download with it)
 
 _teacher_cache: dict[tuple, Teacher] = {}
 _teacher_lock = threading.Lock()
@@ -288,33 +289,84 @@ def set_concept(workspace: Workspace, text: str, teacher: str, source: str,
     return spec
 
 
-def import_pairs(workspace: Workspace, text: str, files: list[str] | None) -> ConceptSpec:
+def import_pairs(workspace: Workspace, text: str, files: list[str] | None, dataset_id: str = "",
+                 *, on_progress: ProgressCallback | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> ConceptSpec:
     """Make pairs brought as one zip (two folders matched by name, img2img-turbo's layout or an
-    imagefolder dataset; see `e2gan.data.importers.import_zip`) the workspace's current concept `text`, ready to
-    curate. Unmatched, unreadable or oversized images refuse the import with their names, and
-    a refused import changes nothing. Importing again replaces that concept's imported pairs."""
-    text = (text or "").strip()
+    imagefolder dataset; see `e2gan.data.importers.import_zip`), or named by the id of a Hugging
+    Face imagefolder dataset repo (`org/name[@revision]`: from the Hugging Face cache, else
+    downloaded with `on_progress` and `should_stop`, within the upload limits), the workspace's
+    current concept `text`, ready to curate. Unmatched, unreadable or oversized images refuse the
+    import with their names, and a refused import changes nothing. Importing again replaces that
+    concept's imported pairs."""
+    text, dataset_id = (text or "").strip(), (dataset_id or "").strip()
     if not text:
         raise E2GANError("type the concept the pairs show (e.g. 'a snowy winter scene'): it names "
                          "the adapter and is its text prompt")
+    if dataset_id:
+        if files:
+            raise E2GANError("upload a .zip or type a Hugging Face dataset id, not both")
+        return _import_hub_pairs(workspace, text, dataset_id, on_progress, should_stop)
     if not files or len(files) != 1 or Path(files[0]).suffix.lower() != ".zip":
-        raise E2GANError("upload the pairs as one .zip file")
+        raise E2GANError("upload the pairs as one .zip file, or type a Hugging Face dataset id")
     archive = Path(store_upload(workspace, files))
     name = concept_key(text)[:60]
+    folder = _import_target(workspace, name)
+    try:
+        dataset = import_zip(archive, folder.pairs_dir, text, concept=name, overwrite=True)
+    except BaseException:
+        archive.unlink(missing_ok=True)  # a refused upload is forgotten, not kept to fail later
+        raise
+    return _save_imported(workspace, name, dataset.info.prompt, {"archive": archive.name},
+                          str(archive))
+
+
+def _import_hub_pairs(workspace: Workspace, text: str, dataset_id: str,
+                      on_progress: ProgressCallback | None,
+                      should_stop: Callable[[], bool] | None) -> ConceptSpec:
+    name = concept_key(text)[:60]
+    folder = _import_target(workspace, name)
+
+    def within_upload_limits(total_bytes: int, files: int) -> None:  # a download is an upload too
+        MAX_UPLOAD_BYTES.check(total_bytes, f"dataset {dataset_id} is "
+                                            f"{MAX_UPLOAD_BYTES.show(total_bytes)} to download")
+        MAX_ARCHIVE_FILES.check(files, f"dataset {dataset_id} holds {files:,} files")
+
+    # A typed id and the Import button ask for the download; HF_HUB_OFFLINE still refuses it.
+    dataset = import_hub_imagefolder(dataset_id, folder.pairs_dir, text, concept=name,
+                                     overwrite=True, allow_download=True, on_progress=on_progress,
+                                     should_stop=should_stop, check_download=within_upload_limits)
+    return _save_imported(workspace, name, dataset.info.prompt, {"dataset": dataset_id}, dataset_id)
+
+
+def stream_pairs_import(workspace: Workspace, text: str, files: list[str] | None,
+                        dataset_id: str = "") -> Iterator[dict[str, Any]]:
+    """`import_pairs` as the workspace's job (Stop cancels a download within a chunk); yields
+    {"download": DownloadProgress} events, then {"done": True, "result": its ConceptSpec}."""
+    def work(report, should_stop) -> ConceptSpec:
+        return import_pairs(workspace, text, files, dataset_id, should_stop=should_stop,
+                            on_progress=lambda progress: report({"download": progress}))
+
+    yield from BOARD.stream(workspace.id, IMPORT_JOB, work)
+
+
+def _import_target(workspace: Workspace, name: str) -> ConceptFolder:
+    """The folder of concept `name`, ready for imported pairs: refused when a teacher made its
+    pairs (an import replaces only imported ones)."""
     folder = workspace.concept(name)
     existing = folder.dataset() if folder.spec_file.is_file() else None
     if existing is not None and existing.info.teacher != IMPORTED_TEACHER:
         raise E2GANError(f"concept {name!r} already has pairs from teacher {existing.info.teacher!r} "
                          "in this workspace; import under another concept name")
     folder.root.mkdir(parents=True, exist_ok=True)
-    try:
-        dataset = import_zip(archive, folder.pairs_dir, text, concept=name, overwrite=True)
-    except BaseException:
-        archive.unlink(missing_ok=True)  # a refused upload is forgotten, not kept to fail later
-        raise
-    spec = ConceptSpec(name=name, prompt=dataset.info.prompt, teacher=IMPORTED_TEACHER,
-                       teacher_params={"archive": archive.name}, source=str(archive))
-    folder.save_spec(spec)
+    return folder
+
+
+def _save_imported(workspace: Workspace, name: str, prompt: str, params: dict,
+                   source: str) -> ConceptSpec:
+    spec = ConceptSpec(name=name, prompt=prompt, teacher=IMPORTED_TEACHER, teacher_params=params,
+                       source=source)
+    workspace.concept(name).save_spec(spec)
     workspace.set_current(name)
     return spec
 

@@ -1,5 +1,5 @@
-"""Weights from the Hugging Face Hub: the local cache first, a download only when asked, with
-progress (size, speed, time left) and a cancel.
+"""Weights (and datasets) from the Hugging Face Hub: the local cache first, a download only when
+asked, with progress (size, speed, time left) and a cancel.
 
 huggingface_hub does all the HTTP: HF_ENDPOINT, the token of `hf auth login` or HF_TOKEN, the cache
 layout, Xet where the Hub offers it, and a connection dropped mid-file resumed with a Range
@@ -12,12 +12,16 @@ fetches anything and moves each file into the cache only when it is whole, so th
 look-up refuses a snapshot that misses files (`IncompleteSnapshotError`) instead of passing it
 off as complete. The files already finished stay; the next download fetches only the rest (the
 file that was in flight starts over: huggingface_hub 2.x keeps no partial file between calls).
+
+A dataset repo is the same with `repo_type="dataset"`; its messages say "dataset org/name" and its
+fetch command has `--repo-type dataset`. `repo_reference` reads a typed `org/name[@revision]`.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -102,8 +106,28 @@ def reporting_downloads(on_progress: ProgressCallback | None) -> Iterator[None]:
         _REPORTER.reset(token)
 
 
-def fetch_command(repo_id: str) -> str:
-    return f"`hf download {repo_id}` (or `huggingface-cli download {repo_id}`)"
+def fetch_command(repo_id: str, repo_type: str | None = None) -> str:
+    what = f"{repo_id} --repo-type {repo_type}" if repo_type and repo_type != "model" else repo_id
+    return f"`hf download {what}` (or `huggingface-cli download {what}`)"
+
+
+def repo_label(repo_id: str, repo_type: str | None = None) -> str:
+    """How messages name a repo: "org/name" for a model, "dataset org/name" for a dataset."""
+    return f"{repo_type} {repo_id}" if repo_type and repo_type != "model" else repo_id
+
+
+_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_REVISION = r"[A-Za-z0-9][A-Za-z0-9._/-]*"  # a branch (may hold '/'), a tag or a commit
+_REFERENCE = re.compile(rf"(?P<repo>{_PART}/{_PART})(?:@(?P<revision>{_REVISION}))?")
+
+
+def repo_reference(text: str) -> tuple[str, str | None] | None:
+    """(repo id, revision or None) when `text` reads as `org/name` or `org/name@revision` (a
+    branch, tag or commit); None for anything else, e.g. a path."""
+    match = _REFERENCE.fullmatch(str(text).strip())
+    if match is None or ".." in match.group(0):
+        return None
+    return match.group("repo"), match.group("revision")
 
 
 def offline() -> bool:
@@ -121,14 +145,16 @@ def cache_dir() -> str:
 
 
 def cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None,
-                    ignore_patterns: list[str] | None = None) -> Path | None:
+                    ignore_patterns: list[str] | None = None, *, repo_type: str | None = None,
+                    revision: str | None = None) -> Path | None:
     """The snapshot folder of `repo_id` in the local cache holding every file the patterns ask
     for, or None (not cached, or a download that did not finish). Never touches the network."""
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=allow_patterns,
-                                      ignore_patterns=ignore_patterns))
+                                      ignore_patterns=ignore_patterns, repo_type=repo_type,
+                                      revision=revision))
     except Exception:  # LocalEntryNotFoundError / IncompleteSnapshotError, or a broken cache entry
         return None
 
@@ -137,11 +163,15 @@ def download_snapshot(repo_id: str, *, allow_patterns: list[str] | None = None,
                       ignore_patterns: list[str] | None = None,
                       on_progress: ProgressCallback | None = None,
                       should_stop: Callable[[], bool] | None = None,
-                      max_workers: int = 8) -> Path | None:
-    """Download what the cache lacks of `repo_id` (the files the patterns select) and return its
+                      max_workers: int = 8, repo_type: str | None = None,
+                      revision: str | None = None,
+                      check_plan: Callable[[int, int], None] | None = None) -> Path | None:
+    """Download what the cache lacks of `repo_id` (the files the patterns select; of a dataset
+    repo with `repo_type="dataset"`; at `revision`, else the default branch) and return its
     snapshot folder; None when the repo has no such file.
 
-    First a dry run lists the files and their sizes (so the first event knows the total), then
+    First a dry run lists the files and their sizes (so the first event knows the total, and
+    `check_plan(bytes to fetch, files)` may refuse it by raising before anything is fetched), then
     huggingface_hub downloads them, `max_workers` at a time, reporting to `on_progress` (else to
     the enclosing `reporting_downloads`; else nowhere). `should_stop` is polled as bytes arrive:
     True ends the download with `DownloadCancelled`, and so does Ctrl-C. Every failure is an
@@ -150,26 +180,29 @@ def download_snapshot(repo_id: str, *, allow_patterns: list[str] | None = None,
     from huggingface_hub import snapshot_download
 
     if offline():
-        raise E2GANError(f"{repo_id} is not in the Hugging Face cache and HF_HUB_OFFLINE is set, "
-                         f"so it cannot be downloaded; fetch it with {fetch_command(repo_id)} "
-                         "elsewhere")
+        raise E2GANError(f"{repo_label(repo_id, repo_type)} is not in the Hugging Face cache and "
+                         "HF_HUB_OFFLINE is set, so it cannot be downloaded; fetch it with "
+                         f"{fetch_command(repo_id, repo_type)} elsewhere")
     on_progress = on_progress or _REPORTER.get()
     tracker = _Tracker(repo_id, on_progress, should_stop)
-    patterns = {"allow_patterns": allow_patterns, "ignore_patterns": ignore_patterns}
+    options = {"allow_patterns": allow_patterns, "ignore_patterns": ignore_patterns,
+               "repo_type": repo_type, "revision": revision}
     try:
-        plan = snapshot_download(repo_id, dry_run=True, tqdm_class=_bar_class(None), **patterns)
+        plan = snapshot_download(repo_id, dry_run=True, tqdm_class=_bar_class(None), **options)
         if not plan:
             return None
-        tracker.begin(total_bytes=sum(info.file_size or 0 for info in plan if info.will_download),
-                      files_total=len(plan))
+        total_bytes = sum(info.file_size or 0 for info in plan if info.will_download)
+        if check_plan is not None:
+            check_plan(total_bytes, len(plan))
+        tracker.begin(total_bytes=total_bytes, files_total=len(plan))
         folder = _interruptible(tracker, lambda: snapshot_download(
-            repo_id, tqdm_class=_bar_class(tracker), max_workers=max_workers, **patterns))
-    except (KeyboardInterrupt, E2GANError):  # Ctrl-C; a cancel (`DownloadCancelled`)
+            repo_id, tqdm_class=_bar_class(tracker), max_workers=max_workers, **options))
+    except (KeyboardInterrupt, E2GANError):  # Ctrl-C; a cancel (`DownloadCancelled`); a refusal
         tracker.end()
         raise
     except Exception as error:
         tracker.end()
-        raise E2GANError(download_error_message(repo_id, error)) from None
+        raise E2GANError(download_error_message(repo_id, error, repo_type, revision)) from None
     tracker.end(complete=True)
     return Path(folder)
 
@@ -200,7 +233,8 @@ def _interruptible(tracker: _Tracker, download: Callable[[], str]) -> str:
     return outcome["folder"]
 
 
-def download_error_message(repo_id: str, error: BaseException) -> str:
+def download_error_message(repo_id: str, error: BaseException, repo_type: str | None = None,
+                           revision: str | None = None) -> str:
     """One line for a failed download, from huggingface_hub's exception types."""
     from huggingface_hub import constants, get_token
     from huggingface_hub.errors import (DisabledRepoError, DryRunError, GatedRepoError,
@@ -209,27 +243,30 @@ def download_error_message(repo_id: str, error: BaseException) -> str:
 
     if isinstance(error, DryRunError) and error.__cause__ is not None:
         error = error.__cause__  # the dry run wraps why the Hub could not be asked
-    page = f"{constants.ENDPOINT}/{repo_id}"
+    name, kind = repo_label(repo_id, repo_type), repo_type or "model"
+    fetch = fetch_command(repo_id, repo_type)
+    page = f"{constants.ENDPOINT}/{'datasets/' if kind == 'dataset' else ''}{repo_id}"
     if isinstance(error, GatedRepoError):  # before RepositoryNotFoundError, its base class
         if get_token():
-            return (f"{repo_id} is a gated model and your Hugging Face token has no access to it "
+            return (f"{repo_id} is a gated {kind} and your Hugging Face token has no access to it "
                     f"yet: accept its conditions at {page} with that account, then try again")
-        return (f"{repo_id} is a gated model: accept its conditions at {page}, then log in here "
+        return (f"{repo_id} is a gated {kind}: accept its conditions at {page}, then log in here "
                 "with `hf auth login` (or set HF_TOKEN to an access token) and try again")
     if isinstance(error, RepositoryNotFoundError):
-        return (f"{repo_id} was not found on the Hub ({constants.ENDPOINT}): check the name; a "
+        return (f"{name} was not found on the Hub ({constants.ENDPOINT}): check the name; a "
                 "private repo needs `hf auth login` (or HF_TOKEN)")
     if isinstance(error, RevisionNotFoundError):
-        return f"{repo_id} has no such revision on the Hub"
+        which = f"revision {revision!r}" if revision else "such revision"
+        return f"{name} has no {which} on the Hub"
     if isinstance(error, DisabledRepoError):
-        return f"{repo_id} has been disabled on the Hub"
+        return f"{name} has been disabled on the Hub"
     if isinstance(error, HfHubHTTPError) and error.response is not None:
-        return (f"could not download {repo_id}: the Hub answered {error.response.status_code}; "
-                f"try again later or fetch it with {fetch_command(repo_id)}")
+        return (f"could not download {name}: the Hub answered {error.response.status_code}; "
+                f"try again later or fetch it with {fetch}")
     if isinstance(error, LocalEntryNotFoundError) or unreachable(error):
-        return (f"could not reach the Hub ({constants.ENDPOINT}) to download {repo_id}: check the "
-                f"network, or fetch it with {fetch_command(repo_id)} where the network allows")
-    return f"could not download {repo_id}: {first_line(error)}"
+        return (f"could not reach the Hub ({constants.ENDPOINT}) to download {name}: check the "
+                f"network, or fetch it with {fetch} where the network allows")
+    return f"could not download {name}: {first_line(error)}"
 
 
 def unreachable(error: BaseException) -> bool:

@@ -144,7 +144,7 @@ def test_without_a_token_nothing_is_sent_and_the_error_says_how_to_sign_in(
 
 
 def test_pairs_go_to_a_private_dataset_repo_that_datasets_reads_back(
-        hub, adapter, tiny_base, tiny_pairs, tmp_path):
+        hub, adapter, tiny_base, tiny_pairs, tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     from huggingface_hub import snapshot_download
 
@@ -158,6 +158,14 @@ def test_pairs_go_to_a_private_dataset_repo_that_datasets_reads_back(
     assert card_of(hub.repos["alice/winter"].files["README.md"].decode())["datasets"] == [
         "alice/winter-pairs"]
     assert card_of(stored.files["README.md"].decode())["task_categories"] == ["image-to-image"]
+
+    # `e2gan import imagefolder --root alice/winter-pairs` reads them back (the token sees it)
+    from e2gan.data.importers import import_imagefolder
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    back = import_imagefolder("alice/winter-pairs", tmp_path / "back", allow_download=True)
+    assert sorted((r.id, r.split, r.prompt) for r in back) == sorted(
+        (r.id, r.split, r.prompt) for r in pairs)
 
     folder = snapshot_download("alice/winter-pairs", repo_type="dataset", token=TOKEN)
     loaded = datasets.load_dataset("imagefolder", data_dir=folder, cache_dir=str(tmp_path / "ds"))

@@ -70,10 +70,16 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                         "`output/`), img2img-turbo's `train_A/` + `train_B/` + "
                         "`train_prompts.json`, or a Hugging Face imagefolder dataset "
                         "(`train/metadata.jsonl` with `input_image_file_name`, "
-                        "`edited_image_file_name`, `edit_prompt`). The concept typed above names the adapter and is "
-                        "its prompt. Unmatched or unreadable images are listed and nothing is "
-                        "imported; then go on to **3 · Curate**.")
-            pairs_zip = gr.File(label="pairs (.zip)", file_types=[".zip"], file_count="multiple")
+                        "`edited_image_file_name`, `edit_prompt`), or the id of such a dataset "
+                        "on the Hugging Face Hub (downloaded once into the Hugging Face cache; "
+                        "what `e2gan publish --pairs` pushes). The concept typed above names the "
+                        "adapter and is its prompt. Unmatched or unreadable images are listed and "
+                        "nothing is imported; then go on to **3 · Curate**.")
+            with gr.Row():
+                pairs_zip = gr.File(label="pairs (.zip)", file_types=[".zip"],
+                                    file_count="multiple")
+                dataset_id = gr.Textbox(label="or a Hugging Face dataset id",
+                                        placeholder="org/name or org/name@revision")
             import_button = gr.Button("Import pairs")
         concept_info = gr.Markdown()
         preview_gallery = gr.Gallery(label="source | teacher's edit", columns=2, height=420,
@@ -102,9 +108,18 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         return workspace.id, info, gallery
 
     @user_errors
-    def import_pairs(workspace_id, text, files):
+    def import_pairs(workspace_id, text, files, dataset_name=None):  # None: optional for a client
+        """Import the pairs as a job of the workspace: a Hub dataset's download shows its progress
+        here, and Stop (2 · Pairs) cancels it with a message saying so."""
         workspace = context.workspace(workspace_id)
-        spec = concepts.import_pairs(workspace, text, files)
+        spec = None
+        for event in concepts.stream_pairs_import(workspace, text, files, dataset_name):
+            if "download" in event:
+                progress = event["download"]
+                yield (workspace.id, progress_line(progress.fraction, progress.describe()),
+                       gr.skip())
+            elif event.get("done") is True:
+                spec = event["result"]
         dataset = workspace.current().require_dataset()
         shown = [dataset.load_pair(record) for record in dataset.records[:4]]
         gallery = [(pairs.side_by_side(a, b), record.id)
@@ -113,7 +128,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”: **{len(dataset)} imported "
                 f"pairs** ({splits['train']} to train, {splits['test']} held out). "
                 f"Next: **3 · Curate**.")
-        return workspace.id, info, gallery
+        yield workspace.id, info, gallery
 
     def offer_weights(name):
         text, downloadable = concepts.weights_offer(name)
@@ -168,7 +183,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
                                  api_visibility="private", show_progress="hidden")
     # Stops the job, which ends the download within a chunk; its watcher then shows why.
     cancel_button.click(stop_job, workspace_state, weights_text, api_visibility="private")
-    import_button.click(import_pairs, [workspace_state, concept_text, pairs_zip],
+    import_button.click(import_pairs, [workspace_state, concept_text, pairs_zip, dataset_id],
                         [workspace_state, concept_info, preview_gallery], api_name="import_pairs",
                         concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
     preview_button.click(preview, [workspace_state, concept_text, teacher, source_kind, local_path,

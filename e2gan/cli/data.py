@@ -63,8 +63,10 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
     elif args.layout == "imagefolder":
         if not args.root:
             raise E2GANError("import imagefolder needs --root")
+        # A Hub id's download reports through the command's `reporting_downloads` (stderr).
         dataset = import_imagefolder(args.root, args.out, args.prompt or "",
-                                     test_fraction=args.test_fraction, seed=args.seed)
+                                     test_fraction=args.test_fraction, seed=args.seed,
+                                     allow_download=args.allow_download)
     else:
         if not args.root:
             raise E2GANError("import img2img-turbo needs --root")
@@ -171,7 +173,10 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--source-dir")
     p.add_argument("--edited-dir")
     p.add_argument("--prompt")
-    p.add_argument("--root", help="img2img-turbo or imagefolder dataset folder")
+    p.add_argument("--root", help="img2img-turbo or imagefolder dataset folder; imagefolder: or "
+                                  "a Hugging Face dataset id, org/name[@revision]")
+    p.add_argument("--allow-download", action="store_true",
+                   help="imagefolder: fetch a Hub dataset missing from the Hugging Face cache")
     p.add_argument("--out", required=True)
     p.add_argument("--test-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)

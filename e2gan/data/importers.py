@@ -18,6 +18,10 @@ Two layouts are read:
       train/metadata.jsonl   {"input_image_file_name": "...", "edited_image_file_name": "...",
       train/...              "edit_prompt": "..."}     test/ (optional) the same
 
+  in a local folder, or in a Hugging Face dataset repo named by its id (`import_hub_imagefolder`:
+  the Hugging Face cache first, a download only when allowed), as ``e2gan publish --pairs``
+  leaves it.
+
 A zip holding any of these layouts (at its top or inside one folder) is unpacked and imported by
 `import_zip`; for two folders it looks for the usual names (source/edited, A/B, before/after,
 input/output, original/edited).
@@ -35,6 +39,7 @@ import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from e2gan.data.dataset import (
     DatasetInfo,
@@ -46,6 +51,8 @@ from e2gan.data.dataset import (
 from e2gan.data.pair_format import read_json_file
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, inside, list_images, load_image
+from e2gan.hub import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
+                       fetch_command, repo_reference)
 from e2gan.limits import MAX_ARCHIVE_FILES
 
 IMPORTED_TEACHER = "imported"
@@ -179,8 +186,10 @@ IMAGEFOLDER_COLUMNS = (("input_image", "edited_image"), ("original_image", "edit
 IMAGEFOLDER_PROMPT = "edit_prompt"
 
 
-def _imagefolder_split(folder: Path, prompt: str) -> list[tuple[str, Path, Path, str]]:
-    """(name, source path, edited path, prompt) for each row of `folder/metadata.jsonl`."""
+def _imagefolder_split(folder: Path, prompt: str,
+                       boundary: Path) -> list[tuple[str, Path, Path, str]]:
+    """(name, source path, edited path, prompt) for each row of `folder/metadata.jsonl`; no
+    image name may lead out of `boundary`."""
     rows = []
     for number, line in enumerate((folder / "metadata.jsonl").read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -204,8 +213,8 @@ def _imagefolder_split(folder: Path, prompt: str) -> list[tuple[str, Path, Path,
     pairs, missing = [], []
     for number, row in rows:
         names = [row.get(f"{column}_file_name") for column in columns]
-        paths = [inside(folder, folder / name, "metadata entry") if isinstance(name, str) else None
-                 for name in names]
+        paths = [inside(boundary, folder / name, "metadata entry") if isinstance(name, str)
+                 else None for name in names]
         for name, path in zip(names, paths):
             if path is None or not path.is_file():
                 missing.append(f"line {number}: {name}")
@@ -220,6 +229,12 @@ def _imagefolder_split(folder: Path, prompt: str) -> list[tuple[str, Path, Path,
     return pairs
 
 
+# What an import reads of a Hub dataset repo: the metadata files and the images (not its card,
+# nor the Parquet shards `datasets`' push_to_hub writes, which are another layout).
+HUB_IMAGEFOLDER_PATTERNS = ["metadata.jsonl", "*/metadata.jsonl"] + [
+    f"*{s}" for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper())]
+
+
 def import_imagefolder(
     root: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -228,11 +243,76 @@ def import_imagefolder(
     test_fraction: float = 0.1,
     seed: int = 0,
     overwrite: bool = False,
+    *,
+    allow_download: bool = False,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PairDataset:
     """Import a Hugging Face ``imagefolder`` paired dataset: `root/train/metadata.jsonl` (and
     `root/test/` when present; else a test split is drawn), or `root/metadata.jsonl` alone. Each
-    row's ``edit_prompt`` is its prompt, `prompt` where a row has none."""
-    root, out_root = Path(root), Path(out_root)
+    row's ``edit_prompt`` is its prompt, `prompt` where a row has none.
+
+    A `root` that is no path here but reads as a Hub dataset id (`org/name`, `org/name@revision`)
+    is imported from that dataset repo (`import_hub_imagefolder`, with `allow_download`,
+    `on_progress` and `should_stop`); a local path of the same name wins."""
+    if not Path(root).exists() and repo_reference(str(root)) is not None:
+        return import_hub_imagefolder(str(root), out_root, prompt, concept, test_fraction, seed,
+                                      overwrite, allow_download=allow_download,
+                                      on_progress=on_progress, should_stop=should_stop)
+    return _import_imagefolder(Path(root), Path(out_root), prompt, concept, test_fraction, seed,
+                               overwrite, {"format": "imagefolder", "root": str(root)})
+
+
+def import_hub_imagefolder(
+    reference: str,
+    out_root: str | os.PathLike,
+    prompt: str = "",
+    concept: str | None = None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+    *,
+    allow_download: bool = False,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    check_download: Callable[[int, int], None] | None = None,
+) -> PairDataset:
+    """Import the imagefolder dataset in Hub dataset repo `reference` (`org/name`, or
+    `org/name@revision` for a branch, tag or commit), as `import_imagefolder` does a folder.
+
+    Its metadata and images come from the Hugging Face cache; when missing they are downloaded
+    into it only with `allow_download` (and HF_HUB_OFFLINE unset), through `e2gan.hub`:
+    `on_progress`, `should_stop` and `check_download(bytes, files)` as `download_snapshot`'s.
+    Otherwise, and on any failure, one line names the repo and the `hf download` command."""
+    parsed = repo_reference(reference)
+    if parsed is None:
+        raise E2GANError(f"{reference!r} is not a Hugging Face dataset id: give it as org/name "
+                         "(or org/name@revision)")
+    repo_id, revision = parsed
+    options = {"repo_type": "dataset", "revision": revision}
+    folder = cached_snapshot(repo_id, HUB_IMAGEFOLDER_PATTERNS, **options)
+    if folder is None:
+        if not allow_download:
+            raise E2GANError(
+                f"dataset {reference} is not on this machine (no such folder, and not in the "
+                f"Hugging Face cache {cache_dir()}); fetch it where the network allows with "
+                f"{fetch_command(repo_id, 'dataset')}, or allow downloading (--allow-download)")
+        folder = download_snapshot(repo_id, allow_patterns=HUB_IMAGEFOLDER_PATTERNS,
+                                   on_progress=on_progress, should_stop=should_stop,
+                                   check_plan=check_download, **options)
+        if folder is None:
+            raise E2GANError(f"dataset {reference} on the Hub holds no imagefolder files "
+                             "(metadata.jsonl beside its images), the layout `e2gan publish "
+                             "--pairs` and `e2gan dataset-export` write")
+    # The cache's snapshot files are links into the repo's blobs/ folder, beside snapshots/.
+    return _import_imagefolder(folder, Path(out_root), prompt, concept, test_fraction, seed,
+                               overwrite, {"format": "imagefolder", "hub": repo_id,
+                                           "revision": folder.name}, boundary=folder.parents[1])
+
+
+def _import_imagefolder(root: Path, out_root: Path, prompt: str, concept: str | None,
+                        test_fraction: float, seed: int, overwrite: bool, params: dict,
+                        boundary: Path | None = None) -> PairDataset:
     splits = [(split, root / split) for split in ("train", "test")
               if (root / split / "metadata.jsonl").is_file()]
     if not splits and (root / "metadata.jsonl").is_file():
@@ -240,10 +320,11 @@ def import_imagefolder(
     if not splits or splits[0][0] != "train":
         raise E2GANError(f"no imagefolder metadata in {root} (looked for train/metadata.jsonl "
                          "and metadata.jsonl)")
-    entries = [(split, pair) for split, folder in splits for pair in _imagefolder_split(folder, prompt)]
-    return _write_split_pairs(entries, len(splits) == 2, out_root, concept,
-                              {"format": "imagefolder", "root": str(root)}, test_fraction, seed,
-                              overwrite, lambda split, name: f"import:imagefolder:{split}/{name}")
+    entries = [(split, pair) for split, folder in splits
+               for pair in _imagefolder_split(folder, prompt, boundary or folder)]
+    return _write_split_pairs(entries, len(splits) == 2, out_root, concept, params, test_fraction,
+                              seed, overwrite,
+                              lambda split, name: f"import:imagefolder:{split}/{name}")
 
 
 def _write_split_pairs(entries: list[tuple[str, tuple[str, Path, Path, str]]], keep_splits: bool,
