@@ -27,7 +27,7 @@ from e2gan.files import atomic_save_image, atomic_write_json
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.training.events import EndReason, StepsLogged
-from e2gan.training.recipes import TrainingSettings, finetune_job
+from e2gan.training.recipes import LORA_EMA_DECAY, TrainingSettings, finetune_job
 from e2gan.training.settings import wall_clock_steps
 
 from app import gpu
@@ -177,8 +177,8 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
     total_steps = request.epochs * steps_per_epoch if request.epochs else wall_clock_steps()
     budget = training_budget(request, gpu.booked_seconds())
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
-                                learning_rate=request.learning_rate, seed=request.seed,
-                                device=gpu.device(), checkpoint_every=0)
+                                learning_rate=request.learning_rate, ema_decay=LORA_EMA_DECAY,
+                                seed=request.seed, device=gpu.device(), checkpoint_every=0)
 
     # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
     # each slice ends with the adapter written, so samples show it and Stop keeps it.

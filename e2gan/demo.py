@@ -30,7 +30,7 @@ from e2gan.pipeline import EditPipeline
 from e2gan.selection import select_pairs
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 from e2gan.text import concept_key
-from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingSettings,
+from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_EMA_DECAY, LORA_LEARNING_RATE, TrainingSettings,
                                     finetune, train_pix2pix)
 from e2gan.training.settings import wall_clock_steps
 
@@ -50,12 +50,14 @@ class DemoSettings:
     batch_size: int = 4
 
 
-def _budget_settings(settings: DemoSettings, learning_rate: float) -> TrainingSettings:
+def _budget_settings(settings: DemoSettings, learning_rate: float,
+                     ema_decay: float = 0.0) -> TrainingSettings:
     # A step budget far beyond what fits: the wall-clock limit is what ends both trainings, so the
     # two methods get exactly the same time.
     return TrainingSettings(size=settings.size, steps=wall_clock_steps(), batch_size=settings.batch_size,
-                            learning_rate=learning_rate, seed=settings.seed, device=settings.device,
-                            max_seconds=settings.finetune_minutes * 60, checkpoint_every=0)
+                            learning_rate=learning_rate, ema_decay=ema_decay, seed=settings.seed,
+                            device=settings.device, max_seconds=settings.finetune_minutes * 60,
+                            checkpoint_every=0)
 
 
 def run_demo(out_dir: str, settings: DemoSettings,
@@ -88,7 +90,7 @@ def run_demo(out_dir: str, settings: DemoSettings,
     log(f"3/5 E2GAN: LoRA fine-tune of the base on {len(ids)} pairs for "
         f"{settings.finetune_minutes:g} min")
     lora_outcome = finetune(base_dir, subset, out / f"{concept.name}.safetensors",
-                            _budget_settings(settings, LORA_LEARNING_RATE),
+                            _budget_settings(settings, LORA_LEARNING_RATE, LORA_EMA_DECAY),
                             mode="lora", resume=False)
     log(f"4/5 pix2pix: 9-block generator from scratch on all {train_count} training pairs for "
         f"{settings.finetune_minutes:g} min")

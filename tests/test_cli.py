@@ -219,6 +219,24 @@ def test_finetune_and_evaluate(capsys, workspace, tmp_path):
     assert 0 < metrics["mae"] < 255 and -1 <= metrics["ssim"] <= 1 and metrics["psnr"] > 0
 
 
+def test_a_lora_finetune_writes_the_average_of_its_adapter_unless_told_not_to(capsys, workspace,
+                                                                             tmp_path):
+    from e2gan.checkpoint import read_adapter
+
+    adapters = {}
+    for label, extra in (("default", []), ("off", ["--ema-decay", "0"])):
+        adapters[label] = tmp_path / f"{label}.safetensors"
+        code, _, _ = run(capsys, "finetune", "--base", str(workspace / "base"), "--dataset",
+                         str(workspace / "pairs"), "--out", str(adapters[label]), "--rank", "2",
+                         *TRAINING, *extra, "--json", "--quiet")
+        assert code == 0
+    default, off = (read_adapter(adapters[k]) for k in ("default", "off"))
+    assert default.metadata["training"]["settings"]["ema_decay"] == 0.99
+    assert off.metadata["training"]["settings"]["ema_decay"] == 0.0
+    # Same seed and steps: only the averaging differs, so the written weights must too.
+    assert any(not torch.equal(default.tensors[k], off.tensors[k]) for k in default.tensors)
+
+
 def test_paired_metrics():
     rng = np.random.default_rng(0)
     target = rng.integers(20, 200, (16, 16, 3), dtype=np.uint8)

@@ -37,7 +37,7 @@ from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
                                     TrainingSettings, finetune_job, pix2pix_job)
-from e2gan.training.settings import wall_clock_steps
+from e2gan.training.settings import LORA_EMA_DECAY, wall_clock_steps
 
 KINDS = ("lora", "full", "pix2pix")
 
@@ -113,8 +113,10 @@ def selected_ids(dataset: PairDataset, spec: RunSpec) -> list[str] | None:
 
 def _training_settings(context: BenchContext, spec: RunSpec, steps: int | None = None) -> TrainingSettings:
     s = context.settings
+    lora = spec.kind == "lora"
     return TrainingSettings(size=s.size, steps=steps or wall_clock_steps(), batch_size=s.batch_size,
-                            learning_rate=LORA_LEARNING_RATE if spec.kind == "lora" else FULL_LEARNING_RATE,
+                            learning_rate=LORA_LEARNING_RATE if lora else FULL_LEARNING_RATE,
+                            ema_decay=LORA_EMA_DECAY if lora else 0.0,
                             seed=spec.seed, device=s.device, checkpoint_every=0)
 
 
@@ -204,6 +206,8 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
         spec_dict.update(context.base_key(spec.base))
     if spec.ranks == "random":
         spec_dict["rank_choices"] = context.settings.rank_choices
+    if spec.kind == "lora" and LORA_EMA_DECAY:  # a new recipe: E2GAN runs made without it retrain
+        spec_dict["ema_decay"] = LORA_EMA_DECAY
 
     def run(folder: Path) -> dict[str, Any]:
         settings = context.settings

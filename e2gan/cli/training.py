@@ -11,16 +11,18 @@ from e2gan.training.schedules import SCHEDULES
 from e2gan.training.settings import CONCEPT_STARTS, REPORT_TO
 
 
-def _settings(args: argparse.Namespace, default_lr: float | None = None):
+def _settings(args: argparse.Namespace, default_lr: float | None = None,
+              default_ema_decay: float = 0.0):
     from e2gan.training.recipes import FULL_LEARNING_RATE, TrainingSettings
 
     lr = args.lr if args.lr is not None else (default_lr or FULL_LEARNING_RATE)
+    ema_decay = args.ema_decay if args.ema_decay is not None else default_ema_decay
     return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
                             learning_rate=lr, discriminator_learning_rate=args.d_lr,
                             seed=args.seed, device=args.device,
                             max_seconds=args.max_minutes * 60 if args.max_minutes is not None else None,
                             schedule=args.schedule, warmup_steps=args.warmup_steps,
-                            ema_decay=args.ema_decay, max_grad_norm=args.max_grad_norm,
+                            ema_decay=ema_decay, max_grad_norm=args.max_grad_norm,
                             report_to=args.report_to, checkpoint_every=args.checkpoint_every,
                             augment=not args.no_augment,
                             concept_start=getattr(args, "concept_start", "closest"))
@@ -76,11 +78,12 @@ def _base_text_encoder(args: argparse.Namespace, datasets):
 @command("finetune")
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset
-    from e2gan.training.recipes import LORA_LEARNING_RATE, finetune
+    from e2gan.training.recipes import LORA_EMA_DECAY, LORA_LEARNING_RATE, finetune
 
     dataset = PairDataset.open(args.dataset)
-    ranks = _load_ranks(args) if args.mode == "lora" else None
-    settings = _settings(args, LORA_LEARNING_RATE if args.mode == "lora" else None)
+    lora = args.mode == "lora"
+    ranks = _load_ranks(args) if lora else None
+    settings = _settings(args, LORA_LEARNING_RATE if lora else None, LORA_EMA_DECAY if lora else 0.0)
     outcome = finetune(args.base, dataset, args.out, settings, mode=args.mode, ranks=ranks,
                        resume=not args.restart, on_event=training_progress(args, "finetune"))
     return _report(outcome)
@@ -148,8 +151,9 @@ def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int =
                         help="learning rate: constant, linear (pix2pix: flat, then down to 0 over "
                              "the second half) or cosine; after --warmup-steps")
     parser.add_argument("--warmup-steps", type=int, default=0)
-    parser.add_argument("--ema-decay", type=float, default=0.0,
-                        help="keep an EMA of the trained weights (used for the saved model); 0: off")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="keep an EMA of the trained weights (used for the saved model); 0: "
+                             "off (default: 0.99 for a LoRA fine-tune, off otherwise)")
     parser.add_argument("--max-grad-norm", type=float, default=None, help="clip gradient norms")
     parser.add_argument("--report-to", default="none", choices=list(REPORT_TO),
                         help="log losses through Accelerate's trackers (into OUT's logs folder)")

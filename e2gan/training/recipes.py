@@ -35,8 +35,8 @@ from e2gan.models import build_model
 from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
 from e2gan.training.concept_start import MEAN, closest_concept_start
 from e2gan.training.events import EventCallback, RunSummary
-from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_LEARNING_RATE,  # noqa: F401 (re-exported)
-                                     TrainingSettings)
+from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_EMA_DECAY,  # noqa: F401 (re-exported)
+                                     LORA_LEARNING_RATE, TrainingSettings)
 from e2gan.training.trainer import Trainer, TrainingParts
 
 StopCheck = Callable[[], bool]

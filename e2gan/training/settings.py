@@ -13,6 +13,13 @@ from e2gan.limits import MAX_TRAINING_SIZE, MAX_TRAINING_STEPS
 # MAE vs teacher, lower is better): 2e-4 -> 32.2, 1e-3 -> 29.7, 3e-3 -> 27.7, 1e-2 diverged (46.0).
 LORA_LEARNING_RATE = 3e-3
 FULL_LEARNING_RATE = 2e-4  # the paper's (and pix2pix's) Adam setting
+# A LoRA fine-tune keeps an EMA of its adapter and writes that: a minute of GAN steps at 3e-3
+# ends wherever the last few noisy updates left it, and the average is a steadier edit. Measured
+# by `tools/lora_recipe_trials.py` on four held-out concepts and validation photos only (never the
+# benchmark's judging photos), 130 steps each: mean FID 294.3 -> 289.7, mean KID 0.221 -> 0.215;
+# a linear decay (3e-3 or 6e-3) scored between the two, and it needs a step count that a
+# wall-clock budget has not. Full fine-tuning and pix2pix keep the paper's recipe (no EMA).
+LORA_EMA_DECAY = 0.99
 REPORT_TO = ("none", "tensorboard", "trackio")
 CONCEPT_STARTS = ("closest", "mean")  # see training.concept_start
 
