@@ -12,6 +12,11 @@ Variants: "as exported" (what `e2gan export --precision int8` ships); "quant_pre
 (onnxruntime's recommended pre-processing: symbolic shape inference and graph optimisation);
 "onnxslim" (onnxslim's constant folding and fusion, when installed); "ort offline basic" (the
 graph saved after onnxruntime's basic optimisations, then quantized).
+
+With `--settings`, the same file is instead quantized with other quantizer settings: "QOperator"
+(QLinearConv-style operators instead of QDQ pairs), "int8 activations" (S8S8, what ARM and
+VNNI-less x86 kernels prefer), "per-tensor weights", "reduce_range" (7-bit weights, for CPUs
+without VNNI). Each row says what it changed.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--settings", action="store_true",
+                        help="compare quantizer settings instead of graph passes")
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -78,17 +85,28 @@ def main() -> None:
             ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
             return target.read_bytes()
 
-    variants = {"as exported": lambda data: data, "quant_pre_process": pre_process,
-                "onnxslim": slim, "ort offline basic": ort_offline}
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    unchanged = lambda data: data  # noqa: E731
+    variants = {"as exported": (unchanged, {})}
+    if args.settings:
+        variants.update({
+            "QOperator": (unchanged, {"quant_format": QuantFormat.QOperator}),
+            "int8 activations": (unchanged, {"activation_type": QuantType.QInt8}),
+            "per-tensor weights": (unchanged, {"per_channel": False}),
+            "reduce_range": (unchanged, {"reduce_range": True})})
+    else:
+        variants.update({"quant_pre_process": (pre_process, {}), "onnxslim": (slim, {}),
+                         "ort offline basic": (ort_offline, {})})
     rows = [{"variant": "fp32 (reference)", "bytes": len(fp32),
              **median_latency(fp32_runner, example.numpy(), args.repeats)}]
-    for name, transform in variants.items():
+    for name, (transform, settings) in variants.items():
         try:
             prepared = transform(fp32)
         except ImportError as error:
             rows.append({"variant": name, "skipped": str(error)})
             continue
-        int8 = int8_bytes(prepared, INPUT_NAME, calibration)
+        int8 = int8_bytes(prepared, INPUT_NAME, calibration, **settings)
         runner = onnx_runner(onnx_session(int8, args.threads))
         check = quality_check(fp32_runner, runner, photos, teacher, "int8")
         timing = median_latency(runner, example.numpy(), args.repeats)

@@ -3,7 +3,7 @@
     python tools/studio_finetune_check.py OUT MINUTES NAME=BASE_DIR [NAME=BASE_DIR ...]
 
 150 built-in pairs (as the studio makes them), 100 chosen by clustering, LoRA (the base's
-ranks.json) at lr 3e-3 (or $LORA_LR), batch 4, MINUTES at 128 px per base; then PSNR / SSIM /
+ranks.json) at lr 3e-3 (or $LORA_LR) with the studio's EMA (or $LORA_EMA), batch 4, MINUTES at 128 px per base; then PSNR / SSIM /
 MAE / FID / KID on the held-out pairs for each base + adapter and for "no edit", written to
 OUT/results.json, and OUT/compare.png (source | teacher | each base + adapter).
 With REUSE=1, adapters already in OUT are judged again without retraining.
@@ -21,7 +21,7 @@ from e2gan.evaluation import evaluate_pairs
 from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.teachers import create_teacher
-from e2gan.training.recipes import TrainingSettings, finetune
+from e2gan.training.recipes import LORA_EMA_DECAY, TrainingSettings, finetune
 
 out = Path(sys.argv[1]); minutes = float(sys.argv[2]); bases = dict(a.split("=") for a in sys.argv[3:])
 out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +35,7 @@ prompt = dataset.info.prompt
 results, columns = {}, [("teacher", None)]
 for name, base in bases.items():
     settings = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=float(os.environ.get("LORA_LR", "3e-3")),
+                                ema_decay=float(os.environ.get("LORA_EMA", LORA_EMA_DECAY)),
                                 max_seconds=minutes * 60, checkpoint_every=0)
     adapter = out / f"winter_{name}.safetensors"
     if os.environ.get("REUSE") == "1" and adapter.is_file():

@@ -28,7 +28,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -60,7 +60,11 @@ class _Calibration:
         pass
 
 
-def int8_bytes(data: bytes, input_name: str, calibration: list[np.ndarray]) -> bytes:
+def int8_bytes(data: bytes, input_name: str, calibration: list[np.ndarray],
+               **overrides: Any) -> bytes:
+    """`data` statically quantized by onnxruntime: QDQ, per-channel int8 weights, uint8
+    activations, percentile calibration on `calibration`. `overrides` replace any of
+    `quantize_static`'s settings (`tools/onnx_int8_trials.py` compares some)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -71,10 +75,11 @@ def int8_bytes(data: bytes, input_name: str, calibration: list[np.ndarray]) -> b
         source.write_bytes(data)
         # onnxruntime's calibration prints its progress to stdout, where `--json` output goes
         with contextlib.redirect_stdout(sys.stderr):
+            settings = {"quant_format": QuantFormat.QDQ, "per_channel": True,
+                        "weight_type": QuantType.QInt8, "activation_type": QuantType.QUInt8,
+                        "calibrate_method": CalibrationMethod.Percentile, **overrides}
             quantize_static(str(source), str(target), _Calibration(input_name, calibration),
-                            quant_format=QuantFormat.QDQ, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                            calibrate_method=CalibrationMethod.Percentile)
+                            **settings)
         return target.read_bytes()
 
 
