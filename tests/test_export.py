@@ -301,3 +301,25 @@ def test_cli_int8_export_keeps_stdout_pure_json(tiny_base, tiny_adapter, tiny_pa
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert json.loads(captured.out)["files"][0]["precision"] == "int8"
+
+
+def test_int8_quantizer_settings_can_be_changed_for_trials():
+    # tools/onnx_int8_trials.py compares quantizer settings through `int8_bytes`' overrides: an
+    # override that did not reach onnxruntime would compare the export's own file with itself.
+    from onnxruntime.quantization import QuantFormat
+
+    from e2gan.export.formats import onnx_bytes
+    from e2gan.export.precision import int8_bytes
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 3, 3, padding=1))
+    example = torch.rand(1, 3, 16, 16)
+    fp32 = onnx_bytes(model, example, dynamic=False)
+    input_name = onnx.load_from_string(fp32).graph.input[0].name
+    calibration = [np.random.default_rng(i).random((1, 3, 16, 16), np.float32) for i in range(4)]
+    types = {}
+    for name, overrides in (("qdq", {}), ("qoperator", {"quant_format": QuantFormat.QOperator})):
+        graph = onnx.load_from_string(int8_bytes(fp32, input_name, calibration, **overrides)).graph
+        types[name] = {node.op_type for node in graph.node}
+    assert "DequantizeLinear" in types["qdq"] and "QLinearConv" not in types["qdq"]
+    assert "QLinearConv" in types["qoperator"]
