@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from e2gan.errors import E2GANError
 from e2gan.files import read_image
+from e2gan.hub import format_duration
 
 from app.jobs import BOARD
 from app.workspace import Workspace, prune_workspaces
@@ -111,10 +112,7 @@ def picture(path: str | None) -> Image.Image:
 
 
 def seconds_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "estimating…"
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+    return "estimating…" if seconds is None else format_duration(seconds)
 
 
 def progress_line(fraction: float, text: str) -> str:

@@ -75,7 +75,7 @@ class DownloadProgress:
         """'org/name: 312 MB of 2.47 GB (13%) · 24.1 MB/s · 1 min 40 s left · 3 of 15 files'."""
         eta = self.eta_seconds
         left = ("done" if self.done_bytes >= self.total_bytes else
-                "estimating time left" if eta is None else f"{_duration(eta)} left")
+                "estimating time left" if eta is None else f"{format_duration(eta)} left")
         done, total = format_size(self.done_bytes), format_size(self.total_bytes)
         return (f"{self.repo_id}: {done} of {total} ({self.fraction * 100:.0f}%) · "
                 f"{format_size(self.bytes_per_second)}/s · {left} · "
@@ -89,8 +89,9 @@ def format_size(count: float) -> str:
     return f"{int(count)} B"
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+def format_duration(seconds: float) -> str:
+    """'42 s' or '3 min 05 s' (the studio's progress lines use the same)."""
+    seconds = max(0, int(round(seconds)))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
