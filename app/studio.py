@@ -128,12 +128,12 @@ def build_demo(base_dir: str | Path | None = None,
                         "Library**.")
         status = gr.Markdown(elem_classes="status-line")
         with gr.Tabs():
-            build_concept_tab(context, workspace_state)
-            build_pairs_tab(context, workspace_state)
-            build_curate_tab(context, workspace_state)
-            build_finetune_tab(context, workspace_state)
-            build_compare_tab(context, workspace_state)
-            build_library_tab(context, workspace_state)
+            tabs = [build_concept_tab(context, workspace_state),
+                    build_pairs_tab(context, workspace_state),
+                    build_curate_tab(context, workspace_state),
+                    build_finetune_tab(context, workspace_state),
+                    build_compare_tab(context, workspace_state),
+                    build_library_tab(context, workspace_state)]
             build_try_tab(trier)
         build_agent_endpoints(context)
 
@@ -156,6 +156,10 @@ def build_demo(base_dir: str | Path | None = None,
         # or one left running by a reload, shows up without a click).
         gr.Timer(STATUS_SECONDS).tick(refresh, workspace_state, status, api_visibility="private",
                                       show_progress="hidden")
+        # ... and says at once when a job shown on this page ends, not at the next tick.
+        for event in (event for tab in tabs for event in tab.get("job_events", [])):
+            event.then(refresh, workspace_state, status, api_visibility="private",
+                       show_progress="hidden")
     demo.queue(default_concurrency_limit=4, max_size=MAX_STUDIO_QUEUE.value())
     hide_page_endpoints_from_mcp(demo, workspace_state)
     return demo

@@ -247,3 +247,32 @@ def test_cached_runs_are_keyed_by_the_bases_weights_not_its_path(tiny_base, tmp_
     weights[name] = weights[name] + 1
     save_file(weights, copy / "model.safetensors")
     assert key(copy) != key(tiny_base)
+
+
+def test_judging_another_base_reuses_pix2pix_and_retrains_only_what_starts_from_the_base(
+        tiny_base, tmp_path):
+    """pix2pix trains from scratch: `--base` must not invalidate its (long) cached runs, while
+    E2GAN's and the full fine-tune's runs start from the base and must retrain."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from e2gan.bench.context import BenchContext
+    from e2gan.bench.runs import RunSpec, run_key
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_base, other)
+    weights = load_file(other / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = weights[name] + 1
+    save_file(weights, other / "model.safetensors")
+
+    def key(base, kind):
+        settings = _settings(tiny_base)
+        settings.base = str(base)
+        context = BenchContext(settings, tmp_path, None, RunStore(tmp_path), tmp_path)
+        return run_key(context, RunSpec(kind, "scenes:winter", [1.0]))
+
+    assert key(other, "pix2pix") == key(tiny_base, "pix2pix")
+    for kind in ("lora", "full"):
+        assert key(other, kind) != key(tiny_base, kind)

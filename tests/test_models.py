@@ -227,6 +227,9 @@ VARIANTS = {
     "resize_conv+skips+residual": {"upsampling": "resize_conv", "skip_connections": True,
                                    "residual_output": True},
     "transposed+skips": {"skip_connections": True},
+    "conv_resize+skips+residual+reflect+no_noise": {
+        "upsampling": "conv_resize", "skip_connections": True, "residual_output": True,
+        "downsample_padding": "reflect", "noise_channels": 0},
 }
 
 
@@ -279,13 +282,38 @@ def test_a_config_without_the_variant_fields_rebuilds_the_papers_layout(tmp_path
     import json
 
     old_config = {k: v for k, v in config_of(build_model("e2gan", TINY)).items()
-                  if k not in ("upsampling", "skip_connections", "residual_output")}
+                  if k not in ("upsampling", "skip_connections", "residual_output",
+                               "downsample_padding")}
     old_config = json.loads(json.dumps(old_config))
     model = build_model("e2gan", old_config)
     assert model.config.upsampling == "transposed"
     assert not model.config.skip_connections and not model.config.residual_output
     assert isinstance(model.upsample[0].conv, torch.nn.ConvTranspose2d)
     assert isinstance(model.head[-1], torch.nn.Tanh)
+    assert model.config.downsample_padding == "zeros" and model.downsample[0].conv.padding == (1, 1)
+
+
+def test_reflect_padding_keeps_the_downsampling_borders_free_of_zeros():
+    """A stride-2, padding-1 conv on an even size reads its padding only at the top and left
+    border, so the paper's zeros make the top-left corner unlike every other pixel (the corner
+    artefact). With reflect padding a uniform feature map downsamples to a uniform one, with the
+    same weights and layer names."""
+    paper = build_model("e2gan", TINY)
+    reflect = build_model("e2gan", {**TINY, "downsample_padding": "reflect"})
+    assert paper.state_dict().keys() == reflect.state_dict().keys()
+    reflect.load_state_dict(paper.state_dict())
+    uniform = torch.full((1, TINY["num_filters"], 16, 16), 0.7)
+    for model in (paper, reflect):
+        layer = model.downsample[0]
+        out = layer.conv(layer.pad(uniform))
+        corner_off = (out[..., 0, 0] - out[..., -1, -1]).abs().max().item()
+        if model is paper:
+            assert corner_off > 1e-3  # the corner read zeros
+        else:
+            assert corner_off < 1e-5
+            assert (out - out[..., :1, :1]).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="downsample_padding"):
+        build_model("e2gan", {**TINY, "downsample_padding": "circular"})
 
 
 def test_the_shipped_base_rebuilds_from_its_config_at_the_papers_size():
@@ -348,7 +376,7 @@ def test_every_decoder_variant_takes_lora_on_its_sampling_convs_and_merges_exact
     layers = lora.crucial_layers(model, ["sampling"])
     assert layers == ["downsample.0.conv", "downsample.1.conv", "bottleneck_in.conv",
                       "bottleneck_out.conv", "upsample.0.conv", "upsample.1.conv"]
-    if variant == "resize_conv+skips+residual":  # a zero head would hide the adapter's effect
+    if VARIANTS[variant].get("residual_output"):  # a zero head would hide the adapter's effect
         torch.nn.init.normal_(model.head[1].weight, std=0.01)
     source, text = inputs()
     with torch.no_grad():
@@ -373,7 +401,7 @@ def test_every_decoder_variant_exports_to_onnx_at_any_size(variant):
 
     torch.manual_seed(0)
     model = build_model("e2gan", {**TINY, **VARIANTS[variant]}).eval()
-    if variant == "resize_conv+skips+residual":
+    if VARIANTS[variant].get("residual_output"):
         torch.nn.init.normal_(model.head[1].weight, std=0.01)
     text = torch.randn(1, 4, TINY["text_dim"], generator=torch.Generator().manual_seed(1))
     reference = ConceptEditor(copy.deepcopy(model), text)

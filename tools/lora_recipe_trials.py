@@ -10,7 +10,8 @@ Concepts default to four held out from the shipped base and absent from the benc
 table (two faces, two scenes). Each recipe trains exactly STEPS steps (equal work on a shared
 machine) from the shipped base on 100 clustered pairs at 128 px, batch 4; then FID / KID / PSNR on
 the validation pairs. Results append to OUT/results.jsonl (a finished trial is not rerun).
-SKIP="name;name" leaves those recipes out of this run.
+SKIP="name;name" leaves those recipes out of this run; ONLY="name;name" runs just those.
+BASE=folder fine-tunes from another base (default: the shipped one), to compare bases with a recipe.
 """
 import json
 import os
@@ -28,7 +29,7 @@ from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.training.recipes import TrainingSettings, finetune
 
-BASE = REPOSITORY / "checkpoints" / "base"
+BASE = Path(os.environ.get("BASE", REPOSITORY / "checkpoints" / "base"))
 DATA = REPOSITORY.parent / "shared" / "data"
 CONCEPTS = ["faces:marble_statue", "faces:vampire", "scenes:impressionist", "scenes:woodcut"]
 # name -> TrainingSettings fields changed from the studio's recipe (constant 3e-3, no EMA).
@@ -78,8 +79,9 @@ def main() -> None:
             row = evaluate_pairs(lambda images: list(images), dataset, "test", size=128, fid=True)
             _append(results, spec, "no edit", 0, row)
         skipped = set(filter(None, os.environ.get("SKIP", "").split(";")))
+        only = set(filter(None, os.environ.get("ONLY", "").split(";")))
         for name, changes in RECIPES.items():
-            if (spec, name) in done or name in skipped:
+            if (spec, name) in done or name in skipped or (only and name not in only):
                 continue
             changes = dict(changes)
             extra = changes.pop("extra_ranks", None)

@@ -156,6 +156,7 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
     stop.click(stop_job, workspace_state, progress, cancels=[job], api_visibility="private")
     # The page's load sets the workspace (None -> its id): pick up a fine-tune already running.
     # Watching costs no compute, so it takes no slot of the heavy queue.
-    workspace_state.change(follow, workspace_state, [progress, losses, samples, metrics],
-                           api_visibility="private", concurrency_limit=None, show_progress="hidden")
-    return {}
+    following = workspace_state.change(follow, workspace_state, [progress, losses, samples, metrics],
+                                       api_visibility="private", concurrency_limit=None,
+                                       show_progress="hidden")
+    return {"job_events": [job, following]}

@@ -33,6 +33,7 @@ from e2gan.checkpoint import load_generator, load_rank_table
 from e2gan.data.dataset import PairDataset
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
+from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
@@ -191,23 +192,31 @@ def base_maker(context: BenchContext, spec: RunSpec, folder: Path, prompt: str):
     return lambda images: pipeline(images, prompt)
 
 
-def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
-    """Train and judge `spec` (or read its stored result). The result's `milestones` hold one
-    judgement per budget in `spec.seconds`; its top-level metrics are the last one's."""
+def run_key(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
+    """What a cached run must match to be reused: the spec, the data settings, and the weights of
+    the base it starts from (none for pix2pix)."""
     spec_dict = asdict(spec)
     if spec.steps is None:  # wall-clock runs keep the spec (and cache key) they had before `steps`
         del spec_dict["steps"]
     spec_dict["settings"] = context.settings.data_key()
     if spec.kind == "pix2pix":
-        # Trained from scratch: no base is read. The path stays in its key so that the runs
-        # cached before bases were keyed by their weights are found again.
-        spec_dict["base_path"] = str(context.base_dir(spec.base).resolve())
+        # Trained from scratch: no base is read, so `--base` must not retrain it. The shipped
+        # base's path stays in its key, whatever `--base` says, so that the runs cached before
+        # bases were keyed by their weights are found again.
+        spec_dict["base_path"] = str(default_base_dir().resolve())
     else:
         spec_dict.update(context.base_key(spec.base))
     if spec.ranks == "random":
         spec_dict["rank_choices"] = context.settings.rank_choices
     if spec.kind == "lora" and LORA_EMA_DECAY:  # a new recipe: E2GAN runs made without it retrain
         spec_dict["ema_decay"] = LORA_EMA_DECAY
+    return spec_dict
+
+
+def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
+    """Train and judge `spec` (or read its stored result). The result's `milestones` hold one
+    judgement per budget in `spec.seconds`; its top-level metrics are the last one's."""
+    spec_dict = run_key(context, spec)
 
     def run(folder: Path) -> dict[str, Any]:
         settings = context.settings

@@ -29,6 +29,15 @@ before these fields existed rebuilds exactly the model it was trained as):
 - `residual_output`: the head predicts a change, output = clamp(source + delta, -1, 1), instead of
   tanh of a fresh image; the head starts at zero, so an untrained model is the identity edit.
 
+Encoder variant:
+
+- `downsample_padding`: "zeros" (the paper) or "reflect" for the stride-2 3x3 convs. On an even
+  size a stride-2, padding-1 conv reads its padding only at the top and left border (output pixel i
+  reads inputs 2i-1..2i+1), so with zeros the top-left corner sees black that no other pixel sees,
+  at each of the three downsampling levels; the base printed a corner artefact there (per-pixel
+  error 83-97 grey levels at (0, 0) against a mean of 22). Reflect padding gives that border real
+  image values. Same weights and names, so it is a layout choice, not a new model size.
+
 Noise (Eq. 1's z) enters as extra input channels: fresh N(0, 1) draws while training; at inference
 one fixed N(0, 1) pattern (`inference_noise`), unless the caller passes its own. Not zeros: the
 stem's InstanceNorm and every layer after it were trained on inputs whose noise channel carries
@@ -49,6 +58,7 @@ from e2gan.models.blocks import (ConvNormAct, ResidualBlock, ResizeConvNormAct, 
                                  UpNormAct)
 
 UPSAMPLING_KINDS = ("transposed", "resize_conv", "conv_resize")
+PADDING_KINDS = ("zeros", "reflect")
 # The inference noise is one seeded tile, repeated to cover any image: 256 px is larger than the
 # training crops, so within what the model saw at training time the pattern does not repeat.
 NOISE_TILE, NOISE_SEED = 256, 0
@@ -71,6 +81,7 @@ class E2GANConfig:
     upsampling: str = "transposed"  # "transposed" | "resize_conv" | "conv_resize"
     skip_connections: bool = False
     residual_output: bool = False
+    downsample_padding: str = "zeros"  # "zeros" (the paper) | "reflect" (see the module docstring)
 
 
 class E2GANGenerator(nn.Module):
@@ -84,6 +95,9 @@ class E2GANGenerator(nn.Module):
         if config.upsampling not in UPSAMPLING_KINDS:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_KINDS}, "
                              f"got {config.upsampling!r}")
+        if config.downsample_padding not in PADDING_KINDS:
+            raise ValueError(f"downsample_padding must be one of {PADDING_KINDS}, "
+                             f"got {config.downsample_padding!r}")
         if config.residual_output and config.in_channels != config.out_channels:
             raise ValueError("residual_output needs in_channels == out_channels")
         filters = config.num_filters
@@ -97,10 +111,9 @@ class E2GANGenerator(nn.Module):
         self.downsample = nn.ModuleList()
         for index in range(config.num_downsamplings):
             multiplier = 2 ** index
-            self.downsample.append(ConvNormAct(filters * multiplier, filters * multiplier * 2, 3,
-                                               stride=2, padding=1))
+            self.downsample.append(self._down(filters * multiplier, filters * multiplier * 2))
         width = filters * 2 ** config.num_downsamplings
-        self.bottleneck_in = ConvNormAct(width, width, 3, stride=2, padding=1)
+        self.bottleneck_in = self._down(width, width)
         self.blocks_before = nn.ModuleList(
             ResidualBlock(width) for _ in range(config.transformer_after_block))
         self.transformer = nn.ModuleList(
@@ -123,6 +136,11 @@ class E2GANGenerator(nn.Module):
             self.head = nn.Sequential(nn.ReflectionPad2d(3), head_conv)
         else:
             self.head = nn.Sequential(nn.ReflectionPad2d(3), head_conv, nn.Tanh())
+
+    def _down(self, in_channels: int, out_channels: int) -> nn.Module:
+        if self.config.downsample_padding == "reflect":
+            return ConvNormAct(in_channels, out_channels, 3, stride=2, reflect_padding=1)
+        return ConvNormAct(in_channels, out_channels, 3, stride=2, padding=1)
 
     def _up(self, in_channels: int, out_channels: int) -> nn.Module:
         if self.config.upsampling == "transposed":

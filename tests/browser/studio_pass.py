@@ -101,6 +101,8 @@ def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
         click_tab(page, "4 · Fine-tune")
         page.get_by_text(re.compile(r"step \d+ on|finished")).first.wait_for()
         page.get_by_text("Next: 5 · Compare").wait_for()
+        # The status line says so as the job ends, well before its 10 s refresh comes round.
+        page.locator(".status-line").get_by_text("nothing in your session").wait_for(timeout=4000)
         page.screenshot(path=str(out / "4-finetune.png"), full_page=True)
 
         click_tab(page, "5 · Compare")
