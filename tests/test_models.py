@@ -230,6 +230,9 @@ VARIANTS = {
     "conv_resize+skips+residual+reflect+no_noise": {
         "upsampling": "conv_resize", "skip_connections": True, "residual_output": True,
         "downsample_padding": "reflect", "noise_channels": 0},
+    "conv_resize+skips+residual+reflect+no_noise+no_norm_after_transformer": {
+        "upsampling": "conv_resize", "skip_connections": True, "residual_output": True,
+        "downsample_padding": "reflect", "noise_channels": 0, "normalize_after_transformer": False},
 }
 
 
@@ -283,7 +286,7 @@ def test_a_config_without_the_variant_fields_rebuilds_the_papers_layout(tmp_path
 
     old_config = {k: v for k, v in config_of(build_model("e2gan", TINY)).items()
                   if k not in ("upsampling", "skip_connections", "residual_output",
-                               "downsample_padding")}
+                               "downsample_padding", "normalize_after_transformer")}
     old_config = json.loads(json.dumps(old_config))
     model = build_model("e2gan", old_config)
     assert model.config.upsampling == "transposed"
@@ -291,6 +294,8 @@ def test_a_config_without_the_variant_fields_rebuilds_the_papers_layout(tmp_path
     assert isinstance(model.upsample[0].conv, torch.nn.ConvTranspose2d)
     assert isinstance(model.head[-1], torch.nn.Tanh)
     assert model.config.downsample_padding == "zeros" and model.downsample[0].conv.padding == (1, 1)
+    assert model.config.normalize_after_transformer
+    assert isinstance(model.upsample[-1].norm, torch.nn.InstanceNorm2d)
 
 
 def test_reflect_padding_keeps_the_downsampling_borders_free_of_zeros():
@@ -314,6 +319,34 @@ def test_reflect_padding_keeps_the_downsampling_borders_free_of_zeros():
             assert (out - out[..., :1, :1]).abs().max().item() < 1e-5
     with pytest.raises(ValueError, match="downsample_padding"):
         build_model("e2gan", {**TINY, "downsample_padding": "circular"})
+
+
+def test_without_norm_after_the_transformer_the_decoder_passes_a_spike_through_unflattened():
+    """InstanceNorm after the transformer lets one planted value rescale a whole channel (the
+    droplet mechanism): with it, a spike in one pixel changes the decoder's output far from the
+    spike; without it the decoder is local again. The encoder keeps its InstanceNorm, and both
+    settings share one state dict."""
+    torch.manual_seed(0)
+    normed = build_model("e2gan", {**TINY, "upsampling": "conv_resize"}).eval()
+    plain = build_model("e2gan", {**TINY, "upsampling": "conv_resize",
+                                  "normalize_after_transformer": False}).eval()
+    assert normed.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(normed.state_dict())
+    assert isinstance(plain.stem.norm, torch.nn.InstanceNorm2d)
+    assert isinstance(plain.bottleneck_in.norm, torch.nn.InstanceNorm2d)
+    assert all(isinstance(block.norm1, torch.nn.InstanceNorm2d) for block in plain.blocks_before)
+    after = [plain.bottleneck_out, *plain.upsample]
+    assert all(isinstance(layer.norm, torch.nn.Identity) for layer in after)
+    assert all(isinstance(block.norm2, torch.nn.Identity) for block in plain.blocks_after)
+
+    features = torch.rand(1, 4 * TINY["num_filters"], 8, 8)
+    spiked = features.clone()
+    spiked[..., 7, 7] += 1000.0  # one bottleneck pixel, in the bottom-right corner
+    for model, far_changes in ((normed, True), (plain, False)):
+        decoder = torch.nn.Sequential(model.bottleneck_out, *model.upsample)
+        with torch.no_grad():
+            change = (decoder(spiked) - decoder(features)).abs()[..., :8, :8]  # top-left
+        assert (change.max().item() > 1e-2) == far_changes
 
 
 def test_the_shipped_base_rebuilds_from_its_config_at_the_papers_size():

@@ -29,14 +29,20 @@ class ConvNormAct(nn.Module):
         return F.relu(self.norm(self.conv(self.pad(x))))
 
 
+def instance_norm(channels: int, normalize: bool) -> nn.Module:
+    """InstanceNorm2d (no affine, no running statistics: no state) or nothing, the same state dict
+    either way, so a layout with and without it share checkpoints' names."""
+    return nn.InstanceNorm2d(channels) if normalize else nn.Identity()
+
+
 class UpNormAct(nn.Module):
     """Stride-2 transposed conv -> InstanceNorm -> ReLU: exactly doubles height and width."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, normalize: bool = True) -> None:
         super().__init__()
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2,
                                        padding=1, output_padding=1)
-        self.norm = nn.InstanceNorm2d(out_channels)
+        self.norm = instance_norm(out_channels, normalize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.conv(x)))
@@ -57,13 +63,14 @@ class ResizeConvNormAct(nn.Module):
     The conv stays the `.conv` child, a plain `nn.Conv2d`, so LoRA targets it under the same name.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, order: str = "resize_conv") -> None:
+    def __init__(self, in_channels: int, out_channels: int, order: str = "resize_conv",
+                 normalize: bool = True) -> None:
         super().__init__()
         if order not in ("resize_conv", "conv_resize"):
             raise ValueError(f"unknown resize order {order!r}")
         self.order = order
         self.conv = nn.Conv2d(in_channels, out_channels, 3)
-        self.norm = nn.InstanceNorm2d(out_channels)
+        self.norm = instance_norm(out_channels, normalize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.order == "resize_conv":
@@ -77,12 +84,12 @@ class ResizeConvNormAct(nn.Module):
 class ResidualBlock(nn.Module):
     """Two reflect-padded 3x3 convs with a skip connection (no activation after the sum)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, normalize: bool = True) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3)
-        self.norm1 = nn.InstanceNorm2d(channels)
+        self.norm1 = instance_norm(channels, normalize)
         self.conv2 = nn.Conv2d(channels, channels, 3)
-        self.norm2 = nn.InstanceNorm2d(channels)
+        self.norm2 = instance_norm(channels, normalize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norm1(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
