@@ -1,8 +1,10 @@
-"""Where do a generator's InstanceNorm inputs carry spikes? One value far above the rest of its
-channel lets a generator set that channel's scale after per-image normalisation, the mechanism
-StyleGAN2 traced its "droplet" artefacts to. Prints, per InstanceNorm layer, the share of channels
-whose largest |value - mean| / std exceeds 8, how many of those peaks lie on the feature map's
-border (where zero padding gives them a place: the corner artefact), and the mean peak.
+"""Where do a generator's conv outputs carry spikes? One value far above the rest of its channel
+lets a generator set that channel's scale after a per-image normalisation (InstanceNorm follows
+each of these convs in the paper's layout), the mechanism StyleGAN2 traced its "droplet" artefacts
+to. Prints, per conv of the encoder, residual blocks and decoder (not the transformer's or the
+head's), the share of channels whose largest |value - mean| / std exceeds 8, how many of those
+peaks lie on the feature map's border (where zero padding gives them a place: the corner
+artefact), the mean peak, and whether an InstanceNorm follows the conv.
 
     python tools/norm_spikes.py PROMPT BASE_DIR [BASE_DIR ...]
 
@@ -41,18 +43,25 @@ def main(prompt: str, bases: list[str]) -> None:
                for row in dataset.split("test")[:16]]
     for base in bases:
         pipeline = EditPipeline.from_pretrained(base, device="cpu")
+        generator = pipeline.generator
+        modules = dict(generator.named_modules())
         found = {}
         hooks = [module.register_forward_hook(
                      lambda module, args, output, name=name: found.__setitem__(
-                         name, (args[0].shape[-1], *spike_statistics(args[0].detach()))))
-                 for name, module in pipeline.generator.named_modules()
-                 if isinstance(module, torch.nn.InstanceNorm2d)]
+                         name, (output.shape[-1], *spike_statistics(output.detach()))))
+                 for name, module in modules.items()
+                 if isinstance(module, torch.nn.Conv2d)
+                 and not name.startswith(("transformer", "head"))]
         pipeline(sources, prompt)
         for hook in hooks:
             hook.remove()
         print(base)
         for name, (size, spiked, border, peak) in found.items():
-            print(f"  {name:24s} {size:4d} px  channels with a spike {spiked:6.1%}"
+            # The conv's norm is its sibling: `x.conv` -> `x.norm`, `b.conv1` -> `b.norm1`.
+            parent, _, child = name.rpartition(".")
+            norm = modules.get(f"{parent}.{child.replace('conv', 'norm')}")
+            normalised = "InstanceNorm" if isinstance(norm, torch.nn.InstanceNorm2d) else "no norm"
+            print(f"  {name:24s} {size:4d} px  {normalised:12s}  channels with a spike {spiked:6.1%}"
                   f"  on the border {border:6.1%}  mean peak {peak:5.1f} sigma")
 
 
