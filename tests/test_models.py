@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from e2gan.errors import E2GANError
+from e2gan.models.blocks import PixelNorm
 from e2gan.models import (ARCHITECTURES, E2GANGenerator, PatchDiscriminator, Pix2PixGenerator,
                           architecture_of, build_model, config_of)
 from e2gan.profiling import count_macs, count_parameters
@@ -230,9 +231,10 @@ VARIANTS = {
     "conv_resize+skips+residual+reflect+no_noise": {
         "upsampling": "conv_resize", "skip_connections": True, "residual_output": True,
         "downsample_padding": "reflect", "noise_channels": 0},
-    "conv_resize+skips+residual+reflect+no_noise+no_norm_after_transformer": {
+    "conv_resize+skips+residual+reflect+no_noise+pixel_norm_after_transformer": {
         "upsampling": "conv_resize", "skip_connections": True, "residual_output": True,
-        "downsample_padding": "reflect", "noise_channels": 0, "normalize_after_transformer": False},
+        "downsample_padding": "reflect", "noise_channels": 0, "norm_after_transformer": "pixel"},
+    "transposed+no_norm_after_transformer": {"norm_after_transformer": "none"},
 }
 
 
@@ -286,7 +288,7 @@ def test_a_config_without_the_variant_fields_rebuilds_the_papers_layout(tmp_path
 
     old_config = {k: v for k, v in config_of(build_model("e2gan", TINY)).items()
                   if k not in ("upsampling", "skip_connections", "residual_output",
-                               "downsample_padding", "normalize_after_transformer")}
+                               "downsample_padding", "norm_after_transformer")}
     old_config = json.loads(json.dumps(old_config))
     model = build_model("e2gan", old_config)
     assert model.config.upsampling == "transposed"
@@ -294,7 +296,7 @@ def test_a_config_without_the_variant_fields_rebuilds_the_papers_layout(tmp_path
     assert isinstance(model.upsample[0].conv, torch.nn.ConvTranspose2d)
     assert isinstance(model.head[-1], torch.nn.Tanh)
     assert model.config.downsample_padding == "zeros" and model.downsample[0].conv.padding == (1, 1)
-    assert model.config.normalize_after_transformer
+    assert model.config.norm_after_transformer == "instance"
     assert isinstance(model.upsample[-1].norm, torch.nn.InstanceNorm2d)
 
 
@@ -321,28 +323,31 @@ def test_reflect_padding_keeps_the_downsampling_borders_free_of_zeros():
         build_model("e2gan", {**TINY, "downsample_padding": "circular"})
 
 
-def test_without_norm_after_the_transformer_the_decoder_passes_a_spike_through_unflattened():
+@pytest.mark.parametrize("norm, kind", [("pixel", PixelNorm), ("none", torch.nn.Identity)])
+def test_a_spike_cannot_rescale_the_decoder_without_instance_norm_after_the_transformer(norm, kind):
     """InstanceNorm after the transformer lets one planted value rescale a whole channel (the
     droplet mechanism): with it, a spike in one pixel changes the decoder's output far from the
-    spike; without it the decoder is local again. The encoder keeps its InstanceNorm, and both
-    settings share one state dict."""
+    spike; with pixel norm or none the decoder is local again. The encoder keeps its
+    InstanceNorm, and every setting shares one state dict."""
     torch.manual_seed(0)
     normed = build_model("e2gan", {**TINY, "upsampling": "conv_resize"}).eval()
-    plain = build_model("e2gan", {**TINY, "upsampling": "conv_resize",
-                                  "normalize_after_transformer": False}).eval()
-    assert normed.state_dict().keys() == plain.state_dict().keys()
-    plain.load_state_dict(normed.state_dict())
-    assert isinstance(plain.stem.norm, torch.nn.InstanceNorm2d)
-    assert isinstance(plain.bottleneck_in.norm, torch.nn.InstanceNorm2d)
-    assert all(isinstance(block.norm1, torch.nn.InstanceNorm2d) for block in plain.blocks_before)
-    after = [plain.bottleneck_out, *plain.upsample]
-    assert all(isinstance(layer.norm, torch.nn.Identity) for layer in after)
-    assert all(isinstance(block.norm2, torch.nn.Identity) for block in plain.blocks_after)
+    local = build_model("e2gan", {**TINY, "upsampling": "conv_resize",
+                                  "norm_after_transformer": norm}).eval()
+    assert normed.state_dict().keys() == local.state_dict().keys()
+    local.load_state_dict(normed.state_dict())
+    assert isinstance(local.stem.norm, torch.nn.InstanceNorm2d)
+    assert isinstance(local.bottleneck_in.norm, torch.nn.InstanceNorm2d)
+    assert all(isinstance(block.norm1, torch.nn.InstanceNorm2d) for block in local.blocks_before)
+    after = [local.bottleneck_out, *local.upsample]
+    assert all(isinstance(layer.norm, kind) for layer in after)
+    assert all(isinstance(block.norm2, kind) for block in local.blocks_after)
+    with pytest.raises(ValueError, match="norm_after_transformer"):
+        build_model("e2gan", {**TINY, "norm_after_transformer": "batch"})
 
     features = torch.rand(1, 4 * TINY["num_filters"], 8, 8)
     spiked = features.clone()
     spiked[..., 7, 7] += 1000.0  # one bottleneck pixel, in the bottom-right corner
-    for model, far_changes in ((normed, True), (plain, False)):
+    for model, far_changes in ((normed, True), (local, False)):
         decoder = torch.nn.Sequential(model.bottleneck_out, *model.upsample)
         with torch.no_grad():
             change = (decoder(spiked) - decoder(features)).abs()[..., :8, :8]  # top-left

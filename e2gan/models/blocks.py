@@ -29,20 +29,38 @@ class ConvNormAct(nn.Module):
         return F.relu(self.norm(self.conv(self.pad(x))))
 
 
-def instance_norm(channels: int, normalize: bool) -> nn.Module:
-    """InstanceNorm2d (no affine, no running statistics: no state) or nothing, the same state dict
-    either way, so a layout with and without it share checkpoints' names."""
-    return nn.InstanceNorm2d(channels) if normalize else nn.Identity()
+NORM_KINDS = ("instance", "pixel", "none")
+
+
+class PixelNorm(nn.Module):
+    """Each pixel's feature vector scaled to unit RMS over the channels (Karras et al. 2018,
+    ProGAN). Its statistics are per pixel, none across the image, so no single value can rescale
+    a whole channel the way it can under InstanceNorm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def normalization(kind: str, channels: int) -> nn.Module:
+    """"instance" (InstanceNorm2d: no affine, no running statistics), "pixel" or "none". None of
+    them holds state, so layouts that differ only here share checkpoints' names."""
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels)
+    if kind == "pixel":
+        return PixelNorm()
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"normalization must be one of {NORM_KINDS}, got {kind!r}")
 
 
 class UpNormAct(nn.Module):
     """Stride-2 transposed conv -> InstanceNorm -> ReLU: exactly doubles height and width."""
 
-    def __init__(self, in_channels: int, out_channels: int, normalize: bool = True) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "instance") -> None:
         super().__init__()
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2,
                                        padding=1, output_padding=1)
-        self.norm = instance_norm(out_channels, normalize)
+        self.norm = normalization(norm, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.conv(x)))
@@ -64,13 +82,13 @@ class ResizeConvNormAct(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, order: str = "resize_conv",
-                 normalize: bool = True) -> None:
+                 norm: str = "instance") -> None:
         super().__init__()
         if order not in ("resize_conv", "conv_resize"):
             raise ValueError(f"unknown resize order {order!r}")
         self.order = order
         self.conv = nn.Conv2d(in_channels, out_channels, 3)
-        self.norm = instance_norm(out_channels, normalize)
+        self.norm = normalization(norm, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.order == "resize_conv":
@@ -84,12 +102,12 @@ class ResizeConvNormAct(nn.Module):
 class ResidualBlock(nn.Module):
     """Two reflect-padded 3x3 convs with a skip connection (no activation after the sum)."""
 
-    def __init__(self, channels: int, normalize: bool = True) -> None:
+    def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3)
-        self.norm1 = instance_norm(channels, normalize)
+        self.norm1 = normalization(norm, channels)
         self.conv2 = nn.Conv2d(channels, channels, 3)
-        self.norm2 = instance_norm(channels, normalize)
+        self.norm2 = normalization(norm, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norm1(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect"))))

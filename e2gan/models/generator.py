@@ -40,16 +40,19 @@ Encoder variant:
 
 Normalisation variant:
 
-- `normalize_after_transformer`: True (the paper: InstanceNorm in every conv unit) or False: no
-  normalisation in the residual blocks after the transformer block and in the decoder. A
-  per-image, per-channel normalisation lets a generator set a channel's scale by planting one huge
-  value in it, which StyleGAN2 (Karras et al. 2020, Sec. 2) traced its "droplet" artefacts to.
+- `norm_after_transformer`: the normalisation of the residual blocks after the transformer block
+  and of the decoder: "instance" (the paper: InstanceNorm in every conv unit), "pixel" (each
+  pixel's features scaled to unit RMS, ProGAN's PixelNorm) or "none". A per-image, per-channel
+  normalisation lets a generator set a channel's scale by planting one huge value in it, which
+  StyleGAN2 (Karras et al. 2020, Sec. 2) traced its "droplet" artefacts to.
   Measured on our bases (`tools/norm_spikes.py`, 16 faces at 128 px): in the layers after the
   transformer 25-94 % of channels carry a spike above 8 sigma at their input, at most 10 % before
   it. With zero padding 79-99 % of those peaks sit on the border (the corner artefact); with
-  reflect padding 11-59 % lie inside the image, and the edits print round bright droplets. The
-  encoder keeps its InstanceNorm. InstanceNorm here has no state, so
-  both settings have the same weights and names.
+  reflect padding 11-59 % lie inside the image, and the edits print round bright droplets.
+  "none" removes the reason but did not train at the base recipe: over stage 1 its L1 stayed
+  where it started (0.41; "instance" 0.28), and the base barely edits.
+  "pixel" keeps each pixel's scale without statistics across the image. The encoder keeps its
+  InstanceNorm. No choice holds state, so all three have the same weights and names.
 
 Noise (Eq. 1's z) enters as extra input channels: fresh N(0, 1) draws while training; at inference
 one fixed N(0, 1) pattern (`inference_noise`), unless the caller passes its own. Not zeros: the
@@ -67,8 +70,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from e2gan.models.blocks import (ConvNormAct, ResidualBlock, ResizeConvNormAct, TransformerBlock,
-                                 UpNormAct)
+from e2gan.models.blocks import (NORM_KINDS, ConvNormAct, ResidualBlock, ResizeConvNormAct,
+                                 TransformerBlock, UpNormAct)
 
 UPSAMPLING_KINDS = ("transposed", "resize_conv", "conv_resize")
 PADDING_KINDS = ("zeros", "reflect")
@@ -95,7 +98,7 @@ class E2GANConfig:
     skip_connections: bool = False
     residual_output: bool = False
     downsample_padding: str = "zeros"  # "zeros" (the paper) | "reflect" (see the module docstring)
-    normalize_after_transformer: bool = True  # the paper; False: see the module docstring
+    norm_after_transformer: str = "instance"  # the paper | "pixel" | "none" (module docstring)
 
 
 class E2GANGenerator(nn.Module):
@@ -112,6 +115,9 @@ class E2GANGenerator(nn.Module):
         if config.downsample_padding not in PADDING_KINDS:
             raise ValueError(f"downsample_padding must be one of {PADDING_KINDS}, "
                              f"got {config.downsample_padding!r}")
+        if config.norm_after_transformer not in NORM_KINDS:
+            raise ValueError(f"norm_after_transformer must be one of {NORM_KINDS}, "
+                             f"got {config.norm_after_transformer!r}")
         if config.residual_output and config.in_channels != config.out_channels:
             raise ValueError("residual_output needs in_channels == out_channels")
         filters = config.num_filters
@@ -134,7 +140,7 @@ class E2GANGenerator(nn.Module):
             TransformerBlock(width, config.num_heads, config.text_dim, config.mlp_mult)
             for _ in range(config.num_transformer_blocks))
         self.blocks_after = nn.ModuleList(
-            ResidualBlock(width, normalize=config.normalize_after_transformer)
+            ResidualBlock(width, norm=config.norm_after_transformer)
             for _ in range(config.num_residual_blocks - config.transformer_after_block))
         self.bottleneck_out = self._up(width, width)
         self.upsample = nn.ModuleList()
@@ -157,11 +163,10 @@ class E2GANGenerator(nn.Module):
         return ConvNormAct(in_channels, out_channels, 3, stride=2, padding=1)
 
     def _up(self, in_channels: int, out_channels: int) -> nn.Module:
-        normalize = self.config.normalize_after_transformer
+        norm = self.config.norm_after_transformer
         if self.config.upsampling == "transposed":
-            return UpNormAct(in_channels, out_channels, normalize=normalize)
-        return ResizeConvNormAct(in_channels, out_channels, order=self.config.upsampling,
-                                 normalize=normalize)
+            return UpNormAct(in_channels, out_channels, norm=norm)
+        return ResizeConvNormAct(in_channels, out_channels, order=self.config.upsampling, norm=norm)
 
     @property
     def size_multiple(self) -> int:
