@@ -341,6 +341,9 @@ def test_a_spike_cannot_rescale_the_decoder_without_instance_norm_after_the_tran
     after = [local.bottleneck_out, *local.upsample]
     assert all(isinstance(layer.norm, kind) for layer in after)
     assert all(isinstance(block.norm2, kind) for block in local.blocks_after)
+    # PixelNorm does not centre, so ReLU would die behind it: it comes with LeakyReLU (ProGAN's).
+    leaky = all(isinstance(layer.activation, torch.nn.LeakyReLU) for layer in after)
+    assert leaky == (norm == "pixel")
     with pytest.raises(ValueError, match="norm_after_transformer"):
         build_model("e2gan", {**TINY, "norm_after_transformer": "batch"})
 

@@ -35,10 +35,19 @@ NORM_KINDS = ("instance", "pixel", "none")
 class PixelNorm(nn.Module):
     """Each pixel's feature vector scaled to unit RMS over the channels (Karras et al. 2018,
     ProGAN). Its statistics are per pixel, none across the image, so no single value can rescale
-    a whole channel the way it can under InstanceNorm."""
+    a whole channel the way it can under InstanceNorm. Unlike InstanceNorm it does not centre a
+    channel, so nothing keeps half of a ReLU's inputs positive: with ReLU our decoder died (every
+    unit of the last upsampling layer at zero after stage 1). ProGAN pairs it with LeakyReLU 0.2,
+    and so do we (`activation`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def activation(norm: str) -> nn.Module:
+    """The activation after a conv normalised by `norm`: LeakyReLU 0.2 after PixelNorm (see
+    there), ReLU otherwise (the ResNet generator's)."""
+    return nn.LeakyReLU(0.2) if norm == "pixel" else nn.ReLU()
 
 
 def normalization(kind: str, channels: int) -> nn.Module:
@@ -61,9 +70,10 @@ class UpNormAct(nn.Module):
         self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2,
                                        padding=1, output_padding=1)
         self.norm = normalization(norm, out_channels)
+        self.activation = activation(norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x)))
+        return self.activation(self.norm(self.conv(x)))
 
 
 class ResizeConvNormAct(nn.Module):
@@ -89,11 +99,12 @@ class ResizeConvNormAct(nn.Module):
         self.order = order
         self.conv = nn.Conv2d(in_channels, out_channels, 3)
         self.norm = normalization(norm, out_channels)
+        self.activation = activation(norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.order == "resize_conv":
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        x = F.relu(self.norm(self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
+        x = self.activation(self.norm(self.conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
         if self.order == "conv_resize":
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         return x
@@ -108,9 +119,10 @@ class ResidualBlock(nn.Module):
         self.norm1 = normalization(norm, channels)
         self.conv2 = nn.Conv2d(channels, channels, 3)
         self.norm2 = normalization(norm, channels)
+        self.activation = activation(norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.norm1(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
+        h = self.activation(self.norm1(self.conv1(F.pad(x, (1, 1, 1, 1), mode="reflect"))))
         h = self.norm2(self.conv2(F.pad(h, (1, 1, 1, 1), mode="reflect")))
         return x + h
 
