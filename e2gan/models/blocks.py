@@ -63,7 +63,8 @@ def normalization(kind: str, channels: int) -> nn.Module:
 
 
 class UpNormAct(nn.Module):
-    """Stride-2 transposed conv -> InstanceNorm -> ReLU: exactly doubles height and width."""
+    """Stride-2 transposed conv -> norm -> activation (InstanceNorm and ReLU unless `norm` says
+    otherwise: see `normalization`, `activation`): exactly doubles height and width."""
 
     def __init__(self, in_channels: int, out_channels: int, norm: str = "instance") -> None:
         super().__init__()
@@ -77,7 +78,8 @@ class UpNormAct(nn.Module):
 
 
 class ResizeConvNormAct(nn.Module):
-    """Checkerboard-free 2x upsampling: resize and a reflect-padded 3x3 conv -> InstanceNorm -> ReLU.
+    """Checkerboard-free 2x upsampling: resize and a reflect-padded 3x3 conv -> norm -> activation
+    (InstanceNorm and ReLU unless `norm` says otherwise).
 
     A stride-2 3x3 transposed conv gives its four output phases different numbers of kernel taps
     (1, 2, 2 and 4), so even a constant input comes out as a 2x2 checkerboard that training has to
@@ -111,7 +113,8 @@ class ResizeConvNormAct(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """Two reflect-padded 3x3 convs with a skip connection (no activation after the sum)."""
+    """Two reflect-padded 3x3 convs with a skip connection (no activation after the sum); norm and
+    activation as `norm` says (InstanceNorm and ReLU by default)."""
 
     def __init__(self, channels: int, norm: str = "instance") -> None:
         super().__init__()
