@@ -59,10 +59,18 @@ def _onnx(context: BenchContext, arch: str) -> dict[str, Any]:
             "onnx_runtime": record["runtime"]}
 
 
+def _torch_model(context: BenchContext, arch: str) -> torch.nn.Module:
+    """The model torch eager times: the base itself for E2GAN, so its layout (decoder, padding,
+    norms, noise input) is the one measured, the same one `_onnx` exports; pix2pix as built."""
+    if arch == "e2gan":
+        return load_generator(context.base_dir()).generator.eval()
+    torch.manual_seed(0)
+    return build_model(arch).eval()
+
+
 def profile(context: BenchContext, arch: str, rate: float) -> dict[str, Any]:
     s = context.settings
-    torch.manual_seed(0)
-    model = build_model(arch).eval()
+    model = _torch_model(context, arch)
     macs = count_macs(model, s.inference_size)
     row: dict[str, Any] = {"arch": arch, "model": ARCHES[arch], "parameters": count_parameters(model),
                            "macs": macs["macs"], "macs_paper_convention": macs["macs_paper_convention"],
@@ -83,7 +91,7 @@ def run(context: BenchContext) -> dict[str, Any]:
     s = context.settings
     threads = torch.get_num_threads()
     spec = {"inference": s.inference_size, "repeats": s.inference_repeats,
-            "threads": threads, "base": str(context.base_dir()), "matmul_side": SGEMM_SIZE}
+            "threads": threads, **context.base_key(), "matmul_side": SGEMM_SIZE}
     macs_per_second = lambda: matmul_rate(threads) / 2  # FLOP/s -> multiply-accumulates/s
 
     def compute(folder: Path) -> dict[str, Any]:
