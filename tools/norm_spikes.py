@@ -4,7 +4,7 @@ each of these convs in the paper's layout), the mechanism StyleGAN2 traced its "
 to. Prints, per conv of the encoder, residual blocks and decoder (not the transformer's or the
 head's), the share of channels whose largest |value - mean| / std exceeds 8, how many of those
 peaks lie on the feature map's border (where zero padding gives them a place: the corner
-artefact), the mean peak, and whether an InstanceNorm follows the conv.
+artefact), the mean peak, and which norm follows the conv (InstanceNorm, PixelNorm or none).
 
     python tools/norm_spikes.py PROMPT BASE_DIR [BASE_DIR ...]
 
@@ -17,6 +17,7 @@ import torch
 
 from e2gan.data.dataset import PairDataset
 from e2gan.evaluation import resize_and_center_crop
+from e2gan.models.blocks import PixelNorm
 from e2gan.paths import REPOSITORY
 from e2gan.pipeline import EditPipeline
 
@@ -60,8 +61,9 @@ def main(prompt: str, bases: list[str]) -> None:
             # The conv's norm is its sibling: `x.conv` -> `x.norm`, `b.conv1` -> `b.norm1`.
             parent, _, child = name.rpartition(".")
             norm = modules.get(f"{parent}.{child.replace('conv', 'norm')}")
-            normalised = "InstanceNorm" if isinstance(norm, torch.nn.InstanceNorm2d) else "no norm"
-            print(f"  {name:24s} {size:4d} px  {normalised:12s}  channels with a spike {spiked:6.1%}"
+            normalised = type(norm).__name__ if isinstance(norm, (torch.nn.InstanceNorm2d, PixelNorm)) \
+                else "no norm"
+            print(f"  {name:24s} {size:4d} px  {normalised:14s}  channels with a spike {spiked:6.1%}"
                   f"  on the border {border:6.1%}  mean peak {peak:5.1f} sigma")
 
 

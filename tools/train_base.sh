@@ -11,8 +11,8 @@
 #    weights with a linear LR decay. EMA weights are what is saved.
 # Photos come from $E2GAN_PHOTO_DATA (default ../shared/data). Output: WORK/base-128.
 # $E2GAN_BASE_LAYOUT (JSON) overrides the generator layout, for layout ablations at the same recipe,
-# e.g. '{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true,
-# "downsample_padding": "reflect"}' (see e2gan/models/generator.py and the base's model card).
+# e.g. '{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true}' (the
+# previous base's; see e2gan/models/generator.py and the base's model card, "Layout ablation").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-runs/base}
@@ -20,7 +20,7 @@ steps_64=${2:-5000}   # batch 8 at 64 px
 steps_128=${3:-4000}  # batch 4 at 128 px
 data=${E2GAN_PHOTO_DATA:-../shared/data}
 e2gan=.venv/bin/e2gan
-layout=${E2GAN_BASE_LAYOUT:-'{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true}'}
+layout=${E2GAN_BASE_LAYOUT:-'{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true, "downsample_padding": "reflect", "noise_channels": 0, "norm_after_transformer": "pixel"}'}
 mkdir -p "$work/data"
 
 [ -f "$work/selection.json" ] || $e2gan select-concepts --k 24 --source "pool:all:$data" --count 48 \
