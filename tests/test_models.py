@@ -359,7 +359,8 @@ def test_a_spike_cannot_rescale_the_decoder_without_instance_norm_after_the_tran
 
 def test_the_shipped_base_rebuilds_from_its_config_at_the_papers_size():
     """The shipped base uses the equal-cost decoder (conv_resize, skips, residual output): its
-    config must rebuild exactly the model its weights fit, with the paper's parameter count."""
+    config must rebuild exactly the model its weights fit, with the paper's parameter count for
+    the same input channels (its padding and norms add nothing; it has no noise input)."""
     import json
     from pathlib import Path
 
@@ -373,7 +374,8 @@ def test_the_shipped_base_rebuilds_from_its_config_at_the_papers_size():
     assert model.config.residual_output
     weights = {k: v for k, v in load_file(folder / "model.safetensors").items() if k in model.state_dict()}
     model.load_state_dict(weights, strict=True)  # every weight present, every shape right
-    paper = build_model("e2gan", {"text_dim": model.config.text_dim})
+    paper = build_model("e2gan", {"text_dim": model.config.text_dim,
+                                  "noise_channels": model.config.noise_channels})
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in paper.parameters())
 
 
