@@ -12,7 +12,8 @@
 # Photos come from $E2GAN_PHOTO_DATA (default ../shared/data). Output: WORK/base-128.
 # $E2GAN_BASE_LAYOUT (JSON) overrides the generator layout, for layout ablations at the same recipe,
 # e.g. '{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true}' (the
-# previous base's; see e2gan/models/generator.py and the base's model card, "Layout: why PixelNorm after the transformer").
+# previous base's; see e2gan/models/generator.py and the base's model card, "Layout: why
+# PixelNorm after the transformer").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-runs/base}
