@@ -61,8 +61,8 @@ def main(prompt: str, bases: list[str]) -> None:
             # The conv's norm is its sibling: `x.conv` -> `x.norm`, `b.conv1` -> `b.norm1`.
             parent, _, child = name.rpartition(".")
             norm = modules.get(f"{parent}.{child.replace('conv', 'norm')}")
-            normalised = type(norm).__name__ if isinstance(norm, (torch.nn.InstanceNorm2d, PixelNorm)) \
-                else "no norm"
+            normalised = (type(norm).__name__
+                          if isinstance(norm, (torch.nn.InstanceNorm2d, PixelNorm)) else "no norm")
             print(f"  {name:24s} {size:4d} px  {normalised:14s}  channels with a spike {spiked:6.1%}"
                   f"  on the border {border:6.1%}  mean peak {peak:5.1f} sigma")
 

@@ -42,9 +42,10 @@ Normalisation variant:
 
 - `norm_after_transformer`: the normalisation of the residual blocks after the transformer block
   and of the decoder: "instance" (the paper: InstanceNorm in every conv unit), "pixel" (each
-  pixel's features scaled to unit RMS, ProGAN's PixelNorm, with ProGAN's LeakyReLU 0.2) or "none". A per-image, per-channel
-  normalisation lets a generator set a channel's scale by planting one huge value in it, which
-  StyleGAN2 (Karras et al. 2020, Sec. 2) traced its "droplet" artefacts to.
+  pixel's features scaled to unit RMS, ProGAN's PixelNorm, with ProGAN's LeakyReLU 0.2; the
+  shipped base's choice) or "none". A per-image, per-channel normalisation lets a generator set
+  a channel's scale by planting one huge value in it, which StyleGAN2 (Karras et al. 2020,
+  Sec. 2) traced its "droplet" artefacts to.
   Measured on our bases (`tools/norm_spikes.py`, 16 faces at 128 px): in the layers after the
   transformer 25-94 % of channels carry a spike above 8 sigma at their input, at most 10 % before
   it. With zero padding 79-99 % of those peaks sit on the border (the corner artefact); with
@@ -52,8 +53,9 @@ Normalisation variant:
   "none" removes the reason but did not train at the base recipe: over stage 1 its L1 stayed
   where it started (0.41; "instance" 0.28), and the base barely edits.
   "pixel" keeps each pixel's scale without statistics across the image; with ReLU it died the
-  same way (no centring, so the decoder's units all went negative), hence the LeakyReLU. The encoder keeps its
-  InstanceNorm. No choice holds state, so all three have the same weights and names.
+  same way (no centring, so the decoder's units all went negative), hence the LeakyReLU. The
+  encoder keeps its InstanceNorm. No choice holds state, so all three have the same weights and
+  names.
 
 Noise (Eq. 1's z) enters as extra input channels: fresh N(0, 1) draws while training; at inference
 one fixed N(0, 1) pattern (`inference_noise`), unless the caller passes its own. Not zeros: the
