@@ -107,6 +107,18 @@ def test_reopen_with_other_concept_or_teacher_refused(tmp_path):
         PairDatasetWriter(root, make_info(teacher="other"))
 
 
+def test_reopen_with_another_look_of_the_teacher_refused(tmp_path):
+    # The built-in teacher's version 2 fixes a look per look seed: resuming a dataset with another
+    # version or look seed would mix two looks in one concept's pairs.
+    root = tmp_path / "ds"
+    PairDatasetWriter(root, make_info(teacher_params={"version": 2, "look_seed": 0}))
+    with pytest.raises(E2GANError, match="teacher look_seed 0, not 1"):
+        PairDatasetWriter(root, make_info(teacher_params={"version": 2, "look_seed": 1}))
+    with pytest.raises(E2GANError, match="teacher version 2, not 1"):
+        PairDatasetWriter(root, make_info(teacher_params={"version": 1, "look_seed": 0}))
+    PairDatasetWriter(root, make_info(teacher_params={"version": 2, "look_seed": 0, "steps": 4}))
+
+
 def test_writer_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")

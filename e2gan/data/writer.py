@@ -78,6 +78,14 @@ class PairDatasetWriter:
                     f"dataset {self.root} was made with {name} {getattr(existing, name)!r}, not "
                     f"{getattr(self.info, name)!r}; use another folder or the same {name}"
                 )
+        # The pairs of one dataset must be one teacher's one look: a resume by another version of
+        # the teacher, or with the built-in teacher's other look, would mix two looks in it.
+        for key in ("version", "look_seed"):
+            before, now = existing.teacher_params.get(key), self.info.teacher_params.get(key)
+            if before != now:
+                raise E2GANError(
+                    f"dataset {self.root} was made with teacher {key} {before!r}, not {now!r}; "
+                    "its pairs would mix two looks: use another folder")
         self.info.created = existing.created
 
     def _open_shard(self) -> list[PairRecord]:

@@ -7,6 +7,15 @@ concept, spelt as its name ("pencil_sketch"), its prompt ("a pencil sketch") or 
 and in modules by theme: `tone_effects` (colour grades, exposure), `paint_effects` (strokes and
 materials), `geometry_effects` (warps), `print_effects` (printing processes) and
 `portrait_effects` (made for faces).
+
+A concept is one look. Each effect draws from two random streams: `look`, seeded by the concept
+and the teacher's look seed, makes every choice that defines the look (risograph's ink pair and
+how far off register it prints, woodcut's line period and angle, palettes, stroke directions,
+tint and vignette strengths); `rng`, seeded by the concept and each image's seed, makes only the
+per-image detail (grain, noise fields, scattered flakes and specks, single strokes and dots). If
+the look changed from pair to pair, the pairs would disagree and a GAN trained on them with an L1
+loss would learn their average (a pink tint instead of two inks). Another look seed is another
+look of the same concept.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from e2gan.teachers import (
 )
 from e2gan.teachers.base import TEACHERS, Concept, Teacher
 
-ConceptFunction = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+# (rgb, look, rng) -> rgb: `look` makes the choices that define the look, `rng` per-image detail.
+ConceptFunction = Callable[[np.ndarray, np.random.Generator, np.random.Generator], np.ndarray]
 
 # In the order they are offered. A concept's name is its effect function's name. Each has its
 # prompt phrased two ways: a description (img2img teachers, text conditioning) and an instruction
@@ -190,22 +200,35 @@ def resolve_builtin_concept(text: str) -> Concept:
         f"or bring pairs made elsewhere (`e2gan import`).")
 
 
-def apply_concept(name: str, rgb: np.ndarray, seed: int) -> np.ndarray:
-    """One concept on one uint8 HxWx3 array, deterministic for (image, concept, seed)."""
-    # Mixing a stable hash of the concept's name into the seed keeps the random streams of two
-    # concepts apart without tying outputs to the catalogue's order. Negative seeds wrap.
-    rng = np.random.default_rng([int(seed) % 2**64, zlib.crc32(name.encode())])
-    out = CONCEPT_FUNCTIONS[name](np.ascontiguousarray(rgb), rng)
+def apply_concept(name: str, rgb: np.ndarray, seed: int, look_seed: int = 0) -> np.ndarray:
+    """One concept on one uint8 HxWx3 array, deterministic for (image, concept, seed, look_seed).
+
+    `look_seed` picks the look (the same for every image); `seed` only the image's own detail.
+    """
+    # Mixing a stable hash of the concept's name into the seeds keeps the random streams of two
+    # concepts apart without tying outputs to the catalogue's order. Negative seeds wrap. The
+    # look's key has a third entry, so look seed n and image seed n never share a stream.
+    key = zlib.crc32(name.encode())
+    look = np.random.default_rng([int(look_seed) % 2**64, key, 1])
+    rng = np.random.default_rng([int(seed) % 2**64, key])
+    out = CONCEPT_FUNCTIONS[name](np.ascontiguousarray(rgb), look, rng)
     assert out.shape == rgb.shape and out.dtype == np.uint8, name
     return out
 
 
 @TEACHERS.register("builtin")
 class BuiltinTeacher(Teacher):
-    """Offline teacher over `BUILTIN_CONCEPTS`; the prompt picks the concept."""
+    """Offline teacher over `BUILTIN_CONCEPTS`; the prompt picks the concept, `look_seed` its look
+    (one look for every image it edits; the images' seeds vary only grain and such detail)."""
 
     name = "builtin"
-    version = 1
+    # 2: each concept is one look per look seed (version 1 drew the look from each image's seed).
+    version = 2
+
+    def __init__(self, look_seed: int = 0) -> None:
+        if isinstance(look_seed, bool) or not isinstance(look_seed, (int, np.integer)):
+            raise E2GANError(f"teacher 'builtin': look_seed must be an integer, got {look_seed!r}")
+        self.look_seed = int(look_seed)
 
     def edit(self, images: list[Image.Image], prompt: str, seeds: list[int]) -> list[Image.Image]:
         if len(images) != len(seeds):
@@ -214,11 +237,11 @@ class BuiltinTeacher(Teacher):
         edited = []
         for number, (image, seed) in enumerate(zip(images, seeds)):
             rgb = np.asarray(to_rgb(image, name=f"image {number}"))
-            edited.append(Image.fromarray(apply_concept(concept.name, rgb, seed)))
+            edited.append(Image.fromarray(apply_concept(concept.name, rgb, seed, self.look_seed)))
         return edited
 
     def parameters(self) -> dict:
-        return {"teacher": self.name, "version": self.version}
+        return {"teacher": self.name, "version": self.version, "look_seed": self.look_seed}
 
     def concepts(self) -> list[Concept]:
         return list(BUILTIN_CONCEPTS.values())
