@@ -35,18 +35,37 @@ def set_number(page, elem_id: str, value) -> None:
     box.blur()
 
 
-# What the old page logs as a reload tears down its open streams (the running job's, the status
-# timer's): the browser cutting its own connections, not an error of the studio.
-UNLOAD_NOISE = re.compile(r"^(AbortError: signal is aborted without reason|"
-                          r"Unexpected error Connection errored out\.)")
+class ConsoleErrors(list):
+    """The JavaScript errors the page logs, except the old page's while a reload unloads it.
+
+    Gradio's page closes its open streams (the running job's, the status timer's) on
+    `beforeunload`, and its client logs that abort of its own as an error. Chromium words it by
+    version ("AbortError: signal is aborted without reason", since 150 "AbortError:
+    BodyStreamBuffer was aborted", "Connection errored out"), so the teardown is told apart by
+    when it happens, not by its wording: from the reload until the new document commits. Errors
+    of the new page, and any logged outside a reload, all count."""
+
+    def __init__(self, page) -> None:
+        super().__init__()
+        self.unloading = False
+        page.on("console", lambda message: self.add(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: self.add(str(error)))
+        page.on("framenavigated", lambda frame: self._committed(page, frame))
+
+    def add(self, text: str) -> None:
+        if not self.unloading:
+            self.append(text)
+
+    def _committed(self, page, frame) -> None:
+        if frame == page.main_frame:
+            self.unloading = False
 
 
-def reload(page, errors: list[str]) -> None:
-    """Reload and wait for the new page; drop only the teardown noise logged meanwhile."""
-    before = len(errors)
+def reload(page, errors: ConsoleErrors) -> None:
+    """Reload and wait for the new page (what the old one logs as it unloads is not counted)."""
+    errors.unloading = True
     page.reload()
     page.get_by_text("Device").first.wait_for()
-    errors[before:] = [error for error in errors[before:] if not UNLOAD_NOISE.match(error)]
 
 
 def click_tab(page, name: str) -> None:
@@ -59,14 +78,11 @@ def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
-    errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True,
                                              args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("console", lambda message: errors.append(message.text)
-                if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        errors = ConsoleErrors(page)
         page.set_default_timeout(timeout_ms)
         page.goto(url)
         page.get_by_text("Device").first.wait_for()
@@ -123,7 +139,7 @@ def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
         page.get_by_role("button", name="Refresh", exact=True).click()
         page.get_by_text("finished", exact=True).filter(visible=True).first.wait_for()
         browser.close()
-    return errors
+    return list(errors)
 
 
 def main() -> None:
