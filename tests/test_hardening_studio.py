@@ -9,7 +9,6 @@ small; the pixel limit keeps its default, which the bombs exceed from their head
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -128,12 +127,11 @@ def test_bad_input_is_one_clear_error(studio, files, case, call, fragments):
     url, root = studio
     c = gradio_client.Client(url, verbose=False, download_files=False)
     concept(c)  # a session with a concept, so the error comes from the input, not from order
-    started = time.monotonic()
     with pytest.raises(gradio_client.exceptions.AppError) as raised:
         call(c, files, root)
     message = str(raised.value)
     assert all(fragment in message for fragment in fragments), message
-    assert "Traceback" not in message and time.monotonic() - started < 20
+    assert "Traceback" not in message
     # The session goes on: its concept is intact and a good photo still compares.
     info, _ = concept(c)
     assert "winter" in info

@@ -236,12 +236,16 @@ def test_a_booking_ends_the_work_in_time_and_errors_survive_the_trip(zero_gpu):
     def until_stopped(report, should_stop):
         started = time.monotonic()
         while not should_stop():
+            if time.monotonic() - started > 60:
+                return "never told to stop"  # a failure, not a hang
             time.sleep(0.02)
-        return time.monotonic() - started
+        return "stopped"
 
-    # A 1-second booking: the work is told to stop half-way, leaving time to write.
-    kind, seconds = list(gpu.streamed(until_stopped, (), "/nonexistent/stop", 1))[-1]
-    assert kind == "result" and 0.3 < seconds < 3.0
+    # A 1-second booking: the work is told to stop, and not before half-way (0.5 s after the
+    # call began), leaving time to write. How late after that is a busy scheduler's business.
+    called = time.monotonic()
+    kind, outcome = list(gpu.streamed(until_stopped, (), "/nonexistent/stop", 1))[-1]
+    assert (kind, outcome) == ("result", "stopped") and time.monotonic() - called >= 0.5
 
     def refuses(report, should_stop):
         raise E2GANError("teacher 'x': unknown knob")
