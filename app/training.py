@@ -202,6 +202,7 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
                 "adapter_bytes": (folder.adapter_file.stat().st_size
                                   if folder.adapter_file.is_file() else 0),
                 "history": history, "settings": settings.to_dict(),
+                "precision": job.trainer.precision,
                 "finished": time.strftime("%Y-%m-%d %H:%M"), "metrics": []}
 
     while trained < budget - 0.5:

@@ -19,14 +19,18 @@ from e2gan.checkpoint import Adapter, LoadedGenerator, apply_adapter, load_gener
 from e2gan.data.torch_data import tensor_to_image
 from e2gan.errors import E2GANError
 from e2gan.files import MIN_IMAGE_SIDE, check_image_pixels, to_rgb
+from e2gan.precision import autocast, resolve_precision
 from e2gan.text import LearnedConceptEncoder, concept_key
 from e2gan.training.recipes import resolve_device
 
 
 class EditPipeline:
-    def __init__(self, loaded: LoadedGenerator, device: str | torch.device = "auto") -> None:
+    def __init__(self, loaded: LoadedGenerator, device: str | torch.device = "auto",
+                 precision: str = "auto") -> None:
         self.loaded = loaded
         self.device = resolve_device(device) if isinstance(device, str) else device
+        # "auto": bf16 where the device multiplies it in hardware (e2gan.precision), else fp32.
+        self.precision = resolve_precision(precision, self.device)
         self.generator = loaded.generator.to(self.device).eval()
         self.text_encoder = loaded.text_encoder
         if self.text_encoder is not None:
@@ -34,8 +38,9 @@ class EditPipeline:
         self.adapters: dict[str, Adapter] = {}
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str = "auto") -> "EditPipeline":
-        return cls(load_generator(folder), device)
+    def from_pretrained(cls, folder: str | os.PathLike, device: str = "auto",
+                        precision: str = "auto") -> "EditPipeline":
+        return cls(load_generator(folder), device, precision)
 
     @property
     def info(self) -> dict:
@@ -115,7 +120,8 @@ class EditPipeline:
                 text = None
                 if getattr(self.generator, "uses_text", False):
                     text = self.text_encoder([prompt] * len(indices)).to(self.device)
-                edited = self.generator(batch, text)
+                with autocast(self.precision, self.device):
+                    edited = self.generator(batch, text).float()
                 if not torch.isfinite(edited).all():
                     # tensor_to_image would turn NaN into black and metrics would judge it.
                     raise E2GANError(f"the model's output has non-finite values (NaN or inf) for "

@@ -50,6 +50,7 @@ class RankSearchSettings:
     learning_rate: float = 3e-3  # LoRA's (see training.recipes.LORA_LEARNING_RATE)
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # see e2gan.precision
     eval_limit: int | None = 32
     score: str = "mae"  # one of SCORES: what a round is judged by (lower is better)
 
@@ -107,11 +108,11 @@ def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSet
         round_settings = TrainingSettings(
             size=settings.size, steps=settings.steps_per_round, batch_size=settings.batch_size,
             learning_rate=settings.learning_rate, seed=settings.seed + round_index,
-            device=settings.device, checkpoint_every=0)
+            device=settings.device, precision=settings.precision, checkpoint_every=0)
         Trainer(TrainingParts(generator, discriminator, encoder, parameters, data),
                 round_settings).run()
         generator.eval()
-        pipeline = EditPipeline(loaded, device)
+        pipeline = EditPipeline(loaded, device, settings.precision)
         value = score(pipeline, dataset)
         record = {"round": round_index, "ranks": dict(ranks), "score": value,
                   "lora_parameters": lora.lora_parameter_count(generator, ranks)}

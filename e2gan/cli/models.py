@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from e2gan.cli.common import command
+from e2gan.precision import PRECISIONS
 from e2gan.errors import E2GANError
 
 
@@ -18,7 +19,7 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.files import atomic_save_image, load_image
     from e2gan.pipeline import EditPipeline
 
-    pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
+    pipeline = EditPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
     if args.adapter:
         pipeline.load_adapter(args.adapter, scale=args.scale)
     prompt = pipeline.default_prompt(args.prompt)
@@ -27,7 +28,8 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
     edited = pipeline([image], prompt, size=args.size)[0]
     seconds = time.perf_counter() - started
     atomic_save_image(args.out, edited)
-    return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4)}
+    return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4),
+            "precision": pipeline.precision}
 
 
 @command("adapter")
@@ -92,6 +94,8 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=None, help="resize the short side (default: keep)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: bf16 where the hardware multiplies it, else fp32")
 
     p = add("adapter", "inspect, blend or merge concept adapters")
     p.add_argument("action", choices=["info", "blend", "merge"])

@@ -7,6 +7,7 @@ import argparse
 from typing import Any, Callable
 
 from e2gan.cli.common import command, progress, training_progress
+from e2gan.precision import PRECISIONS
 from e2gan.training.schedules import SCHEDULES
 from e2gan.training.settings import CONCEPT_STARTS, REPORT_TO
 
@@ -24,7 +25,7 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None,
                             schedule=args.schedule, warmup_steps=args.warmup_steps,
                             ema_decay=ema_decay, max_grad_norm=args.max_grad_norm,
                             report_to=args.report_to, checkpoint_every=args.checkpoint_every,
-                            augment=not args.no_augment,
+                            augment=not args.no_augment, precision=args.precision,
                             concept_start=getattr(args, "concept_start", "closest"))
 
 
@@ -118,7 +119,8 @@ def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
     datasets = [PairDataset.open(path) for path in args.dataset]
     settings = RankSearchSettings(steps_per_round=args.steps_per_round, size=args.size,
                                   batch_size=args.batch_size, learning_rate=args.lr,
-                                  seed=args.seed, device=args.device, max_rounds=args.max_rounds,
+                                  seed=args.seed, device=args.device, precision=args.precision,
+                                  max_rounds=args.max_rounds,
                                   score=args.score, eval_limit=args.eval_pairs
                                   or (32 if args.score == "mae" else 100))
     result = search_ranks(args.base, datasets, settings, on_progress=progress(args, "rank-search"))
@@ -145,6 +147,9 @@ def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int =
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="several GPUs or machines: run under `accelerate launch` or `torchrun`")
+    parser.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                        help="auto: bf16 autocast where the hardware multiplies bf16 (GPUs; CPUs "
+                             "with AMX, AVX512-BF16 or ARM BF16), else fp32")
     parser.add_argument("--restart", action="store_true",
                         help="ignore a training checkpoint left by an interrupted run")
     parser.add_argument("--schedule", default="constant", choices=list(SCHEDULES),
@@ -214,6 +219,8 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--lr", type=float, default=3e-3, help="LoRA learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: bf16 where the hardware multiplies it, else fp32")
     p.add_argument("--score", choices=["mae", "fid", "kid"], default="mae",
                    help="what judges a round (lower is better): paired MAE (cheap), or the "
                         "paper's FID / KID, which need ~100 held-out pairs (--eval-pairs)")

@@ -117,7 +117,7 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
                          "or --format executorch")
     if "executorch" in formats:
         executorch_version()  # missing: say so before any work
-    pipeline = EditPipeline.from_pretrained(model, device="cpu")
+    pipeline = EditPipeline.from_pretrained(model, device="cpu", precision="fp32")  # the reference
     if adapter:
         from e2gan.hub_adapters import resolve_adapter
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from e2gan.precision import autocast
 from e2gan.training.losses import adversarial_loss, reconstruction_loss
 
 
@@ -61,8 +62,9 @@ class PairedGANStep:
     def __init__(self, accelerator, generator: nn.Module, discriminator: nn.Module,
                  generator_optimizer: torch.optim.Optimizer,
                  discriminator_optimizer: torch.optim.Optimizer,
-                 hyperparameters: GANHyperparameters) -> None:
+                 hyperparameters: GANHyperparameters, precision: str = "fp32") -> None:
         self.accelerator = accelerator
+        self.precision = precision  # "bf16": forward passes under autocast (e2gan.precision)
         self.generator = generator  # a prepared ConditionedGenerator (DDP-wrapped under N processes)
         self.discriminator = discriminator  # prepared: its backward syncs D's gradients
         # The bare D, for the generator phase: G needs D's verdict, not D's gradients, and a
@@ -71,6 +73,9 @@ class PairedGANStep:
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
         self.hyperparameters = hyperparameters
+
+    def _autocast(self):
+        return autocast(self.precision, self.accelerator.device)
 
     def _clip(self, parameters) -> None:
         if self.hyperparameters.max_grad_norm:
@@ -82,7 +87,7 @@ class PairedGANStep:
         text = text.detach() if text is not None else None
         self.bare_discriminator.requires_grad_(True)
         self.discriminator_optimizer.zero_grad(set_to_none=True)
-        with self.accelerator.autocast():
+        with self._autocast():
             loss_real = adversarial_loss(self.discriminator(source, target, text), True)
             loss_fake = adversarial_loss(self.discriminator(source, fake.detach(), text), False)
             loss = 0.5 * (loss_real + loss_fake)
@@ -99,7 +104,7 @@ class PairedGANStep:
         # Nor is D's condition: G learns the concept tokens through its own cross-attention only,
         # not by moving the tokens D is shown until any image looks real to it.
         condition = text.detach() if text is not None else None
-        with self.accelerator.autocast():
+        with self._autocast():
             loss_adversarial = adversarial_loss(self.bare_discriminator(source, fake, condition), True)
             loss_l1 = reconstruction_loss(fake.float(), target)
             loss = loss_adversarial + self.hyperparameters.l1_weight * loss_l1
@@ -111,7 +116,7 @@ class PairedGANStep:
     def __call__(self, batch: dict[str, Any], noise: torch.Tensor | None = None) -> dict[str, float]:
         """One step on `batch`; `noise` is Eq. 1's z (None: the generator draws its own)."""
         source, target = batch["source"], batch["edited"]
-        with self.accelerator.autocast():
+        with self._autocast():
             fake, text = self.generator(source, list(batch["prompt"]), noise)
         losses = self.discriminator_step(source, target, fake, text)
         losses.update(self.generator_step(source, target, fake, text))

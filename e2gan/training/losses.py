@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 def adversarial_loss(logits: torch.Tensor, target_is_real: bool) -> torch.Tensor:
     """The log-likelihood GAN loss of Eq. 1 on patch logits (BCE with logits, numerically stable)."""
+    logits = logits.float()  # under bf16 autocast: the loss itself stays fp32
     target = torch.ones_like(logits) if target_is_real else torch.zeros_like(logits)
     return F.binary_cross_entropy_with_logits(logits, target)
 

@@ -88,7 +88,7 @@ class TrainingJob:
                 "images_per_second": round(result.images_per_second, 2),
                 "processes": accelerator.num_processes,
                 "global_batch_size": self.trainer.settings.batch_size * accelerator.num_processes,
-                "mixed_precision": accelerator.mixed_precision,
+                "precision": self.trainer.precision,
                 "trainable_parameters": self.trainable_parameters,
                 "hardware": hardware_description(accelerator.device),
                 "final_losses": {k: round(v, 4) for k, v in result.last_losses.items()},

@@ -7,6 +7,7 @@ from typing import Any
 
 from e2gan.errors import E2GANError
 from e2gan.limits import MAX_TRAINING_SIZE, MAX_TRAINING_STEPS
+from e2gan.precision import check_precision
 
 # Adam on the LoRA factors (B starts at zero) needs a larger step than full training to move in a
 # few CPU minutes. Measured on a held-out concept (watercolor, 100 pairs, 3 min at 128 px,
@@ -34,7 +35,10 @@ class TrainingSettings:
     l1_weight: float = 100.0
     seed: int = 0
     device: str = "auto"  # auto, cpu or cuda (GPUs: CUDA_VISIBLE_DEVICES / accelerate launch)
-    mixed_precision: bool = True  # bf16 autocast on CUDA; CPU always runs fp32
+    # auto: bf16 autocast where the device multiplies bf16 in hardware (GPUs; CPUs with AMX,
+    # AVX512-BF16 or ARM BF16), else fp32; see e2gan.precision. Weights, optimiser state, EMA and
+    # losses stay fp32 either way.
+    precision: str = "auto"
     checkpoint_every: int = 200  # steps; 0: only when a run ends
     max_seconds: float | None = None
     augment: bool = True
@@ -66,6 +70,7 @@ class TrainingSettings:
         if self.concept_start not in CONCEPT_STARTS:
             raise E2GANError(f"concept start must be one of {', '.join(CONCEPT_STARTS)}, "
                              f"got {self.concept_start!r}")
+        check_precision(self.precision)
         if self.report_to not in REPORT_TO:
             raise E2GANError(f"report_to must be one of {', '.join(REPORT_TO)}, got {self.report_to!r}")
 

@@ -2,8 +2,7 @@
 
 Every way to train (the shared base, a LoRA or full fine-tune, pix2pix, a rank-search round, the
 studio's live fine-tune, the benchmark's runs) builds `TrainingParts` and hands them here.
-Accelerate does what a training loop should not hand-write: device placement, bf16 autocast on
-CUDA, DDP gradient averaging and data sharding under `accelerate launch` / `torchrun`, per-process
+Accelerate does what a training loop should not hand-write: device placement, DDP gradient averaging and data sharding under `accelerate launch` / `torchrun`, per-process
 RNG state, and the resumable checkpoint (`save_state` / `load_state`: safetensors for weights,
 `torch.load(weights_only=True)` for the rest).
 
@@ -36,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, replace_folder
+from e2gan.precision import resolve_precision
 from e2gan.training.events import (CheckpointSaved, EndReason, EventCallback, RunEnded, RunSummary,
                                    StepsLogged)
 from e2gan.training.gan import ConditionedGenerator, GANHyperparameters, PairedGANStep
@@ -89,13 +89,14 @@ def _accelerator(settings: TrainingSettings, log_dir: Path | None, partial_gradi
         raise E2GANError(f"training device must be auto, cpu or cuda, got {settings.device!r}; "
                          "pick GPUs with CUDA_VISIBLE_DEVICES")
     use_cuda = settings.device != "cpu" and torch.cuda.is_available()
-    # bf16 needs no loss scaler and keeps GAN losses in range; on CPU autocast would only slow.
-    mixed_precision = "bf16" if settings.mixed_precision and use_cuda else "no"
     report_to = None if settings.report_to == "none" else settings.report_to
     if report_to and log_dir is None:
         raise E2GANError(f"--report-to {report_to} needs an output folder for its logs")
     return Accelerator(
-        cpu=not use_cuda, mixed_precision=mixed_precision, log_with=report_to,
+        # Autocast is the GAN step's own (`Trainer.precision`), not Accelerate's: Accelerate
+        # keeps one precision per process and refuses a second, and one studio process runs
+        # many jobs (and the tests run fp32 and bf16 side by side).
+        cpu=not use_cuda, mixed_precision="no", log_with=report_to,
         project_dir=str(log_dir) if log_dir else None,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=partial_gradients)])
 
@@ -139,6 +140,10 @@ class Trainer:
         self.state_dir = Path(state_dir) if state_dir else None
         self.accelerator = accelerator = _accelerator(settings, Path(log_dir) if log_dir else None,
                                                       parts.partial_gradients)
+        # bf16 autocast where the device multiplies bf16 in hardware (e2gan.precision): it needs
+        # no loss scaler and keeps GAN losses in range; where bf16 is only emulated, "auto" runs
+        # fp32, as autocast would only slow. Weights, optimiser state, EMA and losses stay fp32.
+        self.precision = resolve_precision(settings.precision, accelerator.device)
         self.hyperparameters = GANHyperparameters(
             learning_rate=settings.learning_rate,
             discriminator_learning_rate=settings.discriminator_learning_rate,
@@ -169,7 +174,8 @@ class Trainer:
         # resumable state made one studio fine-tune's state 68 MB (the adapter is 0.3 MB).
         accelerator.register_save_state_pre_hook(self._drop_frozen_weights)
         self.gan_step = PairedGANStep(accelerator, self.model, self.discriminator,
-                                      self.generator_optimizer, self.discriminator_optimizer, hp)
+                                      self.generator_optimizer, self.discriminator_optimizer, hp,
+                                      self.precision)
         self.ema = None
         if settings.ema_decay:
             from diffusers.training_utils import EMAModel
