@@ -46,11 +46,11 @@ bench: $(STAMP_STUDIO)
 bench-quick: $(STAMP_STUDIO)
 	$(VENV)/bin/e2gan bench --quick --out runs/bench-quick
 
-# The shared base model's whole recipe (concept selection, pairs, 64 then 128 px); resumable:
+# The shared base model's whole recipe (concept selection, pairs, 64, 128 then 256 px); resumable:
 # rerun after a kill. Photos from $$E2GAN_PHOTO_DATA (default ../shared/data); see
 # checkpoints/base/README.md. Install the photographic wallpapers first for the full pool.
 base: $(STAMP_STUDIO)
-	tools/train_base.sh runs/base
+	tools/train_base.sh
 
 # Photographic wallpapers from Debian packages (licences in `e2gan photo-pool`): part of the pool.
 base-photos:

@@ -1,49 +1,66 @@
 #!/usr/bin/env bash
 # The shared base model's recipe, end to end, resumable at every stage (rerun it after a kill).
 #
-#   tools/train_base.sh [WORK] [STEPS_64] [STEPS_128]
+#   tools/train_base.sh [WORK] [STEPS_64] [STEPS_128] [STEPS_256]
 #
-# 1. Pick the base's concepts as the paper does (K-means over concepts' mean edit embeddings);
-#    winter, watercolor, silver_sculpture and clay_figure stay held out for the benchmark.
-# 2. 400 pairs per concept from the photo pool (BSDS500 train/val, faces 0001-1245, photographic
-#    wallpapers from Debian packages where installed, the packaged photos): `e2gan photo-pool`.
-# 3. Progressive resolution: 64 px (cheap, learns colour and layout), then 128 px from those
-#    weights with a linear LR decay. EMA weights are what is saved.
-# Photos come from $E2GAN_PHOTO_DATA (default ../shared/data). Output: WORK/base-128.
-# $E2GAN_BASE_LAYOUT (JSON) overrides the generator layout, for layout ablations at the same recipe,
-# e.g. '{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true}' (the
-# previous base's; see e2gan/models/generator.py and the base's model card, "Layout: why
-# PixelNorm after the transformer").
+# 1. Pick the base's concepts as the paper does (K-means over concepts' mean edit embeddings):
+#    32 of the built-ins, holding out the benchmark's four (winter, watercolor, silver_sculpture,
+#    clay_figure) and its eight "looks" (risograph, woodcut, charcoal, pointillism, cross_stitch,
+#    pop_art, stained_glass, low_poly); the identity concept ("the same photo") is learnt too.
+# 2. 400 pairs per concept from the whole training pool (`e2gan photo-pool`: BSDS500 train/val,
+#    faces 0001-1245, the photographic wallpapers of `make base-photos`, the packaged photos), made
+#    at 256 px by the built-in teacher v2, whose concepts are one look each (pairs that agree).
+#    The pool's faces are 128 px: at 256 px they are Lanczos-upscaled crops, soft but consistent
+#    (the teacher edits the upscaled crop, so source and edit agree); the lower stages see them
+#    at or under their own size.
+# 3. Progressive resolution from the same pairs (resized by the loader): 64 px (colour and
+#    layout), 128 px, then 256 px (texture at the studio's working size), each from the last's
+#    EMA weights, the last two with a linear LR decay. Images seen: 8 x 25,000 + 4 x 50,000 +
+#    4 x 40,000 = 560,000, ten times the previous base's 56,000.
+# Every stage writes its model when it ends or is stopped (--max-minutes via $E2GAN_STAGE_MINUTES)
+# and resumes from its training state when rerun. Between machines, commit the stage's weights in
+# fp16 (tools/store_half.py) and start that stage again from them (E2GAN_RESUME_STAGE, below).
+# Photos come from $E2GAN_PHOTO_DATA (default ../shared/data). Output: WORK/base-256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=${1:-runs/base}
-steps_64=${2:-5000}   # batch 8 at 64 px
-steps_128=${3:-4000}  # batch 4 at 128 px
+work=${1:-runs/base-v3}
+steps_64=${2:-25000}   # batch 8 at 64 px
+steps_128=${3:-50000}  # batch 4 at 128 px
+steps_256=${4:-40000}  # batch 4 at 256 px
 data=${E2GAN_PHOTO_DATA:-../shared/data}
+minutes=${E2GAN_STAGE_MINUTES:+--max-minutes $E2GAN_STAGE_MINUTES}
 e2gan=.venv/bin/e2gan
 layout=${E2GAN_BASE_LAYOUT:-'{"upsampling": "conv_resize", "skip_connections": true, "residual_output": true, "downsample_padding": "reflect", "noise_channels": 0, "norm_after_transformer": "pixel"}'}
+held_out=winter,watercolor,silver_sculpture,clay_figure,risograph,woodcut,charcoal,pointillism,cross_stitch,pop_art,stained_glass,low_poly
 mkdir -p "$work/data"
 
-[ -f "$work/selection.json" ] || $e2gan select-concepts --k 24 --source "pool:all:$data" --count 48 \
-    --size 128 --hold-out winter,watercolor,silver_sculpture,clay_figure --out "$work/selection.json" --quiet --json > /dev/null
+[ -f "$work/selection.json" ] || $e2gan select-concepts --k 32 --source "pool:all:$data" --count 48 \
+    --size 128 --hold-out "$held_out" --out "$work/selection.json" --quiet --json > /dev/null
 concepts=$(python3 -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['chosen']))" "$work/selection.json")
 
 i=0
 for concept in $concepts; do
   i=$((i + 1))
-  $e2gan pairs --source "pool:all:$data" --count 400 --size 128 --concept "$concept" --seed $((i * 1000)) \
+  $e2gan pairs --source "pool:all:$data" --count 400 --size 256 --concept "$concept" --seed $((i * 1000)) \
       --test-fraction 0.05 --out "$work/data/$concept" --quiet --json > /dev/null
 done
 datasets=$(for concept in $concepts; do printf '%s ' "$work/data/$concept"; done)
 
-# Stage 1: 64 px, constant LR. Stage 2: 128 px from stage 1's weights, LR flat then down to 0.
 # A stage is done when its folder has a model and no resumable state left.
 finished() { [ -f "$1/config.json" ] && [ ! -d "$1/training_state" ]; }
-finished "$work/base-64" || \
-  $e2gan train-base --dataset $datasets --out "$work/base-64" --generator-config "$layout" \
-      --size 64 --batch-size 8 --steps "$steps_64" --ema-decay 0.999 --checkpoint-every 500 \
-      --json > "$work/base-64.json" 2> "$work/base-64.log"
-finished "$work/base-128" || \
-  $e2gan train-base --dataset $datasets --out "$work/base-128" --init-from "$work/base-64" \
-      --generator-config "$layout" --size 128 --batch-size 4 --steps "$steps_128" \
-      --schedule linear --ema-decay 0.999 --checkpoint-every 250 --json > "$work/base-128.json" 2> "$work/base-128.log"
+# On a fresh machine: E2GAN_RESUME_STAGE=128 E2GAN_RESUME_FROM=checkpoints/candidates/base-v3-64
+# skips the stages below 128 and starts 128 from the committed weights (fresh optimiser, step 0).
+resume_stage=${E2GAN_RESUME_STAGE:-0}
+stage() {  # stage SIZE BATCH STEPS SCHEDULE PREVIOUS
+  local out="$work/base-$1" init=$5
+  [ "$1" -lt "$resume_stage" ] && return 0
+  finished "$out" && return 0
+  if [ "$1" = "$resume_stage" ] && [ ! -d "$out/training_state" ]; then init=${E2GAN_RESUME_FROM:?}; fi
+  $e2gan train-base --dataset $datasets --identity --out "$out" ${init:+--init-from "$init"} \
+      --generator-config "$layout" --size "$1" --batch-size "$2" --steps "$3" --schedule "$4" \
+      --ema-decay 0.999 --checkpoint-every 250 $minutes --json > "$out.json" 2> "$out.log"
+  finished "$out"  # stopped by the time limit: the next stage waits for a rerun
+}
+stage 64 8 "$steps_64" constant ""
+stage 128 4 "$steps_128" linear "$work/base-64"
+stage 256 4 "$steps_256" linear "$work/base-128"
