@@ -26,6 +26,8 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None,
                             ema_decay=ema_decay, max_grad_norm=args.max_grad_norm,
                             report_to=args.report_to, checkpoint_every=args.checkpoint_every,
                             augment=not args.no_augment, precision=args.precision,
+                            l1_weight=args.l1_weight,
+                            feature_matching_weight=args.feature_matching,
                             concept_start=getattr(args, "concept_start", "closest"))
 
 
@@ -160,6 +162,10 @@ def _training_arguments(parser: argparse.ArgumentParser, steps: int, size: int =
                         help="keep an EMA of the trained weights (used for the saved model); 0: "
                              "off (default: 0.99 for a LoRA fine-tune, off otherwise)")
     parser.add_argument("--max-grad-norm", type=float, default=None, help="clip gradient norms")
+    parser.add_argument("--l1-weight", type=float, default=100.0,
+                        help="weight of the L1 term against the adversarial one (Eq. 1's lambda)")
+    parser.add_argument("--feature-matching", type=float, default=0.0,
+                        help="weight of pix2pixHD's feature matching on the discriminator (0: off)")
     parser.add_argument("--report-to", default="none", choices=list(REPORT_TO),
                         help="log losses through Accelerate's trackers (into OUT's logs folder)")
     parser.add_argument("--checkpoint-every", type=int, default=200,

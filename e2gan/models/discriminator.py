@@ -45,13 +45,20 @@ class PatchDiscriminator(nn.Module):
         self.text_projection = nn.Linear(config.text_dim, channels) if config.text_dim else None
 
     def forward(self, source: torch.Tensor, image: torch.Tensor,
-                text: torch.Tensor | None = None) -> torch.Tensor:
-        """Patch logits (B, 1, h, w). `text`: (B, T, text_dim), pooled over tokens."""
-        features = self.features(torch.cat([source, image], dim=1))
+                text: torch.Tensor | None = None, return_features: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Patch logits (B, 1, h, w). `text`: (B, T, text_dim), pooled over tokens.
+        `return_features`: also each layer's activations (what feature matching compares)."""
+        features = torch.cat([source, image], dim=1)
+        activations = []
+        for layer in self.features:
+            features = layer(features)
+            if isinstance(layer, nn.LeakyReLU):
+                activations.append(features)
         logits = self.to_logit(features)
         if self.text_projection is not None:
             if text is None:
                 raise ValueError("this discriminator is concept-conditioned and needs `text`")
             direction = self.text_projection(text.mean(dim=1))[:, :, None, None]
             logits = logits + (self.feature_pool(features) * direction).sum(dim=1, keepdim=True)
-        return logits
+        return (logits, activations) if return_features else logits

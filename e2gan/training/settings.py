@@ -33,6 +33,7 @@ class TrainingSettings:
     learning_rate: float = FULL_LEARNING_RATE
     discriminator_learning_rate: float | None = None  # None: same as learning_rate
     l1_weight: float = 100.0
+    feature_matching_weight: float = 0.0  # pix2pixHD's term on D's features; see training.losses
     seed: int = 0
     device: str = "auto"  # auto, cpu or cuda (GPUs: CUDA_VISIBLE_DEVICES / accelerate launch)
     # auto: bf16 autocast where the device multiplies bf16 in hardware (GPUs; CPUs with AMX,
@@ -63,6 +64,9 @@ class TrainingSettings:
                 raise E2GANError(f"{name.replace('_', ' ')} must be a positive finite number, got {value}")
         if self.max_seconds is not None and not self.max_seconds >= 0:
             raise E2GANError(f"time limit must not be negative, got {self.max_seconds}")
+        if not 0 <= self.feature_matching_weight < float("inf"):
+            raise E2GANError("feature matching weight must be a finite number of at least 0, "
+                             f"got {self.feature_matching_weight}")
         if not 0 <= self.ema_decay < 1:
             raise E2GANError(f"EMA decay must lie in [0, 1), got {self.ema_decay}")
         if self.warmup_steps < 0 or self.checkpoint_every < 0:

@@ -147,7 +147,8 @@ class Trainer:
         self.hyperparameters = GANHyperparameters(
             learning_rate=settings.learning_rate,
             discriminator_learning_rate=settings.discriminator_learning_rate,
-            l1_weight=settings.l1_weight, max_grad_norm=settings.max_grad_norm)
+            l1_weight=settings.l1_weight, feature_matching_weight=settings.feature_matching_weight,
+            max_grad_norm=settings.max_grad_norm)
         self.generator = parts.generator
         self.text_encoder = parts.text_encoder
         self.trainable = [p for p in parts.generator_parameters if p.requires_grad]
