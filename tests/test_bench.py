@@ -99,9 +99,19 @@ def test_quick_bench_writes_every_section_and_resumes_without_retraining(
     assert inference["e2gan"]["parameters"] == count_parameters(load_generator(tiny_base).generator)
     assert all(row["torch_latency_s"] > 0 and row["floor_s"] > 0 for row in inference.values())
 
+    looks = report["sections"]["looks"]
+    assert [row["model"].split(" ")[0] for row in looks["rows"]] == ["E2GAN", "pix2pix-9RB,", "no"]
+    looks_e2gan, looks_pix2pix, looks_none = looks["rows"]
+    assert looks_pix2pix["seconds"] >= 5.0 and looks_e2gan["steps"] >= 1  # 5x a 1 s unit
+    (verdict,) = looks["verdicts"]
+    assert verdict["psnr_gain_db"] == pytest.approx(looks_e2gan["psnr"] - looks_none["psnr"])
+    assert verdict["psnr_gain_met"] == (verdict["psnr_gain_db"] >= 3.0)
+    assert looks["plots"] == ["looks_scenes_risograph.png"]
+
     markdown = (report_dir / "report.md").read_text()
     for heading in ("## 1. Main table", "## 2. LoRA rank", "## 3. Which layers", "## 4. Which base",
-                    "## 5. How much data", "## 6. Inference", "e2gan bench --quick"):
+                    "## 5. How much data", "## 6. Inference", "## 7. Strong looks",
+                    "e2gan bench --quick"):
         assert heading in markdown
     saved = json.loads((report_dir / "report.json").read_text())
     assert saved["sections"]["main"]["rows"] == main_rows

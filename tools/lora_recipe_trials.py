@@ -42,6 +42,12 @@ RECIPES = {
     # (the stem's features skip to the head), out of reach of the paper's crucial layers.
     "+ LoRA on stem and head": {"extra_ranks": {"stem.conv": 4, "head.1": 4}},
     "EMA 0.99 + linear decay": {"ema_decay": 0.99, "schedule": "linear"},
+    # Strong looks (issue 29), from the studio's recipe (EMA 0.99): pix2pixHD's feature matching
+    # on D, with Eq. 1's L1 as it is or lowered so it averages less of the texture away.
+    "EMA 0.99 + FM 10": {"ema_decay": 0.99, "feature_matching_weight": 10.0},
+    "EMA 0.99 + FM 10 + L1 10": {"ema_decay": 0.99, "feature_matching_weight": 10.0, "l1_weight": 10.0},
+    "EMA 0.99 + LoRA on stem and head": {"ema_decay": 0.99,
+                                         "extra_ranks": {"stem.conv": 8, "head.1": 8}},
 }
 
 

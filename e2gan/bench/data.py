@@ -123,16 +123,18 @@ class BenchData:
 
     def _make(self, source: str, concept_name: str) -> PairDataset:
         out = self._folder(source) / concept_name
+        teacher = create_teacher("builtin")
         if (out / "dataset.json").is_file():
             dataset = PairDataset.open(out)
-            if dataset.info.complete:
+            # Pairs from another version of the teacher are another concept's look: remade.
+            if dataset.info.complete and dataset.info.teacher_params == teacher.parameters():
                 return dataset
         concept = resolve_builtin_concept(concept_name)
         images, splits = self.images(source)
         self.log(f"data: built-in teacher edits {len(images)} {source} photos into {concept.name!r}")
         pool_root = out.with_name(out.name + ".pool")
         # The pool's own split is unused (test_fraction 0); the data's split is applied below.
-        pool = generate_pairs(create_teacher("builtin"), images, concept.prompt, pool_root,
+        pool = generate_pairs(teacher, images, concept.prompt, pool_root,
                               concept=concept.name, seed=self.settings.seed, test_fraction=0.0).dataset
         info = dataclasses.replace(pool.info, complete=False, num_pairs=0)
         with atomic_dataset_writer(out, info, overwrite=True) as writer:

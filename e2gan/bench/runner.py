@@ -69,7 +69,8 @@ def run_bench(settings: BenchSettings, work_dir: str | Path, report_dir: str | P
     data = BenchData(Path(data_root) if data_root else default_data_root(), work_dir, settings, log)
     context = BenchContext(settings, work_dir, data, RunStore(work_dir), report_dir, log)
     concepts = [parse_concept(c)[1] for c in [*settings.main_concepts, settings.ablation_concept,
-                                              *settings.selection_concepts]]
+                                              *settings.selection_concepts,
+                                              *(settings.looks_concepts if "looks" in sections else [])]]
     context.check_unseen(sorted(set(concepts)))
     if settings.fid and fid_unavailable_reason():
         context.note(f"FID/KID not measured: {fid_unavailable_reason()}")

@@ -36,6 +36,7 @@ from e2gan.files import atomic_write_json
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
+from e2gan.teachers import BuiltinTeacher
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
                                     TrainingSettings, finetune_job, pix2pix_job)
 from e2gan.training.settings import LORA_EMA_DECAY, wall_clock_steps
@@ -199,6 +200,9 @@ def run_key(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
     if spec.steps is None:  # wall-clock runs keep the spec (and cache key) they had before `steps`
         del spec_dict["steps"]
     spec_dict["settings"] = context.settings.data_key()
+    teacher = BuiltinTeacher().parameters()
+    if teacher["version"] > 1:  # runs on the first teacher's pairs keep the key they had
+        spec_dict["teacher"] = teacher
     if spec.kind == "pix2pix":
         # Trained from scratch: no base is read, so `--base` must not retrain it. The shipped
         # base's path stays in its key, whatever `--base` says, so that the runs cached before

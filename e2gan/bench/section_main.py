@@ -27,14 +27,15 @@ from e2gan.files import atomic_save_image
 
 
 def e2gan_spec(context: BenchContext, data: str, seed: int | None = None,
-               pairs: int | None = None, method: str = "cluster", **extra: Any) -> RunSpec:
+               pairs: int | None = None, method: str = "cluster", seconds: float | None = None,
+               **extra: Any) -> RunSpec:
     """The E2GAN run every section compares against (shared, so it is trained once)."""
     s = context.settings
-    return RunSpec("lora", data, [s.unit_seconds], selection=method, pairs=pairs or s.subset,
-                   seed=s.seed if seed is None else seed, **extra)
+    return RunSpec("lora", data, [seconds or s.unit_seconds], selection=method,
+                   pairs=pairs or s.subset, seed=s.seed if seed is None else seed, **extra)
 
 
-def _no_edit_row(context: BenchContext, data: str) -> dict[str, Any]:
+def no_edit_row(context: BenchContext, data: str) -> dict[str, Any]:
     s = context.settings
     spec = {"no_edit": data, **s.data_key()}
     dataset = context.data.dataset(*parse_concept(data))
@@ -79,7 +80,7 @@ def run(context: BenchContext) -> dict[str, Any]:
         pix2pix = execute(context, pix2pix_spec)
         full_spec = RunSpec("full", data, [s.full_seconds], seed=s.seed)
         full = execute(context, full_spec)
-        none = _no_edit_row(context, data)
+        none = no_edit_row(context, data)
         entries = [("E2GAN (base + LoRA)", e2gan),
                    (f"pix2pix-9RB, {s.unit_seconds:g} s", {**pix2pix, **pix2pix["milestones"][0]}),
                    (f"pix2pix-9RB, {s.pix2pix_seconds:g} s", pix2pix),

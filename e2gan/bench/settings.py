@@ -14,7 +14,7 @@ from typing import Any
 
 from e2gan.errors import E2GANError
 
-SECTIONS = ("main", "ranks", "layers", "base", "data", "inference")
+SECTIONS = ("main", "ranks", "layers", "base", "data", "inference", "looks")
 SECTION_TITLES = {
     "main": "1. Main table: E2GAN vs pix2pix vs full fine-tuning",
     "ranks": "2. LoRA rank schemes",
@@ -22,6 +22,7 @@ SECTION_TITLES = {
     "base": "4. Which base model",
     "data": "5. How much data, and which (similarity clustering vs random)",
     "inference": "6. Inference cost",
+    "looks": "7. Strong looks: the studio's fine-tune on texture and structure",
 }
 DATA_SOURCES = ("scenes", "faces")
 
@@ -74,20 +75,28 @@ class BenchSettings:
     base_concepts: list[str] = field(default_factory=lambda: [
         "oil_painting", "night", "pencil_sketch", "autumn_foliage"])
     single_base_concept: str = "oil_painting"
+    # Section 7: eight looks held out of the base, strong in texture or structure, each trained
+    # for the studio's default fine-tune time (its pix2pix gets pix2pix_factor times that).
+    looks_concepts: list[str] = field(default_factory=lambda: [
+        "scenes:risograph", "scenes:woodcut", "faces:charcoal", "scenes:pointillism",
+        "faces:cross_stitch", "faces:pop_art", "scenes:stained_glass", "scenes:low_poly"])
+    looks_unit_seconds: float = 300.0
     inference_size: int = 256
     inference_repeats: int = 10
     base: str | None = None  # None: the shipped base
     quick: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("unit_seconds", "pix2pix_factor", "full_factor", "base_factor"):
+        for name in ("unit_seconds", "pix2pix_factor", "full_factor", "base_factor",
+                     "looks_unit_seconds"):
             if not getattr(self, name) > 0:
                 raise E2GANError(f"{name.replace('_', ' ')} must be positive, got {getattr(self, name)}")
         if self.size % 8 or self.size < 16:
             raise E2GANError(f"bench size must be a multiple of 8 and at least 16, got {self.size}")
         if self.eval_images < 2:
             raise E2GANError(f"eval images must be at least 2 (FID/KID need two), got {self.eval_images}")
-        for spec in [*self.main_concepts, self.ablation_concept, *self.selection_concepts]:
+        for spec in [*self.main_concepts, self.ablation_concept, *self.selection_concepts,
+                     *self.looks_concepts]:
             parse_concept(spec)
         if self.selection_steps is not None and self.selection_steps < 1:
             raise E2GANError(f"selection steps must be positive, got {self.selection_steps}")
@@ -125,5 +134,5 @@ def quick_settings(**overrides: Any) -> BenchSettings:
         main_concepts=["scenes:winter", "faces:silver_sculpture"], data_sizes=[4, 8],
         selection_concepts=["scenes:winter"], selection_seeds=[0, 1],
         base_concepts=["oil_painting", "night"], inference_size=64, inference_repeats=2,
-        quick=True)
+        looks_concepts=["scenes:risograph"], looks_unit_seconds=1.0, quick=True)
     return replace(quick, **overrides)

@@ -40,6 +40,10 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
         overrides["selection_steps"] = args.selection_steps
     if args.selection_seeds:
         overrides["selection_seeds"] = args.selection_seeds
+    if args.looks_concepts:
+        overrides["looks_concepts"] = [c.strip() for c in args.looks_concepts.split(",") if c.strip()]
+    if args.looks_seconds:
+        overrides["looks_unit_seconds"] = args.looks_seconds
     settings = quick_settings(**overrides) if args.quick else BenchSettings(**overrides)
     sections = [name.strip() for name in args.sections.split(",") if name.strip()] if args.sections else None
     report = run_bench(settings, args.out, args.report_dir, sections, args.data,
@@ -48,7 +52,8 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
             "sections": {name: section["seconds"] for name, section in report["sections"].items()},
             "total_seconds": report["run"]["total_seconds"],
             "main_verdicts": report["sections"].get("main", {}).get("verdicts"),
-            "selection_summary": report["sections"].get("data", {}).get("summary")}
+            "selection_summary": report["sections"].get("data", {}).get("summary"),
+            "looks_verdicts": report["sections"].get("looks", {}).get("verdicts")}
 
 
 @command("concepts")
@@ -113,7 +118,7 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("bench", "the paper's tables in miniature on real photos (report, json, plots)")
     p.add_argument("--quick", action="store_true", help="tiny settings: checks every section runs")
     p.add_argument("--sections", help="comma-separated subset of: main, ranks, layers, base, data, "
-                                      "inference (default: all)")
+                                      "inference, looks (default: all)")
     p.add_argument("--unit-seconds", type=float, default=None,
                    help="E2GAN's training budget; pix2pix gets 5x, bases 4x (default 60; quick 1)")
     p.add_argument("--size", type=int, default=None, help="training and judging size (default 128)")
@@ -126,6 +131,9 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--selection-steps", type=int, help="section 5's runs train exactly this many "
                                                         "steps instead of the wall-clock unit")
     p.add_argument("--selection-seeds", type=int, nargs="+", help="cluster-vs-random grid's seeds (default 0 1 2)")
+    p.add_argument("--looks-concepts", help="section 7's concepts (default: the eight looks)")
+    p.add_argument("--looks-seconds", type=float, default=None,
+                   help="section 7's E2GAN time (default 300: the studio's five minutes)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--base", default=None, help="base model folder (default: the shipped one)")
     p.add_argument("--device", default=None)
