@@ -96,3 +96,53 @@ def autocast(precision: str, device: "torch.device | str" = "cpu") -> Iterator[N
             yield
     else:
         yield
+
+
+# Multiply-adds one core can issue per cycle, by number format and the best instruction set the
+# CPU reports, first match wins. x86: two FMA ports (AVX2: 8 fp32 lanes each; AVX-512: 16); bf16
+# dot products double the lanes (AVX512-BF16) and AMX's tile unit does 512 bf16 or 1024 int8
+# multiply-adds per cycle (Intel's optimisation manual); int8 without VNNI goes through 16-bit
+# pair products (vpmaddubsw), twice fp32's rate. ARM: two 128-bit FMA pipes, BFMMLA / SMMLA
+# matrix instructions. A format a CPU lacks runs emulated at no more than its fp32 rate.
+_PEAK_MACS_PER_CYCLE = {
+    "fp32": [("avx512f", 32), ("avx2", 16), ("asimd", 8), ("sse2", 4)],
+    "bf16": [("amx_bf16", 512), ("avx512_bf16", 64), ("bf16", 32)],
+    "int8": [("amx_int8", 1024), ("avx512_vnni", 128), ("avx_vnni", 64), ("avx2", 32),
+             ("i8mm", 64), ("asimddp", 32)],
+}
+
+
+def cpu_clock_hz() -> float | None:
+    """The CPU's top clock (cpufreq's maximum), else the clock /proc/cpuinfo reports now."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="ascii") as handle:
+            return int(handle.read().strip()) * 1e3
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "cpu MHz":
+                    return float(value) * 1e6
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def peak_macs(number_format: str = "fp32", threads: int = 1) -> dict[str, object]:
+    """This CPU's peak multiply-add rate in `number_format` (fp32, bf16, int8) on `threads`
+    cores: per-cycle width from the instruction sets it reports, times its clock. What a kernel
+    can at most reach; the measured sgemm rate says what one actually does."""
+    if number_format not in _PEAK_MACS_PER_CYCLE:
+        raise E2GANError(f"number format must be one of {', '.join(_PEAK_MACS_PER_CYCLE)}, "
+                         f"got {number_format!r}")
+    flags = cpu_flags()
+    fp32_isa, fp32_width = next(((isa, width) for isa, width in _PEAK_MACS_PER_CYCLE["fp32"]
+                                 if isa in flags), ("scalar", 2))
+    isa, width = next(((isa, width) for isa, width in _PEAK_MACS_PER_CYCLE[number_format]
+                       if isa in flags), (f"{fp32_isa}, {number_format} emulated", fp32_width))
+    clock = cpu_clock_hz()
+    return {"format": number_format, "instruction_set": isa, "macs_per_cycle_per_core": width,
+            "clock_ghz": clock and round(clock / 1e9, 3), "threads": threads,
+            "peak_macs_per_s": clock and width * clock * threads}

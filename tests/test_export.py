@@ -193,6 +193,26 @@ def test_export_reports_the_floor(tiny_base, tmp_path, monkeypatch):
                                     rel=0.01)
     record = result["files"][0]
     assert record["over_floor"] == pytest.approx(record["latency_median_s"] / floor_s, rel=0.01)
+    # The physical limit per number format, from the instruction sets this CPU reports
+    assert set(result["peak"]) == {"fp32", "bf16", "int8"}
+    assert record["achieved_gmacs_per_s"] == pytest.approx(
+        result["macs_g"] / record["latency_median_s"], rel=0.02)
+
+
+def test_the_peak_rate_follows_the_instruction_sets_the_cpu_reports(monkeypatch):
+    from e2gan import precision
+
+    monkeypatch.setattr(precision, "cpu_clock_hz", lambda: 2.5e9)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512f",
+                                                                  "amx_bf16", "amx_int8"}))
+    assert precision.peak_macs("fp32")["peak_macs_per_s"] == 32 * 2.5e9
+    assert precision.peak_macs("bf16", threads=2)["peak_macs_per_s"] == 512 * 2.5e9 * 2
+    assert precision.peak_macs("int8")["instruction_set"] == "amx_int8"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    emulated = precision.peak_macs("bf16")
+    assert emulated["peak_macs_per_s"] == 16 * 2.5e9 and "emulated" in emulated["instruction_set"]
+    with pytest.raises(E2GANError, match="number format must be one of"):
+        precision.peak_macs("fp8")
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])

@@ -21,6 +21,7 @@ from e2gan.bench.report import fmt, markdown_table
 from e2gan.checkpoint import load_generator, load_rank_table, save_generator
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
+from e2gan.precision import peak_macs
 from e2gan.profiling import (SGEMM_SIZE, count_macs, count_parameters, matmul_rate,
                              measure_latency)
 
@@ -100,9 +101,13 @@ def run(context: BenchContext) -> dict[str, Any]:
         # The rate is measured before and after the models, and the best kept: on a shared CPU a
         # single measurement may catch a busy moment and make the floor look lower than it is.
         rate = max(rate, macs_per_second())
+        peak = peak_macs("fp32", threads)
         for row in rows:
             row["floor_s"] = row["macs"] / rate
-        return {"matmul_macs_per_s": rate, "rows": rows}
+            row["achieved_macs_per_s"] = row["macs"] / row["torch_latency_s"]
+            if peak["peak_macs_per_s"]:
+                row["fraction_of_peak"] = row["achieved_macs_per_s"] / peak["peak_macs_per_s"]
+        return {"matmul_macs_per_s": rate, "peak": peak, "rows": rows}
 
     result = context.store.cached("inference", spec, compute)
     rows = result["rows"]
@@ -139,6 +144,16 @@ def markdown(result: dict[str, Any], s) -> str:
              f"{e2gan['macs_paper_convention'] / pix2pix['macs_paper_convention']:.2f}x (paper "
              f"convention; the paper: 23.6 G / 56.9 G = 0.41x); torch latency "
              f"{e2gan['torch_latency_s'] / pix2pix['torch_latency_s']:.2f}x."]
+    peak = result.get("peak")
+    if peak and peak["peak_macs_per_s"]:
+        lines.append(
+            f"- The physical limit: {peak['macs_per_cycle_per_core']} fp32 multiply-adds per cycle "
+            f"per core ({peak['instruction_set']}) at {peak['clock_ghz']} GHz (the clock the OS "
+            f"reports; a core that boosts above it can beat this figure) x {peak['threads']} "
+            f"thread(s) = {peak['peak_macs_per_s'] / 1e9:.1f} GMAC/s; the matmul reached "
+            f"{result['matmul_macs_per_s'] / peak['peak_macs_per_s']:.0%} of it, torch eager "
+            + ", ".join(f"{r['model']} {r['achieved_macs_per_s'] / 1e9:.1f} GMAC/s "
+                        f"({r['fraction_of_peak']:.0%})" for r in rows) + ".")
     if "torch_latency_unmerged_lora_s" in e2gan:
         lines.append(f"- E2GAN with its adapter as separate LoRA layers (before merging): "
                      f"{e2gan['torch_latency_unmerged_lora_s'] * 1000:.1f} ms in torch eager.")

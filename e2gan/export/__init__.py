@@ -275,11 +275,22 @@ def _floor(editor: ConceptEditor, size: int, threads: int, result: dict,
     """The floor this machine allows (see e2gan.profiling) and each runtime's latency over it."""
     from e2gan.profiling import count_macs
 
+    from e2gan.precision import peak_macs
+
     macs = count_macs(editor.generator, size)["macs"]
     floor_s = 2 * macs / rate
     for record in result["files"]:
         record["over_floor"] = round(record["latency_median_s"] / floor_s, 3)
+        record["achieved_gmacs_per_s"] = round(macs / record["latency_median_s"] / 1e9, 2)
+    # The physical limit beside the sgemm floor: per-cycle width of the instruction sets this
+    # CPU reports x its clock, per number format the files may run in.
+    peaks = {fmt: peak_macs(fmt, threads) for fmt in ("fp32", "bf16", "int8")}
     return {"macs_g": float(f"{macs / 1e9:.4g}"), "floor_s": float(f"{floor_s:.4g}"),
             "sgemm_gflops": round(rate / 1e9, 2),
             "floor_rule": f"2 x MACs (torch counter) / best sgemm FLOP/s with {threads} thread(s)",
-            "torch_eager_over_floor": round(result["torch_eager_latency_median_s"] / floor_s, 3)}
+            "torch_eager_over_floor": round(result["torch_eager_latency_median_s"] / floor_s, 3),
+            "torch_eager_gmacs_per_s": round(macs / result["torch_eager_latency_median_s"] / 1e9, 2),
+            "peak": {fmt: {"instruction_set": peak["instruction_set"],
+                           "gmacs_per_s": peak["peak_macs_per_s"] and round(peak["peak_macs_per_s"] / 1e9, 1)}
+                     for fmt, peak in peaks.items()},
+            "clock_ghz": peaks["fp32"]["clock_ghz"]}
