@@ -178,7 +178,8 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
     budget = training_budget(request, gpu.booked_seconds())
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
                                 learning_rate=request.learning_rate, ema_decay=LORA_EMA_DECAY,
-                                seed=request.seed, device=gpu.device(), checkpoint_every=0)
+                                seed=request.seed, device=gpu.device(), checkpoint_every=0,
+                                log_every=1)  # the page shows the first step as it ends
 
     # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
     # each slice ends with the adapter written, so samples show it and Stop keeps it.
@@ -212,8 +213,12 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
             seconds = done_before + event.seconds
             history.append({"step": event.step, "seconds": round(offset + seconds, 2),
                             **{k: round(v, 4) for k, v in event.losses.items()}})
+            # Over the whole run, not the slice (the trainer's own ETA ends with its slice): the
+            # time budget left, or the steps left at this speed when epochs end it sooner.
+            steps_left = (settings.steps - event.step) * settings.batch_size
+            steps_eta = steps_left / max(event.images_per_second, 1e-9)
             report({"step": event.step, "seconds": seconds, "budget": budget,
-                    "eta_seconds": min(budget - seconds, event.eta_seconds or budget),
+                    "eta_seconds": max(0.0, min(budget - seconds, steps_eta)),
                     "losses": event.losses})
 
         result = job.trainer.run(seconds=min(SLICE_SECONDS, budget - trained),

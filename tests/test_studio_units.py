@@ -708,3 +708,23 @@ def test_a_selection_made_before_the_pairs_changed_is_marked_stale(tmp_path, tin
     atomic_write_json(folder.selection_file, data)
     with pytest.raises(E2GANError, match="names pairs that are gone"):
         training_ids(folder)
+
+
+def test_fine_tune_progress_starts_at_the_first_step_and_its_eta_spans_the_whole_run(
+        winter_concept, tiny_base, monkeypatch):
+    """The page hears of the first step as it ends, and its time left counts to the end of the
+    whole budget, not to the end of the current slice."""
+    from app import training
+    from app.jobs import BOARD
+
+    workspace, _ = winter_concept
+    monkeypatch.setattr(training, "SLICE_SECONDS", 0.5)
+    events = training.stream_finetune(workspace, training.FinetuneRequest(minutes=1.0, size=32),
+                                      tiny_base)
+    first = next(event for event in events if event.get("step") and "eta_seconds" in event)
+    BOARD.stop(workspace.id)
+    events.close()
+    assert first["step"] == 1
+    # 60 s budget, one step done: far more than the 0.5 s slice is left
+    assert first["eta_seconds"] == pytest.approx(first["budget"] - first["seconds"])
+    assert first["eta_seconds"] > 50
