@@ -54,7 +54,10 @@ def run_selection(folder: ConceptFolder, k: int, method: str = "cluster", seed: 
     data = {"method": method, "k": k, "seed": seed, "embedder": embedder,
             "filter": {"score": score, "minimum": minimum} if score else None,
             "ids": chosen.ids, "all_ids": chosen.all_ids, "labels": chosen.labels,
-            "distances": chosen.distances, "projection": chosen.projection, "dropped": []}
+            "distances": chosen.distances, "projection": chosen.projection, "dropped": [],
+            # one_look: the pairs of other looks, left out before clustering, and how much the
+            # pairs' edits agree with and without them
+            "other_look": chosen.other_look_ids, "consistency": chosen.consistency}
     atomic_write_json(folder.selection_file, data)
     return data
 
@@ -68,7 +71,7 @@ def is_stale(folder: ConceptFolder, data: dict[str, Any] | None) -> bool:
     train = {record.id for record in dataset.split("train")}
     if not set(data["ids"]) <= train:
         return True
-    return not data.get("filter") and set(data["all_ids"]) != train
+    return not data.get("filter") and set(data["all_ids"]) | set(data.get("other_look", [])) != train
 
 
 def drop_pair(folder: ConceptFolder, pair_id: str) -> tuple[dict[str, Any], str | None]:

@@ -103,3 +103,38 @@ def test_select_cli_embedders(capsys, three_kinds, tmp_path, monkeypatch):
                           (["--face-weights", "f.onnx"], "goes with --embedder face")]:
         code, result, err = _select_cli(capsys, "--dataset", dataset, "--k", "3", *argv)
         assert code == 2 and message in result["error"] and err.startswith("error: ")
+
+
+def _two_looks(tmp_path, looks: int) -> "PairDataset":
+    """18 photos of varied content; a teacher whose seeds draw one of `looks` looks: 12 pairs
+    tinted warm and darkened, then (with 2 looks) 6 turned cold and bright."""
+    rng = np.random.default_rng(1)
+    writer = PairDatasetWriter(tmp_path / f"looks{looks}", DatasetInfo(concept="c", prompt="c"))
+    for index in range(18):
+        source = rng.integers(0, 255, (32, 32, 3)).astype(np.float32)
+        source = np.clip(source * rng.uniform(0.3, 1.0) + rng.uniform(0, 80), 0, 255)
+        if looks == 1 or index < 12:
+            edit = source * np.array([1.0, 0.55, 0.35]) * 0.8
+        else:
+            edit = 255 - (255 - source) * np.array([0.3, 0.6, 1.0]) * 0.5
+        writer.add(f"p{index:02d}", Image.fromarray(source.astype(np.uint8)),
+                   Image.fromarray(np.clip(edit, 0, 255).astype(np.uint8)))
+    return writer.finalize()
+
+
+def test_one_look_keeps_the_pairs_whose_edits_agree_and_says_what_it_left_out(tmp_path):
+    dataset = _two_looks(tmp_path, looks=2)
+    selection = select(dataset, 5, "one_look", seed=0, embedder="builtin")
+    assert sorted(selection.other_look_ids) == [f"p{index:02d}" for index in range(12, 18)]
+    assert len(selection.ids) == 5 and all(int(i[1:]) < 12 for i in selection.ids)
+    assert sorted(selection.all_ids) == [f"p{index:02d}" for index in range(12)]
+    assert selection.consistency["kept"] > selection.consistency["all"]
+    # Cluster selection alone takes pairs of both looks.
+    assert any(int(i[1:]) >= 12 for i in select(dataset, 5, "cluster", seed=0, embedder="builtin").ids)
+
+
+def test_one_look_leaves_a_single_look_whole(tmp_path):
+    dataset = _two_looks(tmp_path, looks=1)
+    selection = select(dataset, 5, "one_look", seed=0, embedder="builtin")
+    assert selection.other_look_ids == [] and len(selection.all_ids) == 18
+    assert selection.consistency["kept"] == selection.consistency["all"]

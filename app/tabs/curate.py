@@ -19,6 +19,14 @@ def _summary(data: dict | None, replaced: str | None = None, dropped: str | None
                 f"{len(data['all_ids'])} pairs before the pairs changed. Select again.")
     text = (f"**{len(data['ids'])} pairs chosen** of {len(data['all_ids'])} training pairs "
             f"({data['method']}, embedder `{data['embedder']}`); {len(data['dropped'])} dropped.")
+    other = data.get("other_look") or []
+    if data["method"] == "one_look":
+        agree = data.get("consistency") or {}
+        text += (f" One look kept: {len(other)} pairs of other looks left out"
+                 + (f" ({', '.join(f'`{i}`' for i in other[:8])}{', ...' if len(other) > 8 else ''})"
+                    if other else " (the edits form a single look)")
+                 + (f"; edits agree {agree['all']:.2f} over all pairs, {agree['kept']:.2f} in the "
+                    "look kept (mean cosine of each edit's direction to their mean)." if agree else "."))
     if dropped:
         text += f" Dropped `{dropped}`" + (f", replaced by `{replaced}` (same cluster)." if replaced
                                             else "; its cluster had no other pair.")
@@ -33,7 +41,10 @@ def build_curate_tab(context: Context, workspace_state: gr.State) -> dict:
         with gr.Row():
             k = gr.Number(value=SETTINGS.subset_size, label="pairs to keep (k)",
                           elem_id="curate-k")
-            method = gr.Radio(["cluster", "random"], value="cluster", label="method")
+            method = gr.Radio([("cluster", "cluster"), ("random", "random"),
+                               ("one look, then cluster", "one_look")], value="cluster",
+                              label="method", info="one look: keep the pairs whose edits agree "
+                              "(a diffusion teacher's seeds draw different looks), then cluster")
             embedder = gr.Dropdown(curation.embedder_choices(), value="builtin", label="embedder")
         with gr.Row():
             score = gr.Dropdown([], value=None, label="filter by score (where the teacher stored one)",

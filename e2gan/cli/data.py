@@ -95,6 +95,7 @@ def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
         print(f"embedder: {selection.embedder_note}", file=sys.stderr)
     return {"dataset": str(dataset.root), "method": args.method, "k": len(ids), "ids": ids,
             "embedder": selection.embedder or None, "embedder_note": selection.embedder_note,
+            "other_look": selection.other_look_ids, "consistency": selection.consistency,
             "out": str(subset.root) if subset else None}
 
 
@@ -184,8 +185,10 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("select", "choose a representative subset of a dataset's training pairs")
     p.add_argument("--dataset", required=True)
     p.add_argument("--k", type=int, default=100)
-    p.add_argument("--method", default="cluster", choices=["cluster", "random"],
-                   help="cluster: K-means on pair embeddings, nearest pair to each centre")
+    p.add_argument("--method", default="cluster", choices=["cluster", "random", "one_look"],
+                   help="cluster: K-means on pair embeddings, nearest pair to each centre; "
+                        "one_look: first keep the pairs whose edits agree on one look (a "
+                        "diffusion teacher's seeds differ), then cluster")
     p.add_argument("--out", help="write the subset as a new dataset here")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--seed", type=int, default=0)
