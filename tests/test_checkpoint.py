@@ -119,10 +119,13 @@ def test_half_precision_weights_load_as_float32_and_edit_alike(tmp_path, source)
 
 def test_loading_into_a_given_encoder_restores_the_trained_tables(base_dir):
     fresh = LearnedConceptEncoder(embedding_dim=16, concepts=["a pencil sketch"])  # random tables
+    random_table = fresh.tables["a_pencil_sketch"].detach().clone()
     loaded = load_generator(base_dir, text_encoder=fresh)
     saved = load_generator(base_dir).text_encoder
+    assert loaded.text_encoder is fresh  # the encoder given is the one used, not a new one
+    assert not torch.equal(fresh.tables["a_pencil_sketch"], random_table)
     for key in saved.tables:
-        assert torch.equal(loaded.text_encoder.tables[key], saved.tables[key]), key
+        assert torch.equal(fresh.tables[key], saved.tables[key]), key
 
 
 def test_pix2pix_without_text_round_trips(tmp_path, source):

@@ -307,5 +307,7 @@ def test_a_job_thread_carries_the_context_of_the_request_that_started_it():
     request.set("the visitor's request")
     seen = []
     board = JobBoard()
-    list(board.stream("a" * 16, "probe", lambda report, should_stop: seen.append(request.get())))
-    assert seen == ["the visitor's request"] and threading.current_thread().name == "MainThread"
+    list(board.stream("a" * 16, "probe", lambda report, should_stop: seen.append(
+        (request.get(), threading.current_thread()))))
+    (value, thread), = seen
+    assert value == "the visitor's request" and thread is not threading.current_thread()
