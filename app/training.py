@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from PIL import Image
 
 from e2gan import lora
-from e2gan.checkpoint import load_generator, load_rank_table
+from e2gan.checkpoint import load_generator
 from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
 from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
@@ -27,7 +27,8 @@ from e2gan.files import atomic_save_image, atomic_write_json
 from e2gan.paths import default_base_dir
 from e2gan.pipeline import EditPipeline
 from e2gan.training.events import EndReason, StepsLogged
-from e2gan.training.recipes import LORA_EMA_DECAY, TrainingSettings, finetune_job
+from e2gan.training.recipes import (LORA_EMA_DECAY, TrainingSettings, default_lora_ranks,
+                                    finetune_job)
 from e2gan.training.settings import wall_clock_steps
 
 from app import gpu
@@ -99,9 +100,10 @@ def training_ids(folder: ConceptFolder) -> tuple[list[str], str]:
 
 def _ranks(base_dir, rank: int) -> dict[str, int] | None:
     if rank == 0:
-        return load_rank_table(base_dir)  # None falls back to the engine's default
+        return None  # the engine's recipe: the base's searched table and the texture layers
     generator = load_generator(base_dir).generator
-    return {name: rank for name in lora.crucial_layers(generator)}
+    return {**default_lora_ranks(generator, base_dir),
+            **{name: rank for name in lora.crucial_layers(generator)}}
 
 
 def sample_grid(folder: ConceptFolder, pipeline: EditPipeline, prompt: str, size: int) -> Image.Image:

@@ -581,3 +581,20 @@ def test_feature_matching_trains_the_generator_through_ds_features():
     plain = tiny_trainer(steps=2)
     assert "g_fm" not in plain.gan_step({"source": batch.sources, "edited": batch.targets,
                                          "prompt": ["a cartoon"] * 2})
+
+
+def test_a_lora_fine_tune_adapts_the_texture_layers_beside_the_crucial_ones(tiny_base, tiny_pairs,
+                                                                          tmp_path):
+    from e2gan.training.settings import TEXTURE_LORA_RANKS
+
+    outcome = finetune(tiny_base, tiny_pairs["winter"], tmp_path / "winter.safetensors",
+                       TrainingSettings(size=32, steps=2, batch_size=2, device="cpu",
+                                        checkpoint_every=0, learning_rate=3e-3))
+    ranks = read_adapter(outcome.output).metadata["ranks"]
+    assert {name: ranks[name] for name in TEXTURE_LORA_RANKS} == TEXTURE_LORA_RANKS
+    generator = load_generator(tiny_base).generator
+    assert set(lora.crucial_layers(generator)) <= set(ranks)
+    # the adapter applies to a fresh base and changes its edit through those layers too
+    loaded = load_generator(tiny_base)
+    apply_adapter(loaded, read_adapter(outcome.output))
+    assert any("stem.conv" in name and "lora_" in name for name, _ in loaded.generator.named_parameters())

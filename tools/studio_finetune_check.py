@@ -1,6 +1,7 @@
-"""The studio's default CPU fine-tune on winter, on several bases back to back.
+"""The studio's default CPU fine-tune on a concept (winter, or $CONCEPT), on several bases back to
+back.
 
-    python tools/studio_finetune_check.py OUT MINUTES NAME=BASE_DIR [NAME=BASE_DIR ...]
+    [CONCEPT=risograph] python tools/studio_finetune_check.py OUT MINUTES NAME=BASE_DIR [...]
 
 150 built-in pairs (as the studio makes them), 100 chosen by clustering, LoRA (the base's
 ranks.json) at lr 3e-3 (or $LORA_LR) with the studio's EMA (or $LORA_EMA), batch 4, MINUTES at 128 px per base; then PSNR / SSIM /
@@ -20,15 +21,16 @@ from e2gan.demo import comparison_picture
 from e2gan.evaluation import evaluate_pairs
 from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
-from e2gan.teachers import create_teacher
+from e2gan.teachers import create_teacher, resolve_builtin_concept
 from e2gan.training.recipes import LORA_EMA_DECAY, TrainingSettings, finetune
 
 out = Path(sys.argv[1]); minutes = float(sys.argv[2]); bases = dict(a.split("=") for a in sys.argv[3:])
 out.mkdir(parents=True, exist_ok=True)
 pairs = out / "pairs"
+concept = resolve_builtin_concept(os.environ.get("CONCEPT", "winter"))
 if not (pairs / "dataset.json").is_file() or not PairDataset.open(pairs).info.complete:
     generate_pairs(create_teacher("builtin"), open_source("builtin", count=150, size=256, seed=7),
-                   "a snowy winter scene", pairs, concept="winter", seed=0)
+                   concept.prompt, pairs, concept=concept.name, seed=0)
 dataset = PairDataset.open(pairs)
 ids = select(dataset, 100, "cluster", seed=0).ids
 prompt = dataset.info.prompt
@@ -37,7 +39,7 @@ for name, base in bases.items():
     settings = TrainingSettings(size=128, steps=1_000_000, batch_size=4, learning_rate=float(os.environ.get("LORA_LR", "3e-3")),
                                 ema_decay=float(os.environ.get("LORA_EMA", LORA_EMA_DECAY)),
                                 max_seconds=minutes * 60, checkpoint_every=0)
-    adapter = out / f"winter_{name}.safetensors"
+    adapter = out / f"{concept.name}_{name}.safetensors"
     if os.environ.get("REUSE") == "1" and adapter.is_file():
         training = read_adapter(adapter).metadata["training"]
         steps, seconds = training["steps"], training["seconds"]

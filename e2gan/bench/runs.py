@@ -38,8 +38,8 @@ from e2gan.pipeline import EditPipeline
 from e2gan.selection import select
 from e2gan.teachers import BuiltinTeacher
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
-                                    TrainingSettings, finetune_job, pix2pix_job)
-from e2gan.training.settings import LORA_EMA_DECAY, wall_clock_steps
+                                    TrainingSettings, default_lora_ranks, finetune_job, pix2pix_job)
+from e2gan.training.settings import LORA_EMA_DECAY, TEXTURE_LORA_RANKS, wall_clock_steps
 
 KINDS = ("lora", "full", "pix2pix")
 
@@ -85,12 +85,11 @@ def resolve_ranks(context: BenchContext, spec: RunSpec) -> dict[str, int]:
     """The per-layer rank table a LoRA run trains with."""
     generator = load_generator(context.base_dir(spec.base)).generator
     layers = lora.crucial_layers(generator)
-    if spec.ranks == "searched":
-        ranks = load_rank_table(context.base_dir(SHIPPED_BASE))
-        if ranks is None:
+    if spec.ranks == "searched":  # the LoRA recipe's: the searched table and the texture layers
+        if load_rank_table(context.base_dir(SHIPPED_BASE)) is None:
             context.note("the base has no searched rank table (ranks.json): 'searched' used rank 4 "
                          "on every crucial layer")
-            ranks = dict.fromkeys(layers, 4)
+        ranks = default_lora_ranks(generator, context.base_dir(SHIPPED_BASE))
     elif spec.ranks.startswith("all-"):
         ranks = dict.fromkeys(layers, int(spec.ranks.removeprefix("all-")))
     elif spec.ranks == "random":
@@ -102,8 +101,8 @@ def resolve_ranks(context: BenchContext, spec: RunSpec) -> dict[str, int]:
     else:
         raise E2GANError(f"unknown rank scheme {spec.ranks!r}")
     if spec.frozen_group:
-        ranks = {name: rank for name, rank in ranks.items()
-                 if lora.group_of(name) != spec.frozen_group}
+        ranks = {name: rank for name, rank in ranks.items()  # texture layers are no group's
+                 if name not in layers or lora.group_of(name) != spec.frozen_group}
     return ranks
 
 
@@ -214,6 +213,8 @@ def run_key(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
         spec_dict["rank_choices"] = context.settings.rank_choices
     if spec.kind == "lora" and LORA_EMA_DECAY:  # a new recipe: E2GAN runs made without it retrain
         spec_dict["ema_decay"] = LORA_EMA_DECAY
+    if spec.kind == "lora" and spec.ranks == "searched":  # likewise the texture layers
+        spec_dict["texture_lora_ranks"] = TEXTURE_LORA_RANKS
     return spec_dict
 
 

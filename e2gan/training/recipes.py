@@ -36,7 +36,7 @@ from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
 from e2gan.training.concept_start import MEAN, closest_concept_start
 from e2gan.training.events import EventCallback, RunSummary
 from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_EMA_DECAY,  # noqa: F401 (re-exported)
-                                     LORA_LEARNING_RATE, TrainingSettings)
+                                     LORA_LEARNING_RATE, TEXTURE_LORA_RANKS, TrainingSettings)
 from e2gan.training.trainer import Trainer, TrainingParts
 
 StopCheck = Callable[[], bool]
@@ -272,8 +272,7 @@ def finetune_parts(loaded: LoadedGenerator, dataset: PairDataset, settings: Trai
     if "concept_start_l1" in origin:  # the search ran: its time is part of the fine-tune's cost
         origin["concept_start_seconds"] = round(time.perf_counter() - started, 2)
     if mode == "lora":
-        # The searched table shipped with the base, else rank 4 everywhere.
-        ranks = ranks or load_rank_table(base_dir) or uniform_ranks(generator, 4)
+        ranks = ranks or default_lora_ranks(generator, base_dir)
         generator.requires_grad_(False)
         lora.add_adapter(generator, concept_key(prompt), ranks)
         generator_parameters = [p for n, p in generator.named_parameters() if "lora_" in n]
@@ -358,6 +357,16 @@ def train_pix2pix(dataset: PairDataset, out_dir: str | os.PathLike, settings: Tr
                   should_stop: StopCheck | None = None) -> TrainingOutcome:
     return pix2pix_job(dataset, out_dir, settings, generator_config).run_to_end(
         resume, on_event, should_stop)
+
+
+def default_lora_ranks(generator: nn.Module, base_dir) -> dict[str, int]:
+    """The LoRA recipe's ranks: the searched table shipped with the base (else rank 4 on every
+    crucial layer), plus the texture layers (`TEXTURE_LORA_RANKS`) the generator has."""
+    ranks = load_rank_table(base_dir) or uniform_ranks(generator, 4)
+    modules = dict(generator.named_modules())
+    texture = {name: rank for name, rank in TEXTURE_LORA_RANKS.items()
+               if isinstance(modules.get(name), lora.ADAPTABLE_TYPES)}
+    return {**texture, **ranks}
 
 
 def uniform_ranks(generator: nn.Module, rank: int) -> dict[str, int]:

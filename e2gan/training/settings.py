@@ -21,6 +21,15 @@ FULL_LEARNING_RATE = 2e-4  # the paper's (and pix2pix's) Adam setting
 # a linear decay (3e-3 or 6e-3) scored between the two, and it needs a step count that a
 # wall-clock budget has not. Full fine-tuning and pix2pix keep the paper's recipe (no EMA).
 LORA_EMA_DECAY = 0.99
+# A LoRA fine-tune also adapts the generator's first and last convolutions (the stem, whose
+# features skip to the head, and the output head), beside the paper's crucial layers: the finest
+# texture and the output's colours pass through them and nothing else. Measured by
+# `tools/lora_recipe_trials.py` on validation photos (150 steps, EMA 0.99; docs/training/
+# lora-recipe-trials.jsonl, built-in teacher v2): risograph PSNR 16.39 -> 17.20 dB, FID 231.4 ->
+# 226.3, KID 0.099 -> 0.083; the tone concept vampire 17.97 -> 18.10 dB, FID 231.4 -> 192.8, KID
+# 0.177 -> 0.127. Feature matching on D (weight 10) did nothing at L1 100 (risograph 16.47 dB,
+# FID 231.7) and hurt with L1 at 10 (15.98 dB, FID 234.0), so it stays off. ~27 K parameters more.
+TEXTURE_LORA_RANKS = {"stem.conv": 8, "head.1": 8}
 REPORT_TO = ("none", "tensorboard", "trackio")
 CONCEPT_STARTS = ("closest", "mean")  # see training.concept_start
 
