@@ -21,6 +21,7 @@ from e2gan.training.events import CheckpointSaved, EndReason, RunEnded, StepsLog
 from e2gan.training.recipes import (TrainingSettings, finetune, train_base, train_pix2pix,
                                     uniform_ranks)
 from e2gan.training.schedules import learning_rate_factor
+from e2gan.training.settings import TEXTURE_LORA_RANKS
 from e2gan.training.trainer import Trainer, TrainingParts
 
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
@@ -116,7 +117,8 @@ def test_lora_finetune_writes_an_adapter(base_dir, datasets, tmp_path):
     meta = adapter.metadata
     assert meta["prompt"] == "a black and white photo" and meta["concept"] == "a_black_and_white_photo"
     assert meta["base_sha256"] == base.info["sha256"]
-    assert meta["ranks"] == uniform_ranks(base.generator, 4)
+    # no searched table with this base: rank 4 on the crucial layers, plus the texture layers
+    assert meta["ranks"] == {**TEXTURE_LORA_RANKS, **uniform_ranks(base.generator, 4)}
     assert meta["training"]["kind"] == "finetune-lora" and meta["training"]["steps"] == 6
     assert finite_losses(meta["training"]["final_losses"])
     assert "concept_embedding" in adapter.tensors
@@ -503,7 +505,7 @@ def test_finetune_uses_the_rank_table_shipped_with_its_base(tiny_base, tiny_pair
     (base / "ranks.json").write_text(json.dumps({"ranks": table}))
     settings = TrainingSettings(size=32, steps=1, batch_size=4, device="cpu", checkpoint_every=0)
     outcome = finetune(base, tiny_pairs["winter"], tmp_path / "w.safetensors", settings)
-    assert read_adapter(outcome.output).metadata["ranks"] == table
+    assert read_adapter(outcome.output).metadata["ranks"] == {**TEXTURE_LORA_RANKS, **table}
 
 
 def test_rerunning_a_finished_finetune_is_refused_unless_restarted(base_dir, datasets, tmp_path):
@@ -585,8 +587,6 @@ def test_feature_matching_trains_the_generator_through_ds_features():
 
 def test_a_lora_fine_tune_adapts_the_texture_layers_beside_the_crucial_ones(tiny_base, tiny_pairs,
                                                                           tmp_path):
-    from e2gan.training.settings import TEXTURE_LORA_RANKS
-
     outcome = finetune(tiny_base, tiny_pairs["winter"], tmp_path / "winter.safetensors",
                        TrainingSettings(size=32, steps=2, batch_size=2, device="cpu",
                                         checkpoint_every=0, learning_rate=3e-3))
