@@ -7,8 +7,9 @@ the pairs that agree on what the edit does (a diffusion teacher draws each seed'
 detail; cluster selection would then pick pairs from every look, and a loss that sees them all
 learns their average): each pair's edit direction (the edit's embedding minus its source's) is
 clustered into looks, the largest look is kept when the directions form separate looks at all,
-and cluster selection runs inside it. All are deterministic given the seed. The embedder defaults to CLIP's image tower where its weights are on this machine
-and to the weight-free built-in features elsewhere; the `Selection` says which and why.
+and cluster selection runs inside it. All are deterministic given the seed. The embedder
+defaults to CLIP's image tower where its weights are on this machine and to the weight-free
+built-in features elsewhere; the `Selection` says which and why.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.metrics import silhouette_score
 
 from e2gan.data.dataset import PairDataset
 from e2gan.embedders import Embedder, create_embedder
@@ -90,8 +92,6 @@ def _consistency(directions: np.ndarray) -> float:
 
 def split_looks(directions: np.ndarray, seed: int = 0) -> np.ndarray:
     """Each pair's look (0 = the largest), or all 0 when the directions form no separate looks."""
-    from sklearn.metrics import silhouette_score
-
     best, best_score = np.zeros(len(directions), int), LOOK_SILHOUETTE
     for looks in range(2, min(MAX_LOOKS, len(directions) - 1) + 1):
         labels = KMeans(n_clusters=looks, n_init=4, random_state=seed).fit_predict(directions)

@@ -199,9 +199,7 @@ def run_key(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
     if spec.steps is None:  # wall-clock runs keep the spec (and cache key) they had before `steps`
         del spec_dict["steps"]
     spec_dict["settings"] = context.settings.data_key()
-    teacher = BuiltinTeacher().parameters()
-    if teacher["version"] > 1:  # runs on the first teacher's pairs keep the key they had
-        spec_dict["teacher"] = teacher
+    spec_dict["teacher"] = BuiltinTeacher().parameters()  # its version decides the pairs
     if spec.kind == "pix2pix":
         # Trained from scratch: no base is read, so `--base` must not retrain it. The shipped
         # base's path stays in its key, whatever `--base` says, so that the runs cached before
