@@ -324,7 +324,7 @@ def test_cli_int8_export_keeps_stdout_pure_json(tiny_base, tiny_adapter, tiny_pa
 
 
 def test_int8_quantizer_settings_can_be_changed_for_trials():
-    # tools/onnx_int8_trials.py compares quantizer settings through `int8_bytes`' overrides: an
+    # experiments/onnx_int8_trials.py compares quantizer settings through `int8_bytes`' overrides: an
     # override that did not reach onnxruntime would compare the export's own file with itself.
     from onnxruntime.quantization import QuantFormat
 

@@ -64,7 +64,7 @@ def int8_bytes(data: bytes, input_name: str, calibration: list[np.ndarray],
                **overrides: Any) -> bytes:
     """`data` statically quantized by onnxruntime: QDQ, per-channel int8 weights, uint8
     activations, percentile calibration on `calibration`. `overrides` replace any of
-    `quantize_static`'s settings (`tools/onnx_int8_trials.py` compares some)."""
+    `quantize_static`'s settings (`experiments/onnx_int8_trials.py` compares some)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 

@@ -46,7 +46,7 @@ Normalisation variant:
   shipped base's choice) or "none". A per-image, per-channel normalisation lets a generator set
   a channel's scale by planting one huge value in it, which StyleGAN2 (Karras et al. 2020,
   Sec. 2) traced its "droplet" artefacts to.
-  Measured on our bases (`tools/norm_spikes.py`, 16 faces at 128 px): in the layers after the
+  Measured on our bases (`experiments/norm_spikes.py`, 16 faces at 128 px): in the layers after the
   transformer 25-94 % of channels carry a spike above 8 sigma at their input, at most 10 % before
   it. With zero padding 79-99 % of those peaks sit on the border (the corner artefact); with
   reflect padding 11-59 % lie inside the image, and the edits print round bright droplets.

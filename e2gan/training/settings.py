@@ -16,7 +16,7 @@ LORA_LEARNING_RATE = 3e-3
 FULL_LEARNING_RATE = 2e-4  # the paper's (and pix2pix's) Adam setting
 # A LoRA fine-tune keeps an EMA of its adapter and writes that: a minute of GAN steps at 3e-3
 # ends wherever the last few noisy updates left it, and the average is a steadier edit. Measured
-# by `tools/lora_recipe_trials.py` on four held-out concepts and validation photos only (never the
+# by `experiments/lora_recipe_trials.py` on four held-out concepts and validation photos only (never the
 # benchmark's judging photos), 130 steps each: mean FID 294.3 -> 289.7, mean KID 0.221 -> 0.215;
 # a linear decay (3e-3 or 6e-3) scored between the two, and it needs a step count that a
 # wall-clock budget has not. Full fine-tuning and pix2pix keep the paper's recipe (no EMA).
@@ -24,7 +24,7 @@ LORA_EMA_DECAY = 0.99
 # A LoRA fine-tune also adapts the generator's first and last convolutions (the stem, whose
 # features skip to the head, and the output head), beside the paper's crucial layers: the finest
 # texture and the output's colours pass through them and nothing else. Measured by
-# `tools/lora_recipe_trials.py` on validation photos (150 steps, EMA 0.99; docs/training/
+# `experiments/lora_recipe_trials.py` on validation photos (150 steps, EMA 0.99; docs/training/
 # lora-recipe-trials.jsonl, built-in teacher v2): risograph PSNR 16.39 -> 17.20 dB, FID 231.4 ->
 # 226.3, KID 0.099 -> 0.083; the tone concept vampire 17.97 -> 18.10 dB, FID 231.4 -> 192.8, KID
 # 0.177 -> 0.127. Feature matching on D (weight 10) did nothing at L1 100 (risograph 16.47 dB,

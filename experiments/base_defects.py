@@ -1,9 +1,9 @@
 """Two defects a base shows on its own, without an adapter: colour speckle and a corner artefact.
 
-    python tools/base_defects.py BASE_DIR [BASE_DIR ...]
+    python experiments/base_defects.py BASE_DIR [BASE_DIR ...]
 
 On 32 validation faces (face_0601 on, never judged by the benchmark; the recipe trials' data,
-made by `tools/lora_recipe_trials.py`) at 128 px, for three of the base's own concepts:
+made by `experiments/lora_recipe_trials.py`) at 128 px, for three of the base's own concepts:
 - chroma HF: mean |Laplacian| of the chroma (each pixel's RGB minus its grey), in grey levels;
   the source photos score 1.33, so anything far above is colour speckle the base adds;
 - corner: mean |output - source| at pixel (0, 0), beside the mean over all pixels; a corner far

@@ -6,10 +6,10 @@ head's), the share of channels whose largest |value - mean| / std exceeds 8, how
 peaks lie on the feature map's border (where zero padding gives them a place: the corner
 artefact), the mean peak, and which norm follows the conv (InstanceNorm, PixelNorm or none).
 
-    python tools/norm_spikes.py PROMPT BASE_DIR [BASE_DIR ...]
+    python experiments/norm_spikes.py PROMPT BASE_DIR [BASE_DIR ...]
 
 Input: 16 validation faces (face_0601 on, never judged by the benchmark) at 128 px, from the
-recipe trials' data (`tools/lora_recipe_trials.py` makes it).
+recipe trials' data (`experiments/lora_recipe_trials.py` makes it).
 """
 import sys
 

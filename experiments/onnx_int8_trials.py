@@ -5,7 +5,7 @@ Each variant quantizes the same fp32 file with the export's settings (QDQ, per-c
 weights, uint8 activations, percentile calibration on the concept's training sources) and is
 timed at batch 1 with the given threads, then checked on held-out pairs like the export does.
 
-    OMP_NUM_THREADS=1 python tools/onnx_int8_trials.py --model checkpoints/base \
+    OMP_NUM_THREADS=1 python experiments/onnx_int8_trials.py --model checkpoints/base \
         --adapter ADAPTER --size 256 --threads 1 --repeats 20
 
 Variants: "as exported" (what `e2gan export --precision int8` ships); "quant_pre_process"

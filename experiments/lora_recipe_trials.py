@@ -2,7 +2,7 @@
 *validation* photos, never on the benchmark's judging photos, so choosing a recipe here cannot
 tune the benchmark.
 
-    python tools/lora_recipe_trials.py OUT STEPS [CONCEPT ...]
+    python experiments/lora_recipe_trials.py OUT STEPS [CONCEPT ...]
 
 Data: the benchmark's training photos only (../shared/data): faces face_0001-face_0600 train
 (as the benchmark's) and face_0601-face_0700 validate; scenes train_* train and val_* validate.

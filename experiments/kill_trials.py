@@ -1,7 +1,7 @@
 """kill -9 trials: start a job, SIGKILL it at a random moment, run it again to the end, and
 compare what it wrote with an uninterrupted run's.
 
-    .venv/bin/python tools/kill_trials.py [--trials 10] [--work /tmp/e2gan-kill] [--out report.json]
+    .venv/bin/python experiments/kill_trials.py [--trials 10] [--work /tmp/e2gan-kill] [--out report.json]
 
 Jobs: `e2gan pairs` (200 pairs at 128 px), `e2gan train-base` and `e2gan finetune` (tiny models,
 32 px, a resumable state every 25 steps), and the studio's fine-tune (the server killed after its

@@ -1,7 +1,7 @@
 """Faces: silver_sculpture from the benchmark's face split (600 training faces, 100 clustered;
 judged on 100 judging faces, face_1246 on), LoRA for MINUTES at 128 px on each base, back to back.
 
-    python tools/faces_finetune_check.py OUT MINUTES NAME=BASE_DIR [NAME=BASE_DIR ...]
+    python experiments/faces_finetune_check.py OUT MINUTES NAME=BASE_DIR [NAME=BASE_DIR ...]
 
 With STEPS=N each LoRA trains exactly N steps instead (MINUTES is then ignored): a fair
 comparison on a machine that is not idle. Needs the benchmark photos in ../shared/data.
