@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 from e2gan.training.events import StepsLogged
 from e2gan.training.recipes import TrainingSettings, train_pix2pix
 from e2gan.training.settings import wall_clock_steps

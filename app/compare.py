@@ -14,12 +14,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from e2gan.checkpoint import read_adapter
 from e2gan.errors import E2GANError
 from e2gan.files import MIN_IMAGE_SIDE, to_rgb
-from e2gan.hub_adapters import hub_reference, resolve_adapter
+from e2gan.hub.adapters import hub_reference, resolve_adapter
 from e2gan.paths import default_base_dir
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 
 from app import gpu
 from app.baseline import has_pix2pix, pix2pix_dir, pix2pix_label, pix2pix_metrics
@@ -37,7 +36,7 @@ def cached_pipeline(model_dir: Path, adapter_file: Path | None = None
     """A pipeline of `model_dir` (+ `adapter_file`), cached, and the lock to hold while using it.
     The key holds the files' modification times, so a retrained model or adapter is reloaded."""
     weights = model_dir / "model.safetensors"
-    device = gpu.device()  # the lent GPU inside a ZeroGPU call, the studio's device elsewhere
+    device = gpu.device(SETTINGS.device)  # the lent GPU inside a ZeroGPU call, the studio's device elsewhere
     key = (str(model_dir), weights.stat().st_mtime_ns if weights.is_file() else 0,
            str(adapter_file), adapter_file.stat().st_mtime_ns if adapter_file else 0, device)
     with _cache_lock:

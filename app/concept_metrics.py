@@ -16,9 +16,9 @@ import time
 from typing import Callable
 
 from e2gan.errors import E2GANError
-from e2gan.evaluation import evaluate_pairs
+from e2gan.evaluation.heldout import evaluate_pairs
 from e2gan.files import atomic_write_json
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 
 from app import gpu
 from app.settings import SETTINGS
@@ -34,7 +34,7 @@ HELD_OUT_LIMIT = 60  # held-out pairs judged at most: keeps the end of a run to 
 def _makers(folder: ConceptFolder, base_dir) -> dict[str, Callable]:
     """The image makers judged, by row name."""
     # At the end of a fine-tune this runs inside its GPU call (ZeroGPU): the lent GPU then.
-    pipeline = EditPipeline.from_pretrained(base_dir, device=gpu.device())
+    pipeline = EditPipeline.from_pretrained(base_dir, device=gpu.device(SETTINGS.device))
     name = pipeline.load_adapter(folder.adapter_file)
     prompt = pipeline.adapters[name].prompt
 

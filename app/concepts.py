@@ -18,10 +18,11 @@ from PIL import Image
 
 from e2gan.data.generate import phrase_concept
 from e2gan.data.importers import IMPORTED_TEACHER, import_hub_imagefolder, import_zip
-from e2gan.data.sources import ImageSource, builtin_photos, open_source
+from e2gan.data.image_source import ImageSource
+from e2gan.data.sources import builtin_photos, open_source
 from e2gan.errors import E2GANError
 from e2gan.files import is_within, open_image, replace_folder
-from e2gan.hub import ProgressCallback, cache_dir, offline
+from e2gan.hub.download import ProgressCallback, cache_dir, offline
 from e2gan.limits import MAX_ARCHIVE_FILES, MAX_UPLOAD_BYTES
 from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers,
                             resolve_builtin_concept)

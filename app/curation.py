@@ -1,6 +1,6 @@
 """Step 3, Curate: the paper's cluster selection of k training pairs, reviewed by a person.
 
-`e2gan.selection.select` embeds every training pair and keeps the pair nearest each K-means
+`e2gan.curation.selection.select` embeds every training pair and keeps the pair nearest each K-means
 centre. Here the choice is saved (selection.json) with the clusters, so a user can drop a bad pair
 and the next-nearest pair of the same cluster takes its place, keeping every cluster covered.
 Pairs may also be filtered by a score the teacher stored (e.g. CLIP direction similarity) before
@@ -14,10 +14,10 @@ from typing import Any
 import plotly.graph_objects as go
 
 from e2gan.data.dataset import PairDataset
-from e2gan.embedders import EMBEDDERS
+from e2gan.curation.embedders import EMBEDDERS
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
-from e2gan.selection import select
+from e2gan.curation.selection import select
 
 from app.workspace import ConceptFolder
 

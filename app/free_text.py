@@ -16,7 +16,7 @@ from typing import Any
 
 from e2gan.data.generate import phrase_concept
 from e2gan.errors import E2GANError
-from e2gan.hub import cache_dir
+from e2gan.hub.download import cache_dir
 from e2gan.teachers import PHRASINGS, TEACHERS, free_text_phrasings, resolve_builtin_concept
 from e2gan.teachers.builtin import nearest_builtin_concepts
 

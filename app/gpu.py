@@ -152,17 +152,15 @@ def booked_seconds() -> int | None:
     return _BOOKED.get()
 
 
-def device() -> str:
+def device(configured: str) -> str:
     """Where work inside a GPU call runs: the lent GPU on ZeroGPU (only inside a call is it real),
-    the studio's device elsewhere."""
-    from app.settings import SETTINGS
-
+    else `configured`, the studio's device (`SETTINGS.device`)."""
     if _BOOKED.get() is not None:
-        import torch
+        import torch  # here, not at the top: on ZeroGPU `spaces` must be imported before torch
 
         if torch.cuda.is_available():
             return "cuda"
-    return SETTINGS.device
+    return configured
 
 
 def call(function: Callable, booked: int | None, *args, **kwargs) -> tuple[str, Any]:

@@ -13,10 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import apply_adapter, blend_adapters, load_generator, read_adapter, save_adapter, save_generator
 from e2gan.errors import E2GANError
-from e2gan.hub_adapters import SIGN_IN, publish_adapter
+from e2gan.hub.publish import SIGN_IN, publish_adapter
 from e2gan.paths import default_base_dir
 from e2gan.text import concept_key
 

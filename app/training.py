@@ -16,16 +16,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
-from PIL import Image
-
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import load_generator
 from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
-from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image, atomic_write_json
 from e2gan.paths import default_base_dir
-from e2gan.pipeline import EditPipeline
+from e2gan.evaluation.pictures import held_out_sheet
+from e2gan.inference.pipeline import EditPipeline
 from e2gan.training.events import EndReason, StepsLogged
 from e2gan.training.recipes import (LORA_EMA_DECAY, TrainingSettings, default_lora_ranks,
                                     finetune_job)
@@ -106,21 +104,6 @@ def _ranks(base_dir, rank: int) -> dict[str, int] | None:
             **{name: rank for name in lora.crucial_layers(generator)}}
 
 
-def sample_grid(folder: ConceptFolder, pipeline: EditPipeline, prompt: str, size: int) -> Image.Image:
-    """Rows of held-out pairs: source | teacher | adapter, at the training size."""
-    dataset = folder.require_dataset()
-    records = (dataset.split("test") or dataset.split("train"))[:SAMPLE_COUNT]
-    pairs = [dataset.load_pair(record) for record in records]
-    sources = [resize_and_center_crop(source, size) for source, _ in pairs]
-    targets = [resize_and_center_crop(edited, size) for _, edited in pairs]
-    outputs = pipeline(sources, prompt)
-    sheet = Image.new("RGB", (size * 3, size * len(records)), "white")
-    for row, images in enumerate(zip(sources, targets, outputs)):
-        for column, image in enumerate(images):
-            sheet.paste(image.resize((size, size)), (column * size, row * size))
-    return sheet
-
-
 def stream_finetune(workspace: Workspace, request: FinetuneRequest,
                     base_dir=None) -> Iterator[dict[str, Any]]:
     """Fine-tune the current concept; yields step events, {"samples": path} after each slice,
@@ -180,7 +163,7 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
     budget = training_budget(request, gpu.booked_seconds())
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
                                 learning_rate=request.learning_rate, ema_decay=LORA_EMA_DECAY,
-                                seed=request.seed, device=gpu.device(), checkpoint_every=0,
+                                seed=request.seed, device=gpu.device(SETTINGS.device), checkpoint_every=0,
                                 log_every=1)  # the page shows the first step as it ends
 
     # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
@@ -231,7 +214,8 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
             break  # Stop returns now: no samples, no evaluation (Compare measures on request)
         atomic_write_json(folder.training_file, summary("running"))
         with job.trainer.averaged_weights():
-            grid = sample_grid(folder, pipeline, dataset.info.prompt, request.size)
+            adapter = ("adapter", lambda images: pipeline(images, dataset.info.prompt))
+            grid = held_out_sheet(dataset, request.size, [("teacher", None), adapter], SAMPLE_COUNT)
         atomic_save_image(folder.root / "samples.png", grid)
         report({"samples": str(folder.root / "samples.png"), "step": result.steps_done,
                 "seconds": trained, "budget": budget, "history": history})

@@ -16,7 +16,7 @@ from e2gan.checkpoint import is_adapter_file
 from e2gan.data.sources import builtin_photos
 from e2gan.errors import E2GANError
 from e2gan.paths import REPOSITORY, default_base_dir
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 
 from app.ui import page_error, photo_input, picture

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from e2gan.errors import E2GANError
 from e2gan.files import read_image
-from e2gan.hub import format_duration
+from e2gan.hub.download import format_duration
 
 from app.jobs import BOARD
 from app.workspace import Workspace, prune_workspaces

@@ -27,7 +27,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.models import architecture_of, build_model, config_of

@@ -192,13 +192,13 @@ def resolve_open_clip_weights(model_name: str, pretrained: str | None,
     """A local file for open_clip weights: a path as given, else the file in the local Hugging
     Face cache. We look the file up ourselves with `local_files_only` rather than let open_clip
     call the Hub, so an offline machine gets an immediate, clear error instead of a hang. With
-    `allow_download` a missing file is fetched into that cache by `e2gan.hub.download_snapshot`
+    `allow_download` a missing file is fetched into that cache by `e2gan.hub.download.download_snapshot`
     (progress and cancel as there)."""
     import os
 
     import open_clip
 
-    from e2gan.hub import cached_snapshot, download_snapshot, fetch_command, offline
+    from e2gan.hub.download import cached_snapshot, download_snapshot, fetch_command, offline
 
     if pretrained is None:
         return None  # random weights (tests, or a user training the text side from scratch)

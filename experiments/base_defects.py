@@ -14,9 +14,9 @@ import sys
 import numpy as np
 
 from e2gan.data.dataset import PairDataset
-from e2gan.evaluation import resize_and_center_crop
+from e2gan.evaluation.heldout import resize_and_center_crop
 from e2gan.paths import REPOSITORY
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 
 FACES = REPOSITORY / "runs" / "recipes" / "data_256_None_None" / "faces_600" / "marble_statue"
 PROMPTS = ["a black and white photo", "an oil painting", "a bronze statue"]

@@ -10,9 +10,9 @@ import json, os, sys
 from pathlib import Path
 from e2gan.bench.data import BenchData
 from e2gan.bench.settings import BenchSettings
-from e2gan.evaluation import evaluate_pairs
-from e2gan.pipeline import EditPipeline
-from e2gan.selection import select
+from e2gan.evaluation.heldout import evaluate_pairs
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.curation.selection import select
 from e2gan.training.recipes import TrainingSettings, finetune
 out = Path(sys.argv[1]); minutes = float(sys.argv[2]); bases = dict(a.split("=") for a in sys.argv[3:])
 data = BenchData(Path("../shared/data"), out, BenchSettings(size=128, source_side=128, max_test_images=100))

@@ -23,10 +23,10 @@ from e2gan.bench.data import BenchData, _resized
 from e2gan.bench.settings import BenchSettings, parse_concept
 from e2gan.checkpoint import load_rank_table
 from e2gan.data.sources import folder_source
-from e2gan.evaluation import evaluate_pairs
+from e2gan.evaluation.heldout import evaluate_pairs
 from e2gan.paths import REPOSITORY
-from e2gan.pipeline import EditPipeline
-from e2gan.selection import select
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.curation.selection import select
 from e2gan.training.recipes import TrainingSettings, finetune
 
 BASE = Path(os.environ.get("BASE", REPOSITORY / "checkpoints" / "base"))

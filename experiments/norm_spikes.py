@@ -16,10 +16,10 @@ import sys
 import torch
 
 from e2gan.data.dataset import PairDataset
-from e2gan.evaluation import resize_and_center_crop
+from e2gan.evaluation.heldout import resize_and_center_crop
 from e2gan.models.blocks import PixelNorm
 from e2gan.paths import REPOSITORY
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 
 SPIKE_SIGMAS = 8.0
 FACES = REPOSITORY / "runs" / "recipes" / "data_256_None_None" / "faces_600" / "marble_statue"

@@ -49,7 +49,7 @@ def main() -> None:
     from e2gan.export.editor import deployable_editor
     from e2gan.export.formats import INPUT_NAME, median_latency, onnx_bytes, onnx_runner, onnx_session
     from e2gan.export.precision import int8_bytes, quality_check
-    from e2gan.pipeline import EditPipeline
+    from e2gan.inference.pipeline import EditPipeline
 
     dataset = args.dataset or read_adapter(args.adapter).metadata["training"]["dataset"]
     pipeline = EditPipeline.from_pretrained(args.model, device="cpu")

@@ -2,7 +2,7 @@
 
 Features are a fixed random projection of each image's 8x8 thumbnail: deterministic, 2048-d like
 Inception's, and different images give different features, so FID/KID still move with the
-images. `use_stand_in(monkeypatch)` routes `e2gan.metrics.fid` to it (with an in-memory stand-in for
+images. `use_stand_in(monkeypatch)` routes `e2gan.evaluation.metrics.fid` to it (with an in-memory stand-in for
 the reference-feature cache) and counts the images it runs on.
 """
 
@@ -22,7 +22,7 @@ def stand_in_features(images, batch_size=32, device="cpu") -> np.ndarray:
 
 def use_stand_in(monkeypatch) -> list[int]:
     """Patch FID/KID to the stand-in; returns a list that records each batch of images seen."""
-    from e2gan.metrics import fid
+    from e2gan.evaluation.metrics import fid
 
     seen: list[int] = []
 

@@ -95,7 +95,7 @@ def test_quick_bench_writes_every_section_and_resumes_without_retraining(
     assert inference["e2gan"]["parameters"] < inference["pix2pix"]["parameters"]
     # E2GAN is timed as the base is built (its own layout), not as the paper's default config.
     from e2gan.checkpoint import load_generator
-    from e2gan.profiling import count_parameters
+    from e2gan.evaluation.profiling import count_parameters
     assert inference["e2gan"]["parameters"] == count_parameters(load_generator(tiny_base).generator)
     assert all(row["torch_latency_s"] > 0 and row["floor_s"] > 0 for row in inference.values())
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import (adapter_from_model, apply_adapter, blend_adapters, load_generator,
                               read_adapter, save_adapter, save_generator)
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 from e2gan.text import LearnedConceptEncoder, check_compatible
 
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}

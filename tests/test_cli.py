@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import adapter_from_model, load_generator, save_adapter, save_generator
 from e2gan.cli import main
 from e2gan.data.dataset import PairDataset
@@ -17,7 +17,7 @@ from e2gan.data.generate import generate_pairs
 from e2gan.errors import E2GANError
 from e2gan.data.sources import builtin_photos
 from e2gan.data.torch_data import resize_and_center_crop
-from e2gan.evaluation import evaluate_pairs, paired_metrics
+from e2gan.evaluation.heldout import evaluate_pairs, paired_metrics
 from e2gan.models import build_model
 from e2gan.teachers import BuiltinTeacher
 from e2gan.text import LearnedConceptEncoder

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from e2gan.concept_selection import ALWAYS_HELD_OUT, select_concepts, square_photos
+from e2gan.curation.concept_selection import ALWAYS_HELD_OUT, select_concepts, square_photos
 from e2gan.data.sources import builtin_photos
 from e2gan.errors import E2GANError
 from e2gan.teachers import BUILTIN_CONCEPTS

@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import adapter_from_model, load_generator, save_adapter, save_generator
 from e2gan.cli import main
 from e2gan.errors import E2GANError
-from e2gan.evaluation import evaluate_pairs
+from e2gan.evaluation.heldout import evaluate_pairs
 from e2gan.export import editor as editor_module
 from e2gan.export import export_concept
 from e2gan.export.formats import OnnxImageMaker
 from e2gan.models import build_model
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
@@ -183,7 +183,7 @@ def test_cli_export_and_evaluate_onnx(tiny_base, tiny_pairs, tmp_path, capsys):
 
 
 def test_export_reports_the_floor(tiny_base, tmp_path, monkeypatch):
-    from e2gan import profiling
+    from e2gan.evaluation import profiling
 
     monkeypatch.setattr(profiling, "SGEMM_SIZE", 256)
     result = export_concept(tiny_base, tmp_path, prompt="a scene at night", size=32,

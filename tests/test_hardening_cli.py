@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load, load_file, save, save_file
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import adapter_from_model, load_generator, save_adapter, save_generator
 from e2gan.cli import main
 from e2gan.data.generate import generate_pairs

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.errors import E2GANError
-from e2gan.lora import LoraConvTranspose2d
+from e2gan.models.lora import LoraConvTranspose2d
 from e2gan.models import build_model
 
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}

@@ -11,7 +11,7 @@ import scipy.linalg
 from PIL import Image
 
 from e2gan.errors import E2GANError
-from e2gan.metrics import fid, inception
+from e2gan.evaluation.metrics import fid, inception
 
 
 # --- the math ----------------------------------------------------------------------------------

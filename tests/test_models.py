@@ -9,7 +9,7 @@ from e2gan.errors import E2GANError
 from e2gan.models.blocks import PixelNorm
 from e2gan.models import (ARCHITECTURES, E2GANGenerator, PatchDiscriminator, Pix2PixGenerator,
                           architecture_of, build_model, config_of)
-from e2gan.profiling import count_macs, count_parameters
+from e2gan.evaluation.profiling import count_macs, count_parameters
 
 TINY = {"num_filters": 8, "text_dim": 16, "num_heads": 2}
 
@@ -412,7 +412,7 @@ def test_resize_conv_prints_no_checkerboard_at_init_where_transposed_does(seed):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_every_decoder_variant_takes_lora_on_its_sampling_convs_and_merges_exactly(variant):
-    from e2gan import lora
+    from e2gan.models import lora
 
     torch.manual_seed(0)
     model = build_model("e2gan", {**TINY, **VARIANTS[variant]}).eval()

@@ -49,7 +49,7 @@ def test_the_space_front_matter_names_the_models_the_code_fetches():
     knows, what it may download), and the short description fits the Hub's 60 characters."""
     import open_clip
 
-    from e2gan.clip_scores import DEFAULT_MODEL, default_pretrained
+    from e2gan.evaluation.clip_scores import DEFAULT_MODEL, default_pretrained
     from e2gan.teachers.base import TEACHERS
     from e2gan.teachers.diffusion import ControlNetTeacher
 
@@ -118,15 +118,15 @@ def test_the_space_runs_a_python_and_torch_that_zero_gpu_supports():
 
 
 def test_requirements_install_what_the_fid_code_imports():
-    """Every package e2gan/metrics/fid.py and inception.py import, and the wheel that holds the
+    """Every package e2gan/evaluation/metrics/fid.py and inception.py import, and the wheel that holds the
     Inception network (found by `find_spec`, never imported), pinned as the code names it."""
     import ast
     from importlib.metadata import packages_distributions
 
-    from e2gan.metrics.inception import INCEPTION_PACKAGE, INCEPTION_WHEEL
+    from e2gan.evaluation.metrics.inception import INCEPTION_PACKAGE, INCEPTION_WHEEL
 
     modules = set()
-    for path in (ROOT / "e2gan/metrics/fid.py", ROOT / "e2gan/metrics/inception.py"):
+    for path in (ROOT / "e2gan/evaluation/metrics/fid.py", ROOT / "e2gan/evaluation/metrics/inception.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}

@@ -10,7 +10,7 @@ from PIL import Image
 
 from e2gan import precision
 from e2gan.errors import E2GANError
-from e2gan.pipeline import EditPipeline
+from e2gan.inference.pipeline import EditPipeline
 from e2gan.precision import cpu_has_bf16, resolve_precision
 from e2gan.training.settings import TrainingSettings
 from tests.test_training import tiny_trainer, weights

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from e2gan import profiling
+from e2gan.evaluation import profiling
+from e2gan.export import profile
 from e2gan.cli import main
 
 
@@ -21,7 +22,7 @@ def test_matmul_rate_is_measured_and_threads_are_restored():
 
 def test_profile_reports_floor_and_onnxruntime(monkeypatch):
     monkeypatch.setattr(profiling, "SGEMM_SIZE", 256)
-    result = profiling.profile_architecture("e2gan", size=32, repeats=1, onnx=True, floor=True)
+    result = profile.profile_architecture("e2gan", size=32, repeats=1, onnx=True, floor=True)
     threads = torch.get_num_threads()
     assert result["floor_threads"] == threads
     rate = result[f"sgemm_gflops_{threads}_thread" + ("s" if threads > 1 else "")] * 1e9
@@ -34,8 +35,8 @@ def test_profile_reports_floor_and_onnxruntime(monkeypatch):
 
 
 def test_pix2pix_onnx_latency():
-    model = profiling.build_model("pix2pix", {"num_filters": 8, "num_residual_blocks": 2})
-    timing = profiling.onnx_latency(model, 32, repeats=2)
+    model = profile.build_model("pix2pix", {"num_filters": 8, "num_residual_blocks": 2})
+    timing = profile.onnx_latency(model, 32, repeats=2)
     assert timing["repeats"] == 2 and 0 < timing["latency_min_s"] <= timing["latency_median_s"]
 
 

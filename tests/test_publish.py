@@ -17,8 +17,9 @@ from PIL import Image
 from e2gan.checkpoint import read_adapter
 from e2gan.cli import main
 from e2gan.errors import E2GANError
-from e2gan.hub_adapters import hub_reference, publish_adapter, resolve_adapter
-from e2gan.pipeline import EditPipeline
+from e2gan.hub.adapters import hub_reference, resolve_adapter
+from e2gan.hub.publish import publish_adapter
+from e2gan.inference.pipeline import EditPipeline
 
 TOKEN = "hf_writer"  # a write token of user "alice" on the stand-in
 

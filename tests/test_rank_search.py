@@ -1,8 +1,8 @@
 import torch
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import load_generator
-from e2gan.rank_search import RankSearchSettings, format_rank_table, grow_adapter, search_ranks
+from e2gan.training.rank_search import RankSearchSettings, format_rank_table, grow_adapter, search_ranks
 
 
 def test_growing_an_adapter_keeps_its_function(tiny_base):

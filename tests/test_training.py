@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import apply_adapter, load_generator, read_adapter
 from e2gan.data.generate import generate_pairs
 from e2gan.data.sources import builtin_photos

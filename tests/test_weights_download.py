@@ -13,7 +13,7 @@ import pytest
 from hub_stand_in import HubStandIn
 
 from e2gan.errors import E2GANError
-from e2gan.hub import DownloadCancelled, cached_snapshot
+from e2gan.hub.download import DownloadCancelled, cached_snapshot
 from e2gan.teachers.weights import (ALLOW_PATTERNS, IGNORE_PATTERNS, resolve_model_folder,
                                    weights_present)
 

@@ -17,10 +17,10 @@ from e2gan.checkpoint import read_adapter
 from e2gan.data.dataset import PairDataset
 from e2gan.data.generate import generate_pairs
 from e2gan.data.sources import open_source
-from e2gan.demo import comparison_picture
-from e2gan.evaluation import evaluate_pairs
-from e2gan.pipeline import EditPipeline
-from e2gan.selection import select
+from e2gan.evaluation.pictures import held_out_sheet
+from e2gan.evaluation.heldout import evaluate_pairs
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.curation.selection import select
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 from e2gan.training.recipes import LORA_EMA_DECAY, TrainingSettings, finetune
 
@@ -58,4 +58,4 @@ results["no edit"] = {k: v for k, v in evaluate_pairs(lambda images: list(images
                                                       size=128, fid=True).items() if isinstance(v, (int, float))}
 print("no edit", json.dumps(results["no edit"]))
 (out / "results.json").write_text(json.dumps(results, indent=1))
-comparison_picture(dataset, 128, columns, count=6).save(out / "compare.png")
+held_out_sheet(dataset, 128, columns, count=6).save(out / "compare.png")

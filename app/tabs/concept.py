@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import gradio as gr
-from PIL import Image
 
 from app import concepts, free_text, pairs
 from app.form import finite_number, whole_number

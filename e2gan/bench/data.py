@@ -23,7 +23,8 @@ from e2gan.bench.settings import BenchSettings
 from e2gan.data.dataset import DatasetInfo, PairDataset, atomic_dataset_writer
 from e2gan.data.generate import generate_pairs
 from e2gan.data.photo_pool import FACES, is_judging_photo, judging_reason
-from e2gan.data.sources import ImageSource, folder_source
+from e2gan.data.image_source import ImageSource
+from e2gan.data.sources import folder_source
 from e2gan.errors import E2GANError
 from e2gan.paths import REPOSITORY
 from e2gan.teachers import create_teacher, resolve_builtin_concept

@@ -1,6 +1,6 @@
 """Judge an image maker on a dataset's held-out pairs: paired metrics and FID/KID.
 
-Both come from `e2gan.evaluation.evaluate_pairs`: PSNR, SSIM and MAE against the teacher's edit,
+Both come from `e2gan.evaluation.heldout.evaluate_pairs`: PSNR, SSIM and MAE against the teacher's edit,
 and FID and KID of the outputs against the teacher's edits of the same held-out sources
 (Clean-FID's way with the standard Inception network; the teacher side's features are cached by
 content, so judging many models on one dataset computes them once).
@@ -15,9 +15,9 @@ from PIL import Image
 
 from e2gan.data.dataset import PairDataset
 from e2gan.errors import E2GANError
-from e2gan.evaluation import ImageMaker, evaluate_pairs
-from e2gan.pipeline import EditPipeline
-from e2gan.training.recipes import resolve_device
+from e2gan.evaluation.heldout import ImageMaker, evaluate_pairs
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.devices import resolve_device
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,10 +25,10 @@ def fid_unavailable_reason() -> str | None:
     """None when FID/KID can be computed here, else why not (the bench then reports paired
     metrics only and says so)."""
     try:
-        from e2gan.metrics.inception import inception_weights_path
+        from e2gan.evaluation.metrics.inception import inception_weights_path
         inception_weights_path()
     except ImportError as error:
-        return f"e2gan.metrics is not available ({error})"
+        return f"e2gan.evaluation.metrics is not available ({error})"
     except E2GANError as error:
         return str(error)
     return None

@@ -25,7 +25,7 @@ from e2gan.bench.report import write_report
 from e2gan.bench.settings import SECTIONS, BenchSettings, parse_concept
 from e2gan.bench.store import RunStore
 from e2gan.errors import E2GANError
-from e2gan.training.recipes import hardware_description, resolve_device
+from e2gan.devices import hardware_description, resolve_device
 
 
 def _section_module(name: str):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch.utils.flop_counter import FlopCounterMode
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.bench.context import SHIPPED_BASE, BenchContext
 from e2gan.bench.judge import judge, pipeline_maker
 from e2gan.bench.settings import parse_concept
@@ -34,8 +34,8 @@ from e2gan.data.dataset import PairDataset
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
 from e2gan.paths import default_base_dir
-from e2gan.pipeline import EditPipeline
-from e2gan.selection import select
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.curation.selection import select
 from e2gan.teachers import BuiltinTeacher
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
                                     TrainingSettings, default_lora_ranks, finetune_job, pix2pix_job)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.bench.context import BenchContext
 from e2gan.bench.plots import bar_chart
 from e2gan.bench.report import fmt, markdown_table
@@ -22,7 +22,7 @@ from e2gan.checkpoint import load_generator, load_rank_table, save_generator
 from e2gan.errors import E2GANError
 from e2gan.models import build_model
 from e2gan.precision import peak_macs
-from e2gan.profiling import (SGEMM_SIZE, count_macs, count_parameters, matmul_rate,
+from e2gan.evaluation.profiling import (SGEMM_SIZE, count_macs, count_parameters, matmul_rate,
                              measure_latency)
 
 ARCHES = {"e2gan": "E2GAN (3RB + 1TB)", "pix2pix": "pix2pix-9RB"}

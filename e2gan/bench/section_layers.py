@@ -10,7 +10,7 @@ from e2gan.bench.context import BenchContext
 from e2gan.bench.report import METRIC_HEADERS, best_rows, markdown_table, metric_cells
 from e2gan.bench.runs import execute, lora_parameter_count
 from e2gan.bench.section_main import e2gan_spec
-from e2gan.lora import LAYER_GROUPS
+from e2gan.models.lora import LAYER_GROUPS
 
 
 def run(context: BenchContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from e2gan.bench.report import METRIC_HEADERS, markdown_table, metric_cells
 from e2gan.bench.runs import RunSpec, execute, maker_for, result_folder
 from e2gan.bench.section_main import e2gan_spec, no_edit_row, shippable_examples
 from e2gan.bench.settings import parse_concept
-from e2gan.demo import contact_sheet
+from e2gan.evaluation.pictures import contact_sheet
 from e2gan.files import atomic_save_image
 
 PSNR_GAIN_DB = 3.0  # the bar: a look is drawn, not just tinted

@@ -21,7 +21,7 @@ from e2gan.bench.report import METRIC_HEADERS, markdown_table, megabytes, metric
 from e2gan.bench.runs import RunSpec, base_maker, execute, maker_for, result_folder
 from e2gan.bench.settings import parse_concept
 from e2gan.data.sources import builtin_photos
-from e2gan.demo import contact_sheet
+from e2gan.evaluation.pictures import contact_sheet
 from e2gan.teachers import create_teacher
 from e2gan.files import atomic_save_image
 

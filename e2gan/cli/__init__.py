@@ -22,7 +22,7 @@ import sys
 from e2gan.cli import concepts, data, training, judging, models, overview  # noqa: I001
 from e2gan.cli.common import COMMANDS, command, download_progress
 from e2gan.errors import E2GANError
-from e2gan.hub import reporting_downloads
+from e2gan.hub.download import reporting_downloads
 
 __all__ = ["COMMANDS", "build_parser", "command", "main"]
 

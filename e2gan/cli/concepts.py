@@ -13,7 +13,7 @@ from e2gan.cli.common import command
 
 @command("select-concepts")
 def cmd_select_concepts(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.concept_selection import select_concepts, square_photos
+    from e2gan.curation.concept_selection import select_concepts, square_photos
     from e2gan.data.sources import open_source
     from e2gan.files import atomic_write_json
 

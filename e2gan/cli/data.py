@@ -79,7 +79,7 @@ def cmd_import(args: argparse.Namespace) -> dict[str, Any]:
 @command("select")
 def cmd_select(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset, write_subset
-    from e2gan.selection import select
+    from e2gan.curation.selection import select
 
     dataset = PairDataset.open(args.dataset)
     settings = {"weights": args.face_weights} if args.face_weights else {}

@@ -13,18 +13,18 @@ from e2gan.errors import E2GANError
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset
-    from e2gan.evaluation import evaluate_pairs
+    from e2gan.evaluation.heldout import evaluate_pairs
 
     dataset = PairDataset.open(args.dataset)
     if bool(args.model) == bool(args.onnx):
         raise E2GANError("evaluate needs exactly one of --model MODEL or --onnx FILE")
     if args.onnx:  # an exported file, judged through the same callable interface
         from e2gan.export.formats import OnnxImageMaker
-        from e2gan.training.recipes import resolve_device
+        from e2gan.devices import resolve_device
 
         maker, device = OnnxImageMaker(args.onnx), str(resolve_device(args.device))
     else:
-        from e2gan.pipeline import EditPipeline
+        from e2gan.inference.pipeline import EditPipeline
 
         pipeline = EditPipeline.from_pretrained(args.model, device=args.device)
         if args.adapter:
@@ -39,7 +39,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 @command("profile")
 def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.profiling import profile_architecture
+    from e2gan.export.profile import profile_architecture
 
     if args.threads:
         import torch

@@ -17,7 +17,7 @@ from e2gan.errors import E2GANError
 @command("edit")
 def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.files import atomic_save_image, load_image
-    from e2gan.pipeline import EditPipeline
+    from e2gan.inference.pipeline import EditPipeline
 
     pipeline = EditPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
     if args.adapter:
@@ -34,10 +34,10 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
 
 @command("adapter")
 def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan import lora
+    from e2gan.models import lora
     from e2gan.checkpoint import (apply_adapter, blend_adapters, load_generator, read_adapter,
                                   save_adapter, save_generator)
-    from e2gan.hub_adapters import resolve_adapter
+    from e2gan.hub.adapters import resolve_adapter
 
     path = resolve_adapter(args.adapter)
     first = read_adapter(path)
@@ -72,7 +72,7 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
 @command("publish")
 def cmd_publish(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset
-    from e2gan.hub_adapters import publish_adapter
+    from e2gan.hub.publish import publish_adapter
 
     published = publish_adapter(args.adapter, args.repo, token=args.token, private=args.private,
                                 pairs_dataset=PairDataset.open(args.pairs) if args.pairs else None,

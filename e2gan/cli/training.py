@@ -116,7 +116,7 @@ def cmd_train_pix2pix(args: argparse.Namespace) -> dict[str, Any]:
 @command("rank-search")
 def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
     from e2gan.data.dataset import PairDataset
-    from e2gan.rank_search import RankSearchSettings, format_rank_table, search_ranks
+    from e2gan.training.rank_search import RankSearchSettings, format_rank_table, search_ranks
 
     datasets = [PairDataset.open(path) for path in args.dataset]
     settings = RankSearchSettings(steps_per_round=args.steps_per_round, size=args.size,

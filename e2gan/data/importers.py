@@ -51,7 +51,7 @@ from e2gan.data.dataset import (
 from e2gan.data.pair_format import read_json_file
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, inside, list_images, load_image
-from e2gan.hub import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
+from e2gan.hub.download import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
                        fetch_command, repo_reference)
 from e2gan.limits import MAX_ARCHIVE_FILES
 
@@ -281,7 +281,7 @@ def import_hub_imagefolder(
     `org/name@revision` for a branch, tag or commit), as `import_imagefolder` does a folder.
 
     Its metadata and images come from the Hugging Face cache; when missing they are downloaded
-    into it only with `allow_download` (and HF_HUB_OFFLINE unset), through `e2gan.hub`:
+    into it only with `allow_download` (and HF_HUB_OFFLINE unset), through `e2gan.hub.download`:
     `on_progress`, `should_stop` and `check_download(bytes, files)` as `download_snapshot`'s.
     Otherwise, and on any failure, one line names the repo and the `hf download` command."""
     parsed = repo_reference(reference)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from e2gan.data.sources import ImageSource, _packaged_photos
+from e2gan.data.image_source import ImageSource, packaged_photos
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, MIN_IMAGE_SIDE, open_image, to_rgb
 from e2gan.paths import REPOSITORY
@@ -269,7 +269,7 @@ def wallpaper_sources(root: str | Path | None = None) -> list[tuple[PoolSource, 
 
 # --- photos packaged with scikit-image and scikit-learn -----------------------------------
 
-_PACKAGED = [  # in the order of sources._packaged_photos
+_PACKAGED = [  # in the order of image_source.packaged_photos
     ("astronaut", "NASA (Eileen Collins): public domain"),
     ("chelsea", "Stefan van der Walt: CC0"),
     ("coffee", "Rachel Michetti: CC0"),
@@ -386,7 +386,7 @@ def training_crop(photo: PoolPhoto, size: int, seed: int, index: int) -> Image.I
     """
     rng = np.random.default_rng([seed, index])
     if photo.packaged_index is not None:
-        image = Image.fromarray(_packaged_photos()[photo.packaged_index])
+        image = Image.fromarray(packaged_photos()[photo.packaged_index])
         left, top, side = _crop_box(image.width, image.height, photo.domain, rng)
         crop = image.resize((size, size), Image.Resampling.LANCZOS,
                             box=(left, top, left + side, top + side), reducing_gap=3.0)

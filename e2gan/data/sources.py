@@ -10,55 +10,18 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
+from e2gan.data.image_source import ImageSource, packaged_photos
+from e2gan.data.photo_pool import open_pool
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, list_images, load_image, read_image
 from e2gan.limits import MAX_ARCHIVE_FILES, MAX_ARCHIVE_MEMBER_BYTES
 
 DEFAULT_BUILTIN_COUNT = 200
-
-
-@dataclass
-class ImageSource:
-    """An ordered list of image ids and a loader for one id (lazy, deterministic)."""
-
-    ids: list[str]
-    loader: Callable[[str], Image.Image]
-    description: str
-    # Every image is a square crop of this side (built-in and pool photos); None when images
-    # keep their own size. A resumed dataset must keep it (`generate_pairs` checks).
-    crop_size: int | None = None
-
-    def __post_init__(self) -> None:
-        self._known = set(self.ids)
-
-    def load(self, source_id: str) -> Image.Image:
-        """The RGB image for `source_id`; unreadable images raise `E2GANError` naming them."""
-        if source_id not in self._known:
-            raise KeyError(f"{source_id!r} is not in {self.description}")
-        return self.loader(source_id)
-
-    def take(self, count: int | None) -> ImageSource:
-        """The first `count` images (all of them when `count` is None)."""
-        if count is None:
-            return self
-        if count < 1:
-            raise E2GANError(f"image count must be at least 1, got {count}")
-        return ImageSource(self.ids[:count], self.loader, self.description, self.crop_size)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __iter__(self) -> Iterator[tuple[str, Image.Image]]:
-        for source_id in self.ids:
-            yield source_id, self.loader(source_id)
 
 
 def _unique_ids(paths: list[str]) -> list[str]:
@@ -148,24 +111,8 @@ def zip_source(path: str | Path) -> ImageSource:
     return ImageSource(list(by_id), load, f"zip file {archive_path}")
 
 
-# Real colour photos that load offline: they ship inside scikit-image and scikit-learn wheels
-# (other skimage.data images need a download through pooch).
-_SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-@lru_cache(maxsize=1)
-def _packaged_photos() -> tuple[np.ndarray, ...]:
-    import skimage.data
-    from sklearn.datasets import load_sample_images
-
-    photos = [getattr(skimage.data, name)() for name in _SKIMAGE_PHOTOS]
-    photos.append(skimage.data.stereo_motorcycle()[0])
-    photos.extend(load_sample_images().images)  # china, flower
-    return tuple(np.ascontiguousarray(photo[..., :3]) for photo in photos)
-
-
 def _builtin_crop(index: int, size: int, seed: int) -> Image.Image:
-    photos = _packaged_photos()
+    photos = packaged_photos()
     # Photos are dealt in a seed-shuffled cycle so each is used equally; the crop of image
     # `index` depends only on (seed, index), so any single id can be loaded on its own.
     order = np.random.default_rng(seed).permutation(len(photos))
@@ -207,8 +154,6 @@ def open_source(spec: str, count: int | None = None, size: int = 256, seed: int 
     if spec == "builtin":
         return builtin_photos(count or DEFAULT_BUILTIN_COUNT, size=size, seed=seed)
     if spec.startswith("pool:"):
-        from e2gan.data.photo_pool import open_pool
-
         return open_pool(spec, count=count, size=size, seed=seed)
     path = Path(spec).expanduser()
     if path.is_dir():

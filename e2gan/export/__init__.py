@@ -42,6 +42,7 @@ from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, executorc
 from e2gan.export.precision import (PRECISIONS, fp16_bytes, int8_bytes, quality_check,
                                     xnnpack_int8)
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
+from e2gan.hub.adapters import resolve_adapter
 from e2gan.text import concept_key
 
 FORMATS = ("onnx", "torchscript", "executorch")
@@ -103,7 +104,7 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
     (TorchScript, and an ExecuTorch file asked for fp16, stay float32): INT8 is
     calibrated on `dataset`'s training sources and both are checked on its held-out pairs
     (`e2gan.export.precision`); `dataset` defaults to the one the adapter was trained on."""
-    from e2gan.pipeline import EditPipeline
+    from e2gan.inference.pipeline import EditPipeline
 
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -119,8 +120,6 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
         executorch_version()  # missing: say so before any work
     pipeline = EditPipeline.from_pretrained(model, device="cpu", precision="fp32")  # the reference
     if adapter:
-        from e2gan.hub_adapters import resolve_adapter
-
         adapter = resolve_adapter(adapter)  # a Hub id: the file in the Hugging Face cache
         pipeline.load_adapter(adapter, scale=scale)
     check_photos: tuple[list, list] = ([], [])
@@ -265,15 +264,15 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def _matmul_rate(threads: int) -> float:
-    from e2gan.profiling import matmul_rate
+    from e2gan.evaluation.profiling import matmul_rate
 
     return matmul_rate(threads)
 
 
 def _floor(editor: ConceptEditor, size: int, threads: int, result: dict,
            rate: float) -> dict[str, Any]:
-    """The floor this machine allows (see e2gan.profiling) and each runtime's latency over it."""
-    from e2gan.profiling import count_macs
+    """The floor this machine allows (see e2gan.evaluation.profiling) and each runtime's latency over it."""
+    from e2gan.evaluation.profiling import count_macs
 
     from e2gan.precision import peak_macs
 

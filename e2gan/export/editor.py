@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.errors import E2GANError
 
 

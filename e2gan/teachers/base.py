@@ -91,7 +91,7 @@ class Teacher:
                       on_progress: Callable[[Any], None] | None = None,
                       should_stop: Callable[[], bool] | None = None) -> list[str]:
         """Download the weights of `model` (default: `default_model`) into the Hugging Face cache
-        unless they are there, reporting as `e2gan.hub.download_snapshot` does; their folders.
+        unless they are there, reporting as `e2gan.hub.download.download_snapshot` does; their folders.
         A teacher without weights fetches nothing."""
         return []
 

@@ -4,7 +4,7 @@ Nothing is downloaded unless the caller passes `allow_download=True` and the env
 it (`HF_HUB_OFFLINE` unset); otherwise a model that is not on this machine is an `E2GANError`
 that names the repository and the command that fetches it. Looking the files up ourselves with
 `local_files_only` is what keeps an offline machine from waiting on network timeouts. A download
-goes through `e2gan.hub` (progress, cancel, one-line errors) into the normal Hugging Face cache.
+goes through `e2gan.hub.download` (progress, cancel, one-line errors) into the normal Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from e2gan.errors import E2GANError
-from e2gan.hub import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
+from e2gan.hub.download import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
                        fetch_command, offline)
 
 # What a diffusers pipeline needs from a repository: configs, tokenizer files and safetensors
@@ -64,7 +64,7 @@ def resolve_model_folder(model: str, allow_download: bool = False,
                          should_stop: Callable[[], bool] | None = None) -> Path:
     """The local folder of `model`: a folder path as given, or the snapshot of Hugging Face repo
     `model` in the local cache (downloaded first only when `allow_download` and online, with
-    `on_progress` and `should_stop` as in `e2gan.hub.download_snapshot`).
+    `on_progress` and `should_stop` as in `e2gan.hub.download.download_snapshot`).
 
     `parts` limits the need to those subfolders of a pipeline (e.g. ('text_encoder',
     'tokenizer')); the first is checked for weights."""

@@ -13,21 +13,20 @@ the plain functions resume, run to the end and write, returning a `TrainingOutco
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, load_generator,
                               load_rank_table, save_adapter, save_generator)
 from e2gan.data.dataset import PairDataset
+from e2gan.devices import hardware_description
 from e2gan.data.torch_data import IDENTITY_PROMPT, IdentityPairs, PairTensorDataset
 from e2gan.errors import E2GANError
 from e2gan.files import remove_stale_temporaries
@@ -121,22 +120,6 @@ class TrainingJob:
         self.trainer.close()
         return TrainingOutcome(self.output, result, self.trainable_parameters, summary,
                                self.trainer.is_main_process)
-
-
-def hardware_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
-           f"{torch.get_num_threads()} torch threads)"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """The device inference and evaluation run on (training's is Accelerate's choice)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise E2GANError("CUDA was requested but no GPU is available")
-    return torch.device(device)
 
 
 def _tensor_dataset(datasets: list[PairDataset], settings: TrainingSettings,

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from e2gan.errors import E2GANError
-from e2gan.metrics.inception import cached_inception_features, inception_features
+from e2gan.evaluation.metrics.inception import cached_inception_features, inception_features
 
 __all__ = ["inception_features", "frechet_distance", "frechet_distance_from_statistics",
            "kernel_inception_distance", "distribution_metrics", "feature_statistics"]

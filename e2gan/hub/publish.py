@@ -1,8 +1,7 @@
 """Concept adapters on the Hugging Face Hub: publish one with its model card (and its pairs as a
-dataset), and load one back by its Hub id.
+dataset), (loading one back by its Hub id is `e2gan.hub.adapters`).
 
     publish_adapter("winter.safetensors", "you/winter", pairs_dataset=pairs)
-    EditPipeline.from_pretrained("checkpoints/base").load_adapter("you/winter")
 
 A published model repo holds the adapter file byte for byte (`<concept>.safetensors`), a
 `samples.png` grid (held-out source | teacher | E2GAN where the pairs are at hand, else the
@@ -19,10 +18,6 @@ loopback stand-in the tests push to takes plain files only).
 Writing needs a token with write access: the `token` given (the studio's sign-in, a typed one),
 else HF_TOKEN or `hf auth login`'s. Without one nothing is sent. Every failure is one
 `E2GANError` line, from huggingface_hub's exception types.
-
-An adapter reference (`resolve_adapter`) is a local path when that file exists, else a Hub id,
-`org/name` (the repo's one adapter) or `org/name/file.safetensors`: the Hugging Face cache first,
-then a download (`e2gan.hub.download_snapshot`: progress, cancel, one-line errors).
 """
 
 from __future__ import annotations
@@ -30,19 +25,28 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
+from huggingface_hub import (CommitOperationAdd, DatasetCard, DatasetCardData, HfApi, ModelCard,
+                             ModelCardData, constants, get_token)
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
 from PIL import Image
 
+from e2gan.checkpoint import read_adapter
+from e2gan.data.dataset import PairDataset
+from e2gan.data.export import export_dataset
+from e2gan.data.sources import builtin_photos
+from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
-
-if TYPE_CHECKING:
-    from e2gan.data.dataset import PairDataset
+from e2gan.files import sha256_file
+from e2gan.hub.download import first_line, unreachable
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.paths import REPOSITORY, default_base_dir
+from e2gan.evaluation.pictures import contact_sheet, held_out_sheet
 
 SIGN_IN = ("sign in with `hf auth login` (or set HF_TOKEN to an access token with write access), "
            "or with the studio's Sign in button")
@@ -51,7 +55,6 @@ METRICS = {"psnr": "PSNR dB", "ssim": "SSIM", "mae": "MAE", "fid": "FID", "kid":
 SAMPLE_ROWS = 4
 SAMPLE_MAX_SIZE = 256
 TAGS = ["e2gan", "lora", "image-to-image"]
-_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
 
 @dataclass
@@ -65,67 +68,8 @@ class Published:
     card: dict[str, Any] = field(default_factory=dict)  # the card's YAML metadata
 
 
-# --- loading by Hub id ---------------------------------------------------------------------
-
-
-def hub_reference(text: str) -> tuple[str, str | None] | None:
-    """(repo id, file or None) when `text` reads as `org/name` or `org/name/file.safetensors`."""
-    parts = str(text).strip().split("/")
-    if len(parts) < 2 or not all(re.fullmatch(_PART, part) and ".." not in part for part in parts):
-        return None
-    if len(parts) == 2 and not parts[1].endswith(".safetensors"):
-        return "/".join(parts), None
-    if len(parts) > 2 and parts[-1].endswith(".safetensors"):
-        return "/".join(parts[:2]), "/".join(parts[2:])
-    return None
-
-
-def resolve_adapter(reference: str | os.PathLike) -> Path:
-    """The adapter file a reference names: a local file when it exists (a `Path` is always
-    local), else the file of a Hub id, from the Hugging Face cache or downloaded into it."""
-    path = Path(reference).expanduser()
-    parsed = None if isinstance(reference, Path) or path.exists() else hub_reference(str(reference))
-    if parsed is None:
-        return path
-    from e2gan.hub import cached_snapshot, download_snapshot
-
-    repo_id, filename = parsed
-    patterns = [filename or "*.safetensors"]
-    try:
-        folder = cached_snapshot(repo_id, patterns) or download_snapshot(repo_id,
-                                                                        allow_patterns=patterns)
-    except E2GANError as error:
-        raise E2GANError(f"no adapter file {reference} here, and {error}") from None
-    if folder is None:
-        raise E2GANError(f"{repo_id} on the Hub has no {filename or '.safetensors file'}")
-    return _adapter_in(folder, repo_id, filename)
-
-
-def _adapter_in(folder: Path, repo_id: str, filename: str | None) -> Path:
-    from e2gan.checkpoint import is_adapter_file
-
-    if filename:
-        return folder / filename
-    found = sorted(p for p in folder.rglob("*.safetensors") if is_adapter_file(p))
-    if not found:
-        raise E2GANError(f"{repo_id} on the Hub holds no e2gan adapter")
-    if len(found) > 1:
-        names = ", ".join(p.relative_to(folder).as_posix() for p in found)
-        raise E2GANError(f"{repo_id} holds several adapters ({names}): name one as "
-                         f"{repo_id}/<file>")
-    return found[0]
-
-
-# --- publishing ------------------------------------------------------------------------------
-
-
 def publish_error_message(repo_id: str, error: BaseException) -> str:
     """One line for a failed push, from huggingface_hub's exception types."""
-    from huggingface_hub import constants
-    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, RepositoryNotFoundError
-
-    from e2gan.hub import first_line, unreachable
-
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(error, HFValidationError):
         return (f"{repo_id!r} is not a Hub repo id: give it as user/name (letters, digits, "
@@ -145,10 +89,6 @@ def publish_error_message(repo_id: str, error: BaseException) -> str:
 @contextmanager
 def _talking_to_hub(repo_id: str) -> Iterator[None]:
     """Turns what huggingface_hub raises for the Hub's answers (or its silence) into one line."""
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-
-    from e2gan.hub import unreachable
-
     try:
         yield
     except Exception as error:
@@ -175,12 +115,6 @@ def publish_adapter(adapter_path: str | os.PathLike, repo_id: str, token: str | 
     (held-out PSNR / SSIM / MAE / FID / KID) default to those the adapter's header records.
     `base_model` is the base's Hub id, when it has one (else read from a base in the HF cache).
     """
-    from huggingface_hub import HfApi, get_token
-
-    from e2gan.checkpoint import read_adapter
-    from e2gan.files import sha256_file
-    from e2gan.paths import default_base_dir
-
     adapter_path = Path(adapter_path)
     adapter = read_adapter(adapter_path)  # refuses what is not an e2gan adapter, before the Hub
     token = (token or "").strip() or get_token()
@@ -222,8 +156,6 @@ def _create_repo(api, repo_id: str, repo_type: str, private: bool):
 
 def _commit(api, repo_id: str, repo_type: str, files: dict[str, Path | bytes], message: str):
     """One commit of every file: huggingface_hub asks the Hub which go as LFS/Xet."""
-    from huggingface_hub import CommitOperationAdd
-
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content if isinstance(
         content, bytes) else str(content)) for name, content in files.items()]
     return api.create_commit(repo_id, operations, commit_message=message, repo_type=repo_type)
@@ -232,10 +164,6 @@ def _commit(api, repo_id: str, repo_type: str, files: dict[str, Path | bytes], m
 def _publish_pairs(api, dataset, repo_id: str, model_repo_id: str, private: bool,
                    license: str) -> str:
     """The pairs as a dataset repo: the imagefolder export with a card; returns its URL."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    from e2gan.data.export import export_dataset
-
     url = str(_create_repo(api, repo_id, "dataset", private))
     with tempfile.TemporaryDirectory(prefix="e2gan-pairs-") as scratch:
         folder = Path(scratch) / "pairs"
@@ -270,8 +198,6 @@ def _hub_id_of_folder(folder: Path) -> str | None:
 
 def _training_dataset(adapter) -> PairDataset | None:
     """The pairs the adapter was trained on, when they are still on this machine."""
-    from e2gan.data.dataset import PairDataset
-
     folder = adapter.metadata.get("training", {}).get("dataset")
     if folder and (Path(folder) / "dataset.json").is_file():
         return PairDataset.open(folder)
@@ -286,36 +212,21 @@ def make_sample_grid(adapter_path: Path, base_dir: Path,
                      dataset: PairDataset | None = None) -> Image.Image:
     """Rows of held-out (else training) pairs: source | teacher | E2GAN, at the adapter's training
     size (up to 256 px); without a dataset, the packaged photos | E2GAN."""
-    from e2gan.checkpoint import read_adapter
-    from e2gan.data.sources import builtin_photos
-    from e2gan.data.torch_data import resize_and_center_crop
-    from e2gan.demo import contact_sheet
-    from e2gan.pipeline import EditPipeline
-
     settings = read_adapter(adapter_path).metadata.get("training", {}).get("settings", {})
     size = min(int(settings.get("size") or 128), SAMPLE_MAX_SIZE)
     pipeline = EditPipeline.from_pretrained(base_dir, device="cpu")
     name = pipeline.load_adapter(adapter_path)  # refuses an adapter of another base
     prompt = pipeline.adapters[name].prompt
     maker = ("E2GAN", lambda images: pipeline(images, prompt))
-    records = (dataset.split("test") or dataset.split("train"))[:SAMPLE_ROWS] if dataset else []
-    if not records:
+    if dataset is None or not len(dataset.split("test") or dataset.split("train")):
         photos = [image for _, image in builtin_photos(SAMPLE_ROWS, size=max(size, 64))]
         return contact_sheet([resize_and_center_crop(p, size) for p in photos], [], size, [maker])
-    pairs = [dataset.load_pair(record) for record in records]
-    sources = [resize_and_center_crop(source, size) for source, _ in pairs]
-    edits = [resize_and_center_crop(edited, size) for _, edited in pairs]
-    return contact_sheet(sources, edits, size, [("teacher", None), maker])
+    return held_out_sheet(dataset, size, [("teacher", None), maker], SAMPLE_ROWS)
 
 
 def model_card(adapter, adapter_path: Path, repo_id: str, base_dir: Path, base_model: str | None,
                metrics: dict[str, Any], pairs_repo_id: str | None, license: str):
     """The README.md of a published adapter (huggingface_hub's `ModelCard`)."""
-    from huggingface_hub import ModelCard, ModelCardData, constants
-
-    from e2gan.files import sha256_file
-    from e2gan.paths import REPOSITORY
-
     meta, training = adapter.metadata, adapter.metadata.get("training", {})
     scores = {k: float(metrics[k]) for k in METRICS if isinstance(metrics.get(k), (int, float))
               and not isinstance(metrics[k], bool) and math.isfinite(metrics[k])}
@@ -366,7 +277,7 @@ def model_card(adapter, adapter_path: Path, repo_id: str, base_dir: Path, base_m
         "```python",
         "from PIL import Image",
         *(["from huggingface_hub import snapshot_download"] if base_python.startswith("snap") else []),
-        "from e2gan.pipeline import EditPipeline", "",
+        "from e2gan.inference.pipeline import EditPipeline", "",
         f"pipeline = EditPipeline.from_pretrained({base_python})",
         f'pipeline.load_adapter("{repo_id}")  # fetched once into the Hugging Face cache',
         f'edited = pipeline([Image.open("photo.jpg")], {adapter.prompt!r})[0]',

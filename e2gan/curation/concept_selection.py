@@ -7,7 +7,7 @@ concept's embeddings into one point, run K-means with k clusters over those poin
 concept nearest each cluster's centre. Concepts held out for evaluating fine-tunes on unseen
 edits (always `winter`, plus any the caller names) are not candidates.
 
-The embedder is the one pair selection uses (`e2gan.embedders`): CLIP's image tower where its
+The embedder is the one pair selection uses (`e2gan.curation.embedders`): CLIP's image tower where its
 weights are on this machine, the weight-free built-in features elsewhere.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from sklearn.cluster import KMeans
 
-from e2gan.embedders import Embedder, create_embedder
+from e2gan.curation.embedders import Embedder, create_embedder
 from e2gan.errors import E2GANError
 from e2gan.teachers.base import Teacher
 

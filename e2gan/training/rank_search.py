@@ -23,15 +23,16 @@ from typing import Any, Callable
 
 from torch import nn
 
-from e2gan import lora
+from e2gan.models import lora
 from e2gan.checkpoint import load_generator
 from e2gan.data.dataset import PairDataset
 from e2gan.data.torch_data import PairTensorDataset
 from e2gan.errors import E2GANError
-from e2gan.evaluation import evaluate_pairs
-from e2gan.pipeline import EditPipeline
+from e2gan.evaluation.heldout import evaluate_pairs
+from e2gan.inference.pipeline import EditPipeline
 from e2gan.text import concept_key
-from e2gan.training.recipes import prepare_concept, resolve_device, starting_discriminator
+from e2gan.devices import resolve_device
+from e2gan.training.recipes import prepare_concept, starting_discriminator
 from e2gan.training.settings import TrainingSettings
 from e2gan.training.trainer import Trainer, TrainingParts
 

@@ -5,12 +5,12 @@ teacher, a base model, an adapter or an exported ONNX session are judged the sam
 
 - Paired metrics, always: PSNR, SSIM (scikit-image) and mean absolute error against the teacher's
   edit of the same source.
-- Distribution metrics, with `fid=True`: FID and KID (Clean-FID's way, `e2gan.metrics.fid`) of the
+- Distribution metrics, with `fid=True`: FID and KID (Clean-FID's way, `e2gan.evaluation.metrics.fid`) of the
   outputs against the teacher's edits of the split; the teacher side's Inception features are
   cached by content, so judging several models on one dataset runs Inception on it once.
 - CLIP metrics, with `clip=True` and only where real CLIP weights are on this machine: CLIP
   directional similarity (did the image change the way the prompt says) and CMMD against the
-  teacher's edits (`e2gan.metrics.clip`). Where they cannot run, the result says why instead.
+  teacher's edits (`e2gan.evaluation.metrics.clip`). Where they cannot run, the result says why instead.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def paired_metrics(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict
 def distribution_scores(outputs: list[Image.Image], targets: list[Image.Image],
                         device: str = "cpu", cache: bool = True) -> dict[str, Any]:
     """FID / KID of outputs against targets, rounded for reports."""
-    from e2gan.metrics.fid import distribution_metrics
+    from e2gan.evaluation.metrics.fid import distribution_metrics
 
     scores = distribution_metrics(outputs, targets, cache=cache, device=device)
     return {"fid": round(scores["fid"], 4), "kid": round(scores["kid"], 6),
@@ -59,10 +59,10 @@ def clip_scores(sources: list[Image.Image], outputs: list[Image.Image],
                 targets: list[Image.Image], prompt: str, device: str = "cpu") -> dict[str, Any]:
     """CLIP directional similarity and CMMD, or {"clip_skipped": reason} where they cannot run."""
     try:
-        from e2gan.metrics import clip as clip_metrics
+        from e2gan.evaluation.metrics import clip as clip_metrics
     except ImportError as error:
         return {"clip_skipped": f"CLIP metrics are not available in this build ({error})"}
-    from e2gan.clip_scores import clip_weights_available
+    from e2gan.evaluation.clip_scores import clip_weights_available
 
     available, where = clip_weights_available()
     if not available:

@@ -23,7 +23,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 from e2gan.data.dataset import PairDataset
-from e2gan.embedders import Embedder, create_embedder
+from e2gan.curation.embedders import Embedder, create_embedder
 from e2gan.errors import E2GANError
 
 METHODS = ("cluster", "random", "one_look")

@@ -14,14 +14,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from e2gan import lora
 from e2gan.checkpoint import Adapter, LoadedGenerator, apply_adapter, load_generator, read_adapter
 from e2gan.data.torch_data import tensor_to_image
+from e2gan.devices import resolve_device
 from e2gan.errors import E2GANError
 from e2gan.files import MIN_IMAGE_SIDE, check_image_pixels, to_rgb
+from e2gan.hub.adapters import resolve_adapter
+from e2gan.models import lora
 from e2gan.precision import autocast, resolve_precision
 from e2gan.text import LearnedConceptEncoder, concept_key
-from e2gan.training.recipes import resolve_device
 
 
 class EditPipeline:
@@ -49,11 +50,9 @@ class EditPipeline:
     def load_adapter(self, adapter: str | os.PathLike | Adapter, scale: float = 1.0,
                      name: str | None = None) -> str:
         """Load an adapter and make it the only active one: an `Adapter`, a file, or a Hub id
-        (`org/name`, `org/name/file.safetensors`; see `e2gan.hub_adapters.resolve_adapter`)."""
+        (`org/name`, `org/name/file.safetensors`; see `e2gan.hub.adapters.resolve_adapter`)."""
         lora.check_adapter_scale(scale)  # before anything is loaded: a refusal leaves no trace
         if not isinstance(adapter, Adapter):
-            from e2gan.hub_adapters import resolve_adapter
-
             adapter = read_adapter(resolve_adapter(adapter))
         name = name or adapter.concept
         if name in self.adapters:

@@ -15,19 +15,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from PIL import Image
-
 from e2gan.checkpoint import load_generator
-from e2gan.data.dataset import PairDataset, write_subset
+from e2gan.data.dataset import write_subset
 from e2gan.data.generate import generate_pairs
 from e2gan.data.sources import open_source
-from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
-from e2gan.evaluation import evaluate_pairs
+from e2gan.evaluation.heldout import evaluate_pairs
+from e2gan.evaluation.pictures import held_out_sheet
 from e2gan.files import atomic_save_image, atomic_write_json, atomic_write_text
 from e2gan.paths import default_base_dir
-from e2gan.pipeline import EditPipeline
-from e2gan.selection import select_pairs
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.curation.selection import select_pairs
 from e2gan.teachers import create_teacher, resolve_builtin_concept
 from e2gan.text import concept_key
 from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_EMA_DECAY, LORA_LEARNING_RATE, TrainingSettings,
@@ -122,7 +120,7 @@ def run_demo(out_dir: str, settings: DemoSettings,
                    train_steps=pix2pix_outcome.result.steps_done, train_pairs=train_count)
     rows[2].update(trainable_parameters=0, stored_bytes=0, train_seconds=0.0, train_steps=0,
                    train_pairs=0)
-    picture = comparison_picture(dataset, settings.size, [("teacher", None), *makers.items()])
+    picture = held_out_sheet(dataset, settings.size, [("teacher", None), *makers.items()])
     atomic_save_image(out / "comparison.png", picture)
     report = {"concept": concept.name, "prompt": prompt, "base": str(base_dir),
               "base_sha256": base_info["sha256"], "settings": asdict(settings),
@@ -135,29 +133,6 @@ def run_demo(out_dir: str, settings: DemoSettings,
     log(table)
     report["table"] = table
     return report
-
-
-def comparison_picture(dataset: PairDataset, size: int, makers, count: int = 4) -> Image.Image:
-    """A contact sheet of the first `count` held-out pairs: the source, then one column per
-    (name, maker) in `makers` (a maker of None shows the teacher's edit)."""
-    records = dataset.split("test")[:count]
-    sources = [resize_and_center_crop(dataset.load_pair(r)[0], size) for r in records]
-    edits = [resize_and_center_crop(dataset.load_pair(r)[1], size) for r in records]
-    return contact_sheet(sources, edits, size, makers)
-
-
-def contact_sheet(sources: list[Image.Image], edits: list[Image.Image], size: int,
-                  makers) -> Image.Image:
-    """One row per source: the source, then one column per (name, maker) in `makers` (a maker of
-    None shows `edits`, the teacher's)."""
-    columns = [sources]
-    for name, maker in makers:
-        columns.append(edits if maker is None else maker(sources))
-    sheet = Image.new("RGB", (size * len(columns), size * len(sources)), "white")
-    for x, column in enumerate(columns):
-        for y, image in enumerate(column):
-            sheet.paste(image.resize((size, size)), (x * size, y * size))
-    return sheet
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

