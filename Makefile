@@ -35,11 +35,11 @@ studio: $(STAMP_STUDIO)
 
 app: studio
 
-# The command-line end-to-end demo: pairs, LoRA vs pix2pix at equal time, a report (see README).
+# The command-line end-to-end demo: pairs, LoRA vs pix2pix at equal time, a report (docs/benchmark.md).
 demo: $(STAMP_STUDIO)
 	$(VENV)/bin/e2gan demo
 
-# The paper's tables in miniature on ../shared/data (see README, "The benchmark"); resumable.
+# The paper's tables in miniature on ../shared/data (docs/benchmark.md); resumable.
 bench: $(STAMP_STUDIO)
 	$(VENV)/bin/e2gan bench --out runs/bench --report-dir docs/bench
 
