@@ -28,6 +28,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from e2gan.models import lora
+from e2gan.checks import check_model_folder
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.models import architecture_of, build_model, config_of
@@ -124,10 +125,8 @@ def load_generator(folder: str | os.PathLike, text_encoder: TextEncoder | None =
     A `clip` encoder is heavy and may live elsewhere, so the caller can pass it; it must match the
     one recorded at training time.
     """
-    folder = Path(folder)
+    folder = check_model_folder(folder)
     config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    if not config_path.is_file() or not weights_path.is_file():
-        raise E2GANError(f"{folder} is not a model folder (needs config.json and model.safetensors)")
     info = _read_json_object(config_path, "an e2gan generator config")
     if info.get("format") != GENERATOR_FORMAT:
         raise E2GANError(f"{config_path} is not an e2gan generator config")

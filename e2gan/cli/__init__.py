@@ -9,6 +9,12 @@ and exit status 2, never a traceback.
 Commands live by area in this package's modules (`concepts`, `data`, `training`, `judging`,
 `models`, `overview`); each module registers its handlers with `@command` and adds its own
 subparsers in `add_parsers`, so a new command touches one module.
+
+Importing torch and the models costs seconds and about a gigabyte, so nothing here or in the
+command modules imports them at module level: each command imports the engine inside its
+function, after its checks that need no model (flags, numbers, files, model folders; see
+`e2gan.checks`). `e2gan --help`, a mistyped flag, `--scale nan` or a missing dataset are then
+answered in well under a second; tests/test_cli_fast_errors.py holds the line.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import sys
 from e2gan.cli import concepts, data, training, judging, models, overview  # noqa: I001
 from e2gan.cli.common import COMMANDS, command, download_progress
 from e2gan.errors import E2GANError
-from e2gan.hub.download import reporting_downloads
 
 __all__ = ["COMMANDS", "build_parser", "command", "main"]
 
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_text_options(args)
+        from e2gan.hub.download import reporting_downloads  # tqdm: only once a command runs
+
         with reporting_downloads(download_progress(args)):  # weights a command fetches
             result = COMMANDS[args.command](args)
         if result is None:  # a non-main process of a sharded run: the main one reports

@@ -6,18 +6,23 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
+from e2gan.checks import check_adapter_scale, check_model_folder
 from e2gan.cli.common import command
 from e2gan.errors import E2GANError
 
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.dataset import PairDataset
-    from e2gan.evaluation.heldout import evaluate_pairs
+    from e2gan.data.dataset import PairDataset  # numpy and PIL, no torch
 
     dataset = PairDataset.open(args.dataset)
     if bool(args.model) == bool(args.onnx):
         raise E2GANError("evaluate needs exactly one of --model MODEL or --onnx FILE")
+    if args.model:
+        check_model_folder(args.model)
+
+    from e2gan.evaluation.heldout import evaluate_pairs
+
     if args.onnx:  # an exported file, judged through the same callable interface
         from e2gan.export.formats import OnnxImageMaker
         from e2gan.devices import resolve_device
@@ -50,6 +55,10 @@ def cmd_profile(args: argparse.Namespace) -> dict[str, Any]:
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    check_model_folder(args.model)
+    if args.adapter:
+        check_adapter_scale(args.scale)
+
     from e2gan.export import export_concept
 
     return export_concept(args.model, args.out, adapter=args.adapter, prompt=args.prompt,

@@ -9,23 +9,32 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from e2gan.checks import check_adapter_scale, check_edit_size, check_model_folder
 from e2gan.cli.common import command
-from e2gan.precision import PRECISIONS
 from e2gan.errors import E2GANError
+from e2gan.precision import PRECISIONS
 
 
 @command("edit")
 def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.files import atomic_save_image, load_image
+    # What needs no model is refused before torch is imported (see e2gan/cli/__init__.py).
+    check_model_folder(args.model)
+    if args.adapter:
+        check_adapter_scale(args.scale)
+    size = check_edit_size(args.size)
+
+    from e2gan.files import atomic_save_image, load_image  # numpy and PIL, no torch
+
+    image = load_image(args.image)
+
     from e2gan.inference.pipeline import EditPipeline
 
     pipeline = EditPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
     if args.adapter:
         pipeline.load_adapter(args.adapter, scale=args.scale)
     prompt = pipeline.default_prompt(args.prompt)
-    image = load_image(args.image)
     started = time.perf_counter()
-    edited = pipeline([image], prompt, size=args.size)[0]
+    edited = pipeline([image], prompt, size=size)[0]
     seconds = time.perf_counter() - started
     atomic_save_image(args.out, edited)
     return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4),
@@ -34,6 +43,16 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
 
 @command("adapter")
 def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
+    if args.action != "info" and not args.out:
+        raise E2GANError(f"adapter {args.action} needs --out")
+    if args.action == "blend" and not args.other:
+        raise E2GANError("adapter blend needs --other ADAPTER")
+    if args.action == "merge":
+        if not args.base:
+            raise E2GANError("adapter merge needs --base MODEL")
+        check_model_folder(args.base)
+        check_adapter_scale(1.0 if args.weight is None else args.weight)
+
     from e2gan.models import lora
     from e2gan.checkpoint import (apply_adapter, blend_adapters, load_generator, read_adapter,
                                   save_adapter, save_generator)
@@ -46,11 +65,7 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
         return {"adapter": args.adapter, "bytes": path.stat().st_size,
                 **{k: meta[k] for k in ("concept", "prompt", "ranks", "base_sha256",
                                         "text_encoder", "trainable_parameters", "training")}}
-    if not args.out:
-        raise E2GANError(f"adapter {args.action} needs --out")
     if args.action == "blend":
-        if not args.other:
-            raise E2GANError("adapter blend needs --other ADAPTER")
         weight = 0.5 if args.weight is None else args.weight
         blended = blend_adapters(first, read_adapter(resolve_adapter(args.other)), weight,
                                  prompt=args.prompt)
@@ -58,8 +73,6 @@ def cmd_adapter(args: argparse.Namespace) -> dict[str, Any]:
         return {"out": args.out, "concept": blended.concept, "ranks": blended.metadata["ranks"],
                 "bytes": Path(args.out).stat().st_size}
     # merge: a plain model folder with the concept folded in (what export and devices want)
-    if not args.base:
-        raise E2GANError("adapter merge needs --base MODEL")
     loaded = load_generator(args.base)
     name = apply_adapter(loaded, first)
     lora.set_adapter_scale(loaded.generator, name, 1.0 if args.weight is None else args.weight)

@@ -4,18 +4,22 @@ baseline (`train-pix2pix`) and the search for LoRA ranks per crucial layer (`ran
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any, Callable
 
+from e2gan.checks import check_model_folder, check_ranks
 from e2gan.cli.common import command, progress, training_progress
+from e2gan.errors import E2GANError
 from e2gan.precision import PRECISIONS
 from e2gan.training.schedules import SCHEDULES
-from e2gan.training.settings import CONCEPT_STARTS, REPORT_TO
+from e2gan.training.settings import (CONCEPT_STARTS, FULL_LEARNING_RATE, LORA_EMA_DECAY,
+                                     LORA_LEARNING_RATE, REPORT_TO, TrainingSettings)
 
 
 def _settings(args: argparse.Namespace, default_lr: float | None = None,
-              default_ema_decay: float = 0.0):
-    from e2gan.training.recipes import FULL_LEARNING_RATE, TrainingSettings
-
+              default_ema_decay: float = 0.0) -> TrainingSettings:
+    """The flags as `TrainingSettings`, whose checks (sizes, steps, finite rates) run here,
+    before anything imports torch."""
     lr = args.lr if args.lr is not None else (default_lr or FULL_LEARNING_RATE)
     ema_decay = args.ema_decay if args.ema_decay is not None else default_ema_decay
     return TrainingSettings(size=args.size, steps=args.steps, batch_size=args.batch_size,
@@ -33,10 +37,6 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None,
 
 def _generator_config(args: argparse.Namespace) -> dict[str, Any] | None:
     """--generator-config JSON: settings of the generator's config dataclass."""
-    import json
-
-    from e2gan.errors import E2GANError
-
     config: dict[str, Any] = {}
     if args.generator_config:
         try:
@@ -57,11 +57,17 @@ def _report(outcome) -> dict[str, Any] | None:
 
 @command("train-base")
 def cmd_train_base(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.dataset import PairDataset
-    from e2gan.training.recipes import train_base
+    settings, generator_config = _settings(args), _generator_config(args)
+
+    from e2gan.data.dataset import PairDataset  # numpy and PIL, no torch
 
     datasets = [PairDataset.open(path) for path in args.dataset]
-    outcome = train_base(datasets, args.out, _settings(args), generator_config=_generator_config(args),
+    if args.init_from:
+        check_model_folder(args.init_from)
+
+    from e2gan.training.recipes import train_base
+
+    outcome = train_base(datasets, args.out, settings, generator_config=generator_config,
                          resume=not args.restart, text_encoder=_base_text_encoder(args, datasets),
                          on_event=training_progress(args, "train-base"), init_from=args.init_from,
                          identity=args.identity)
@@ -80,13 +86,19 @@ def _base_text_encoder(args: argparse.Namespace, datasets):
 
 @command("finetune")
 def cmd_finetune(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.dataset import PairDataset
-    from e2gan.training.recipes import LORA_EMA_DECAY, LORA_LEARNING_RATE, finetune
+    lora = args.mode == "lora"
+    settings = _settings(args, LORA_LEARNING_RATE if lora else None, LORA_EMA_DECAY if lora else 0.0)
+    if lora and args.rank is not None:  # `--rank 0` is an error, not "no --rank"
+        check_ranks({"(--rank, every crucial layer)": args.rank})
+    check_model_folder(args.base)
+
+    from e2gan.data.dataset import PairDataset  # numpy and PIL, no torch
 
     dataset = PairDataset.open(args.dataset)
-    lora = args.mode == "lora"
+
+    from e2gan.training.recipes import finetune
+
     ranks = _load_ranks(args) if lora else None
-    settings = _settings(args, LORA_LEARNING_RATE if lora else None, LORA_EMA_DECAY if lora else 0.0)
     outcome = finetune(args.base, dataset, args.out, settings, mode=args.mode, ranks=ranks,
                        resume=not args.restart, on_event=training_progress(args, "finetune"))
     return _report(outcome)
@@ -96,29 +108,36 @@ def _load_ranks(args: argparse.Namespace) -> dict[str, int] | None:
     from e2gan.checkpoint import load_generator, load_rank_table
     from e2gan.training.recipes import uniform_ranks
 
-    if args.rank is not None:  # `--rank 0` is an error (lora.check_ranks), not "no --rank"
+    if args.rank is not None:  # checked by cmd_finetune
         return uniform_ranks(load_generator(args.base).generator, args.rank)
     return load_rank_table(args.ranks) if args.ranks else None  # None: the base's ranks.json
 
 
 @command("train-pix2pix")
 def cmd_train_pix2pix(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.dataset import PairDataset
-    from e2gan.training.recipes import train_pix2pix
+    settings, generator_config = _settings(args), _generator_config(args)
+
+    from e2gan.data.dataset import PairDataset  # numpy and PIL, no torch
 
     dataset = PairDataset.open(args.dataset)
-    outcome = train_pix2pix(dataset, args.out, _settings(args), resume=not args.restart,
-                            generator_config=_generator_config(args),
+
+    from e2gan.training.recipes import train_pix2pix
+
+    outcome = train_pix2pix(dataset, args.out, settings, resume=not args.restart,
+                            generator_config=generator_config,
                             on_event=training_progress(args, "pix2pix"))
     return _report(outcome)
 
 
 @command("rank-search")
 def cmd_rank_search(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.data.dataset import PairDataset
+    from e2gan.data.dataset import PairDataset  # numpy and PIL, no torch
+
+    check_model_folder(args.base)
+    datasets = [PairDataset.open(path) for path in args.dataset]
+
     from e2gan.training.rank_search import RankSearchSettings, format_rank_table, search_ranks
 
-    datasets = [PairDataset.open(path) for path in args.dataset]
     settings = RankSearchSettings(steps_per_round=args.steps_per_round, size=args.size,
                                   batch_size=args.batch_size, learning_rate=args.lr,
                                   seed=args.seed, device=args.device, precision=args.precision,

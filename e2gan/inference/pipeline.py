@@ -6,19 +6,18 @@ measured is what users run.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 
 import numpy as np
 import torch
 from PIL import Image
 
+from e2gan.checks import check_edit_size
 from e2gan.checkpoint import Adapter, LoadedGenerator, apply_adapter, load_generator, read_adapter
 from e2gan.data.torch_data import tensor_to_image
 from e2gan.devices import resolve_device
 from e2gan.errors import E2GANError
-from e2gan.files import MIN_IMAGE_SIDE, check_image_pixels, to_rgb
+from e2gan.files import check_image_pixels, to_rgb
 from e2gan.hub.adapters import resolve_adapter
 from e2gan.models import lora
 from e2gan.precision import autocast, resolve_precision
@@ -98,12 +97,7 @@ class EditPipeline:
                  batch_size: int = 8) -> list[Image.Image]:
         """Edit images. `size`: resize the shorter side to this (rounded to the model's multiple);
         None keeps each image's size, rounded down to that multiple."""
-        if size is not None:  # the studio's API may send 256.0, or NaN
-            if (isinstance(size, bool) or not isinstance(size, numbers.Real)
-                    or not math.isfinite(size) or size < MIN_IMAGE_SIDE):
-                raise E2GANError(f"size must be a number of at least {MIN_IMAGE_SIDE} pixels, "
-                                 f"got {size!r}")
-            size = int(size)
+        size = check_edit_size(size)
         outputs = []
         for start in range(0, len(images), batch_size):
             chunk = [to_rgb(image, f"image {start + i}") for i, image in enumerate(images[start:start + batch_size])]

@@ -13,8 +13,6 @@ silently change the update's magnitude; `set_adapter_scale` is the user's streng
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 import warnings
 from typing import Iterable
@@ -24,8 +22,9 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
+# The value checks live where the CLI can run them without importing torch.
+from e2gan.checks import check_adapter_scale, check_ranks
 from e2gan.errors import E2GANError
-from e2gan.limits import MAX_LORA_RANK
 
 # Module-name patterns of the crucial layers, by group (the groups of the paper's Fig. 4).
 LAYER_GROUPS: dict[str, str] = {
@@ -34,9 +33,6 @@ LAYER_GROUPS: dict[str, str] = {
     "mlp": r"transformer\.\d+\.(feed_forward\.proj_in|feed_forward\.proj_out|proj_in|proj_out)",
 }
 ADAPTABLE_TYPES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
-# Past a few times the trained strength the generator's output saturates and edits are noise; a
-# scale of 1e30 (or NaN) only turns every image black or grey, so it is refused.
-MAX_ADAPTER_SCALE = 10.0
 
 
 class LoraConvTranspose2d(nn.Module, LoraLayer):
@@ -158,24 +154,6 @@ def lora_parameter_count(model: nn.Module, ranks: dict[str, int]) -> int:
             kernel = module.kernel_size[0] * module.kernel_size[1]
             total += rank * (module.in_channels * kernel + module.out_channels)
     return total
-
-
-def check_ranks(ranks: dict[str, int]) -> None:
-    """Every rank a whole number from 1 to the rank limit (`E2GAN_MAX_LORA_RANK`)."""
-    for name, rank in ranks.items():
-        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1:
-            raise E2GANError(f"LoRA rank of layer {name} must be a whole number of at least 1, "
-                             f"got {rank!r}")
-        MAX_LORA_RANK.check(rank, f"LoRA rank {rank} of layer {name} is too large")
-
-
-def check_adapter_scale(scale: float) -> float:
-    """An adapter strength must be a finite number within +-MAX_ADAPTER_SCALE."""
-    if (not isinstance(scale, numbers.Real) or not math.isfinite(scale)
-            or abs(scale) > MAX_ADAPTER_SCALE):
-        raise E2GANError(f"adapter scale must be a finite number from {-MAX_ADAPTER_SCALE:g} to "
-                         f"{MAX_ADAPTER_SCALE:g} (1 is the trained strength), got {scale!r}")
-    return float(scale)
 
 
 def add_adapter(model: nn.Module, adapter_name: str, ranks: dict[str, int]) -> None:
