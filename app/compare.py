@@ -161,8 +161,8 @@ def edit_with_every_model(workspace: Workspace, image: Image.Image, scale: float
                          f"{image.width}x{image.height}); E2GAN_MAX_EDIT_SIDE sets that cap")
     base, base_seconds = apply_adapter(folder.adapter_file, image, scale, size, base_dir,
                                        adapter_on=False)
-    # The teacher at the size the generator works at (the model's multiple of 8), so every
-    # picture lines up.
+    # The teacher at the size the generator's edits come back at (the photo's own, or the
+    # capped one), so every picture lines up.
     teacher, seconds, why = teacher_edit(folder, image, base.size)
     if teacher is not None:
         images["teacher"], latency["teacher"] = teacher, seconds

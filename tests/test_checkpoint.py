@@ -336,13 +336,13 @@ def test_pipeline_switches_between_base_and_adapter(base_dir, tmp_path):
     image = Image.new("RGB", (20, 17), (200, 30, 60))
     pipeline = EditPipeline.from_pretrained(base_dir, device="cpu")
     bare = pipeline([image], "a cartoon")[0]
-    assert bare.size == (16, 16)  # rounded down to the model's multiple of 8
+    assert bare.size == (20, 17)  # its own size, though the model works in multiples of 8
     with pytest.raises(E2GANError, match="give a prompt"):
         pipeline.default_prompt(None)
     name = pipeline.load_adapter(path)
     assert pipeline.default_prompt(None) == "a watercolor painting"
     styled = pipeline([image], "a watercolor painting", size=24)[0]
-    assert styled.size == (24, 24)  # 28x24 at short side 24, width rounded down to 24
+    assert styled.size == (28, 24)  # the short side at 24, the long one in proportion
     pipeline.use_adapter(name, scale=0.0)
     with_zero = pipeline([image], "a cartoon")[0]
     pipeline.use_adapter(None)
@@ -352,3 +352,40 @@ def test_pipeline_switches_between_base_and_adapter(base_dir, tmp_path):
     assert lora.adapter_names(pipeline.generator) == [name]
     with pytest.raises(E2GANError, match="not loaded"):
         pipeline.use_adapter("nope")
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A photo-like picture: smooth colour fields, not per-pixel noise."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (height // 14 + 2, width // 14 + 2, 3))
+    return Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
+
+
+@pytest.mark.parametrize("width, height", [(641, 427), (640, 427), (427, 641), (640, 424), (21, 16)])
+def test_an_edit_comes_back_at_the_photos_exact_size(base_dir, width, height):
+    pipeline = EditPipeline.from_pretrained(base_dir, device="cpu")
+    assert pipeline.generator.size_multiple == 8
+    assert pipeline([photo(width, height)], "a cartoon")[0].size == (width, height)
+
+
+def test_an_edit_at_a_size_comes_back_with_that_short_side_and_the_photos_proportions(base_dir):
+    pipeline = EditPipeline.from_pretrained(base_dir, device="cpu")
+    assert pipeline([photo(641, 427)], "a cartoon", size=427)[0].size == (641, 427)
+    assert pipeline([photo(641, 427)], "a cartoon", size=100)[0].size == (150, 100)
+
+
+def test_an_odd_sized_photo_is_edited_like_the_same_photo_at_a_multiple(base_dir):
+    """Padding to the model's multiple and cropping back keeps every pixel in place: a photo 1 px
+    wider and 3 px taller than a multiple is edited, away from the edge where the two photos
+    differ, as the photo at the multiple is (a resize to the multiple and back would move and
+    blur every pixel)."""
+    pipeline = EditPipeline.from_pretrained(base_dir, device="cpu", precision="fp32")
+    odd = photo(641, 427)
+    even = odd.crop((0, 0, 640, 424))
+    edited_odd = np.asarray(pipeline([odd], "a cartoon")[0], dtype=float)[:424, :640]
+    edited_even = np.asarray(pipeline([even], "a cartoon")[0], dtype=float)
+    interior = np.abs(edited_odd - edited_even)[:-64, :-64]
+    assert interior.mean() < 1.5 and np.percentile(interior, 99.9) <= 6, (interior.mean(), interior.max())
+    resized = pipeline([odd.resize((640, 424), Image.BICUBIC)], "a cartoon")[0]
+    moved = np.abs(np.asarray(resized.resize((641, 427), Image.BICUBIC), dtype=float)[:424, :640]
+                   - edited_even)[:-64, :-64]
+    assert moved.mean() > 10 * interior.mean()  # what the check above would see if pixels moved

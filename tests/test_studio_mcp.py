@@ -48,7 +48,7 @@ def test_an_assistant_makes_applies_and_exports_a_concept_over_mcp(tiny_base, tm
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                 **options)
     buffer = io.BytesIO()
-    Image.new("RGB", (96, 64), (200, 120, 40)).save(buffer, "PNG")
+    Image.new("RGB", (97, 65), (200, 120, 40)).save(buffer, "PNG")  # not multiples of 8
     photo = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
     async def calls(session):
@@ -96,7 +96,7 @@ def test_an_assistant_makes_applies_and_exports_a_concept_over_mcp(tiny_base, tm
         assert not applied.isError, _text(applied)
         image_part = next(part for part in applied.content if part.type == "image")
         edited = Image.open(io.BytesIO(base64.b64decode(image_part.data)))
-        assert edited.size == (96, 64)  # the photo's own size
+        assert edited.size == (97, 65)  # the photo's own size
         assert not exported.isError, _text(exported)
         url = _text(exported)
         assert url.endswith("winter.safetensors")

@@ -95,8 +95,13 @@ class EditPipeline:
     @torch.no_grad()
     def __call__(self, images: list[Image.Image], prompt: str, size: int | None = None,
                  batch_size: int = 8) -> list[Image.Image]:
-        """Edit images. `size`: resize the shorter side to this (rounded to the model's multiple);
-        None keeps each image's size, rounded down to that multiple."""
+        """Edit images, each coming back at exactly its own size. `size`: first resize the
+        shorter side to this many pixels; None keeps each image's size.
+
+        The generator needs sides that are multiples of its `size_multiple`: each image is padded
+        (mirrored) at its bottom and right up to the next multiple and the output cropped back,
+        so every pixel stays where it was (no resampling) and an image already at a multiple is
+        edited exactly as before."""
         size = check_edit_size(size)
         outputs = []
         for start in range(0, len(images), batch_size):
@@ -108,13 +113,14 @@ class EditPipeline:
                 tensors.append(tensor)
                 groups.setdefault(tuple(tensor.shape[-2:]), []).append(index)
             results: list[Image.Image | None] = [None] * len(chunk)
-            for shape, indices in groups.items():
+            for (height, width), indices in groups.items():
                 batch = torch.stack([tensors[i] for i in indices]).to(self.device)
+                batch = pad_to_multiple(batch, self.generator.size_multiple)
                 text = None
                 if getattr(self.generator, "uses_text", False):
                     text = self.text_encoder([prompt] * len(indices)).to(self.device)
                 with autocast(self.precision, self.device):
-                    edited = self.generator(batch, text).float()
+                    edited = self.generator(batch, text).float()[:, :, :height, :width]
                 if not torch.isfinite(edited).all():
                     # tensor_to_image would turn NaN into black and metrics would judge it.
                     raise E2GANError(f"the model's output has non-finite values (NaN or inf) for "
@@ -125,15 +131,29 @@ class EditPipeline:
         return outputs
 
     def _prepare(self, image: Image.Image, size: int | None) -> torch.Tensor:
-        multiple = self.generator.size_multiple
-        width, height = image.size
+        """The image as a 3xHxW tensor in [-1, 1], resized first where `size` asks."""
         if size is not None:
-            scale = size / min(width, height)
-            width, height = round(width * scale), round(height * scale)
+            scale = size / min(image.size)
+            width, height = round(image.width * scale), round(image.height * scale)
             # An upscale allocates what it asks for: the pixel limit holds for it too.
             check_image_pixels((width, height), f"at size {size}")
-        width, height = max(multiple, width // multiple * multiple), max(multiple, height // multiple * multiple)
-        if (width, height) != image.size:
-            image = image.resize((width, height), Image.BICUBIC)
+            if (width, height) != image.size:
+                image = image.resize((width, height), Image.BICUBIC)
         array = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
         return array.float() / 127.5 - 1.0
+
+
+def pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad an NxCxHxW batch at the bottom and right up to the next multiple of `multiple`.
+
+    Mirrored, not zeros: a border of black would be edited as part of the picture and bleed into
+    the pixels beside it (the convolutions and attention see across it); a mirror continues the
+    picture's own texture. Cropping the output back leaves every kept pixel where it was, which a
+    resize to the multiple and back would blur. A side shorter than its padding (a tiny image
+    with a large multiple) cannot be mirrored and repeats its last row or column instead."""
+    height, width = batch.shape[-2:]
+    pad_height, pad_width = -height % multiple, -width % multiple
+    if not pad_height and not pad_width:
+        return batch
+    mode = "reflect" if pad_height < height and pad_width < width else "replicate"
+    return torch.nn.functional.pad(batch, (0, pad_width, 0, pad_height), mode=mode)
