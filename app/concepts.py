@@ -185,6 +185,13 @@ def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
     """
     if not files:
         return None
+    incoming, stored = _receive_upload(workspace, files)
+    return _keep_upload(workspace, incoming, stored)
+
+
+def _receive_upload(workspace: Workspace, files: list[str]) -> tuple[Path, str]:
+    """Check the uploaded files and copy them into the workspace's `uploads/incoming/`, beside
+    the upload in use; (that folder, the zip's name or "images"). Refused: nothing is left."""
     paths = [Path(file) for file in files]
     # Gradio's server stops an oversized file while it streams; these checks also hold for a
     # studio launched without `launch_options()` and for files handed over by a script.
@@ -193,6 +200,7 @@ def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
         MAX_UPLOAD_BYTES.check(path.stat().st_size, f"uploaded file {path.name} is "
                                                     f"{MAX_UPLOAD_BYTES.show(path.stat().st_size)}")
     incoming = workspace.uploads_dir / "incoming"
+    uploads_existed = workspace.uploads_dir.exists()
     if incoming.exists():
         shutil.rmtree(incoming)  # a half-copied upload from a crash
     incoming.mkdir(parents=True)
@@ -222,11 +230,26 @@ def store_upload(workspace: Workspace, files: list[str] | None) -> str | None:
                 shutil.copyfile(path, incoming / "images" / path.name)
             stored = "images"
     except BaseException:
-        shutil.rmtree(incoming, ignore_errors=True)
+        _discard_upload(workspace, incoming, uploads_existed)
         raise
+    return incoming, stored
+
+
+def _keep_upload(workspace: Workspace, incoming: Path, stored: str) -> str:
+    """Make a received upload the one in use (replacing the one before); its source spec."""
     current = workspace.uploads_dir / "current"
     replace_folder(incoming, current, overwrite=True)
     return str(current / stored)
+
+
+def _discard_upload(workspace: Workspace, incoming: Path, uploads_existed: bool) -> None:
+    """Forget a received upload that was refused: the workspace is left as it was before it."""
+    shutil.rmtree(incoming, ignore_errors=True)
+    if not uploads_existed:
+        try:
+            workspace.uploads_dir.rmdir()
+        except OSError:  # not empty: another upload's files
+            pass
 
 
 def resolve_source(kind: str, local_path: str = "", upload: str | None = None,
@@ -310,14 +333,19 @@ def import_pairs(workspace: Workspace, text: str, files: list[str] | None, datas
         return _import_hub_pairs(workspace, text, dataset_id, on_progress, should_stop)
     if not files or len(files) != 1 or Path(files[0]).suffix.lower() != ".zip":
         raise E2GANError("upload the pairs as one .zip file, or type a Hugging Face dataset id")
-    archive = Path(store_upload(workspace, files))
     name = concept_key(text)[:60]
     folder = _import_target(workspace, name)
+    # The zip replaces the upload in use only once its pairs are in: a refused import leaves the
+    # workspace exactly as it was (no concept folder, no unpacked files, the last upload kept).
+    uploads_existed = workspace.uploads_dir.exists()
+    incoming, stored = _receive_upload(workspace, files)
     try:
-        dataset = import_zip(archive, folder.pairs_dir, text, concept=name, overwrite=True)
+        dataset = import_zip(incoming / stored, folder.pairs_dir, text, concept=name,
+                             overwrite=True)
     except BaseException:
-        archive.unlink(missing_ok=True)  # a refused upload is forgotten, not kept to fail later
+        _discard_upload(workspace, incoming, uploads_existed)
         raise
+    archive = Path(_keep_upload(workspace, incoming, stored))
     return _save_imported(workspace, name, dataset.info.prompt, {"archive": archive.name},
                           str(archive))
 
@@ -352,14 +380,14 @@ def stream_pairs_import(workspace: Workspace, text: str, files: list[str] | None
 
 
 def _import_target(workspace: Workspace, name: str) -> ConceptFolder:
-    """The folder of concept `name`, ready for imported pairs: refused when a teacher made its
-    pairs (an import replaces only imported ones)."""
+    """The folder of concept `name`, for imported pairs: refused when a teacher made its pairs
+    (an import replaces only imported ones). Not created here: the importer makes it, and
+    removes it again when the import is refused (no empty concept is left behind)."""
     folder = workspace.concept(name)
     existing = folder.dataset() if folder.spec_file.is_file() else None
     if existing is not None and existing.info.teacher != IMPORTED_TEACHER:
         raise E2GANError(f"concept {name!r} already has pairs from teacher {existing.info.teacher!r} "
                          "in this workspace; import under another concept name")
-    folder.root.mkdir(parents=True, exist_ok=True)
     return folder
 
 

@@ -28,11 +28,15 @@ input/output, original/edited).
 
 Images are read with `load_image` (so grayscale, palette, RGBA and 16-bit files become 8-bit RGB)
 and stored as PNG at their own sizes; the training loader resizes. The dataset is written into
-``<out_root>.partial/`` and renamed when complete, so a failed import leaves nothing at out_root.
+``<out_root>.partial/`` and renamed when complete, so a failed import leaves nothing at out_root;
+folders above out_root that a refused import had to create are removed again
+(`_refusal_leaves_nothing`), so a refusal leaves the disk as it found it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import tempfile
@@ -60,6 +64,31 @@ IMPORTED_TEACHER = "imported"
 MAX_DATASET_PROMPTS = 16
 
 
+def _refusal_leaves_nothing(importer):
+    """An importer whose refusal (any exception) also removes the folders above its `out_root`
+    that did not exist when it was called: the dataset writer cleans its own `.partial` folder and
+    `import_zip` its unpacked files, but a concept folder made to hold them would otherwise stay
+    behind, empty, and show up as a concept. Only empty folders are removed: never anything that
+    someone else wrote there meanwhile."""
+    signature = inspect.signature(importer)
+
+    @functools.wraps(importer)
+    def guarded(*args, **kwargs):
+        out_root = Path(signature.bind(*args, **kwargs).arguments["out_root"])
+        missing = [folder for folder in (out_root, *out_root.parents) if not folder.exists()]
+        try:
+            return importer(*args, **kwargs)
+        except BaseException:
+            for folder in missing:  # the deepest first
+                if folder.exists():
+                    try:
+                        folder.rmdir()
+                    except OSError:  # not empty: someone else's files now
+                        break
+            raise
+    return guarded
+
+
 def _listing(names: list[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -77,6 +106,7 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     return by_stem
 
 
+@_refusal_leaves_nothing
 def import_folders(
     source_dir: str | os.PathLike,
     edited_dir: str | os.PathLike,
@@ -235,6 +265,7 @@ HUB_IMAGEFOLDER_PATTERNS = ["metadata.jsonl", "*/metadata.jsonl"] + [
     f"*{s}" for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper())]
 
 
+@_refusal_leaves_nothing
 def import_imagefolder(
     root: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -263,6 +294,7 @@ def import_imagefolder(
                                overwrite, {"format": "imagefolder", "root": str(root)})
 
 
+@_refusal_leaves_nothing
 def import_hub_imagefolder(
     reference: str,
     out_root: str | os.PathLike,
@@ -349,6 +381,7 @@ def _write_split_pairs(entries: list[tuple[str, tuple[str, Path, Path, str]]], k
     return PairDataset.open(out_root)
 
 
+@_refusal_leaves_nothing
 def import_img2img_turbo(
     root: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -401,6 +434,7 @@ def _unpack(archive_path: Path, target: Path) -> None:
         raise E2GANError(f"cannot read zip file {archive_path.name}: {error}") from None
 
 
+@_refusal_leaves_nothing
 def import_zip(
     archive: str | os.PathLike,
     out_root: str | os.PathLike,
@@ -415,6 +449,7 @@ def import_zip(
     (`FOLDER_PAIRS`, under `prompt`), at the zip's top or inside its one top folder. Anything
     else is an error naming the folders found."""
     archive = Path(archive)
+    Path(out_root).parent.mkdir(parents=True, exist_ok=True)  # unpacked beside the new dataset
     with tempfile.TemporaryDirectory(dir=Path(out_root).parent) as scratch:
         root = Path(scratch)
         _unpack(archive, root)
