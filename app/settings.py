@@ -13,6 +13,14 @@ Read once from the environment at import:
 - `E2GAN_LOCAL_PATHS`: folders (separated by `os.pathsep`) that the "local path" source may read
   from. Unset: any folder on a private machine, none on a Space. Set: only inside these, also on
   a Space (a shared host that mounts a photo folder for its users).
+
+Read at each clean-up instead (so a test's or a server's setting applies at once), the bounds on
+the studio's workspaces (`app.workspace.prune_workspaces`), none a count of everyone's sessions
+that strangers could exhaust:
+- `E2GAN_WORKSPACE_DISK_MB`: the disk all workspaces may fill together (default 10,240 MB).
+- `E2GAN_WORKSPACES_PER_VISITOR`: workspaces one visitor keeps (default 20): the signed-in user on
+  a Space, else the client's address.
+- `E2GAN_WORKSPACE_IDLE_HOURS` (`e2gan.limits`): the age limit, in hours unused (default 72).
 """
 
 from __future__ import annotations
@@ -24,7 +32,16 @@ from app.gpu import on_zero_gpu  # first: on ZeroGPU it imports `spaces` before 
 
 import torch  # noqa: E402
 
+from e2gan.limits import Limit  # noqa: E402
 from e2gan.training.recipes import LORA_LEARNING_RATE  # noqa: E402
+
+# A probe of the public studio left 85 workspaces in 820 MB: 10 GiB holds about a thousand such,
+# and a fifth of a free Space's disk. Past it, the least recently used workspaces go, empty ones
+# first and ones with a finished adapter last (their owners' pages say so).
+WORKSPACE_DISK_MB = Limit("E2GAN_WORKSPACE_DISK_MB", 10_240, "of workspaces on disk", "MB")
+# Every page load and API session makes a workspace; a visitor past this loses their own least
+# recently used ones without an adapter, never anyone else's. 20 is a day of tabs and scripts.
+WORKSPACES_PER_VISITOR = Limit("E2GAN_WORKSPACES_PER_VISITOR", 20, "workspaces per visitor")
 
 
 def _flag(name: str) -> bool:

@@ -32,7 +32,7 @@ from app.tabs.curate import build_curate_tab
 from app.tabs.finetune import build_finetune_tab
 from app.tabs.library import build_library_tab
 from app.try_concept import ConceptTrier, build_try_tab
-from app.ui import Context
+from app.ui import Context, visitor_of
 from app.workspace import default_workspace_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -127,6 +127,8 @@ def build_demo(base_dir: str | Path | None = None,
                         "concept at a time: **Concept → Pairs → Curate → Fine-tune → Compare → "
                         "Library**.")
         status = gr.Markdown(elem_classes="status-line")
+        # What became of the workspace the address named, when it is gone (`Context.page_workspace`).
+        notice = gr.Markdown(visible=False, elem_classes="workspace-notice")
         with gr.Tabs():
             tabs = [build_concept_tab(context, workspace_state),
                     build_pairs_tab(context, workspace_state),
@@ -140,15 +142,16 @@ def build_demo(base_dir: str | Path | None = None,
         def start(workspace_id, request: gr.Request):
             # A reload, a bookmark or a restarted studio: the address names the workspace.
             wanted = workspace_id or (request.query_params.get("workspace") if request else None)
-            workspace = context.workspace(wanted)
-            return workspace.id, status_text(context.base_dir, workspace.id), workspace.id
+            workspace, told = context.page_workspace(wanted, visitor_of(request))
+            return (workspace.id, status_text(context.base_dir, workspace.id), workspace.id,
+                    gr.update(value=told, visible=bool(told)))
 
         def refresh(workspace_id):
             return status_text(context.base_dir, workspace_id)
 
         # gr.State stays on the server; the page's script needs the id in a component.
         address_id = gr.Textbox(visible=False)
-        demo.load(start, workspace_state, [workspace_state, status, address_id],
+        demo.load(start, workspace_state, [workspace_state, status, address_id, notice],
                   api_visibility="private").then(None, address_id, None, js=KEEP_WORKSPACE_IN_ADDRESS)
         gr.Button("refresh status", size="sm").click(refresh, workspace_state, status,
                                                       api_name="status")

@@ -2,7 +2,8 @@
 
 Each browser session (and each gradio_client `Client`) holds its workspace id in a `gr.State`;
 handlers create the workspace on first use and hand the id back, so API clients need no extra
-call and two sessions never share a folder.
+call and two sessions never share a folder. A workspace is made for a visitor (`visitor_of`),
+whose own count is bounded (`app.workspace.prune_workspaces`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+from gradio.context import LocalContext
 from PIL import Image, UnidentifiedImageError
 
 from e2gan.errors import E2GANError
@@ -22,9 +25,47 @@ from e2gan.files import read_image
 from e2gan.hub.download import format_duration
 
 from app.jobs import BOARD
-from app.workspace import Workspace, prune_workspaces
+from app.settings import SETTINGS
+from app.workspace import Workspace, WorkspaceGone, prune_workspaces
 
 HEAVY = "device"  # the concurrency_id every job that computes on the device shares
+PRUNE_SECONDS = 60.0  # besides at each new workspace, the clean-up runs at most this often
+
+
+def _header(request: Any, name: str) -> str:
+    headers = getattr(request, "headers", None) or {}
+    try:
+        return (headers.get(name) or "").strip()
+    except AttributeError:  # a request rebuilt from a dict
+        return (dict(headers).get(name) or "").strip()
+
+
+def visitor_of(request: Any) -> str | None:
+    """Who is asking, for the per-visitor bound on workspaces: the signed-in user (Hugging Face
+    OAuth on a Space, or the studio's own login), else the client's address. On a Space every
+    connection comes from its proxy, which names the client in X-Forwarded-For; the whole chain
+    is the key, so a client that writes its own header becomes a visitor of its own, never
+    another one. Elsewhere the header is the client's to write and is ignored."""
+    if request is None:
+        return None
+    raw = getattr(request, "request", None)
+    scope = getattr(raw, "scope", None)
+    session = scope.get("session") if isinstance(scope, dict) else None
+    profile = ((session or {}).get("oauth_info") or {}).get("userinfo") or {}
+    user = profile.get("preferred_username") or getattr(request, "username", None)
+    if user:
+        return f"user:{user}"
+    forwarded = _header(request, "x-forwarded-for") if SETTINGS.on_space else ""
+    if forwarded:
+        return f"address:{forwarded}"
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return f"address:{host}" if host else None
+
+
+def current_visitor() -> str | None:
+    """The visitor of the request being handled (Gradio keeps it for the handler), or None."""
+    return visitor_of(LocalContext.request.get(None))
 
 
 @dataclass
@@ -33,19 +74,55 @@ class Context:
 
     workspace_root: Path
     base_dir: Path
+    _pruned_at: float = field(default=0.0, init=False, repr=False, compare=False)
 
-    def workspace(self, workspace_id: str | None) -> Workspace:
-        """The session's workspace, created on first use."""
-        if workspace_id:
-            try:
-                return Workspace.open(workspace_id, self.workspace_root)
-            except E2GANError:  # removed by a clean-up, or a stale id from an old browser tab
-                pass
-        workspace = Workspace.create(self.workspace_root)
-        # A new session: remove idle and surplus workspaces (never one with a running job).
-        prune_workspaces(self.workspace_root,
-                         busy={workspace.id} | {job.workspace_id for job in BOARD.running()})
+    def workspace(self, workspace_id: str | None, visitor: str | None = None) -> Workspace:
+        """The session's workspace, created on first use for `visitor` (by default the visitor
+        of the request being handled). An id that names no workspace any more is an error that
+        says what became of it, never silently a new, empty workspace."""
+        if not workspace_id:
+            return self.new_workspace(visitor)
+        try:
+            workspace = Workspace.open(workspace_id, self.workspace_root)
+        except WorkspaceGone as gone:
+            raise E2GANError(f"{gone}. Reload the page to work in a new workspace") from None
+        self._prune_now_and_then(workspace.id)
         return workspace
+
+    def new_workspace(self, visitor: str | None = None) -> Workspace:
+        visitor = visitor or current_visitor()
+        workspace = Workspace.create(self.workspace_root, visitor)
+        self.prune(workspace.id, visitor)
+        return workspace
+
+    def page_workspace(self, wanted: str | None,
+                       visitor: str | None = None) -> tuple[Workspace, str]:
+        """The workspace a page opens, with a notice for the page: the one its address names,
+        else a new one; when the address names one that is gone (removed, expired, mistyped),
+        the notice says so and what became of it."""
+        if not wanted:
+            return self.new_workspace(visitor), ""
+        try:
+            workspace = Workspace.open(wanted, self.workspace_root)
+        except E2GANError as error:  # gone, or not an id at all
+            return (self.new_workspace(visitor),
+                    f"**The workspace this address names is not here:** "
+                    f"{error}. This page works in a new, empty workspace.")
+        self._prune_now_and_then(workspace.id)
+        return workspace, ""
+
+    def prune(self, own_id: str, visitor: str | None = None) -> list[str]:
+        """The clean-up (`prune_workspaces`), sparing `own_id` and every workspace with a
+        running job."""
+        self._pruned_at = time.monotonic()
+        return prune_workspaces(self.workspace_root, visitor=visitor,
+                                busy={own_id} | {job.workspace_id for job in BOARD.running()})
+
+    def _prune_now_and_then(self, own_id: str) -> None:
+        """The disk fills while sessions work, not only when one starts: the bound is kept
+        at most once a minute from any request."""
+        if time.monotonic() - self._pruned_at > PRUNE_SECONDS:
+            self.prune(own_id)
 
 
 LOG = logging.getLogger("e2gan.studio")

@@ -544,41 +544,176 @@ def test_the_concept_picker_marks_concepts_the_base_never_saw(tmp_path):
     assert shipped["winter"].endswith("new to the base") and shipped["night"].endswith("in the base")
 
 
-def test_clean_up_removes_idle_and_surplus_workspaces_but_never_a_running_one(tmp_path, monkeypatch):
-    from app.workspace import Workspace, prune_workspaces
+def _workspace_with(root, visitor=None, concept=None, pair_bytes=0, adapter_bytes=0, used=None):
+    """A workspace holding a concept with `pair_bytes` of pairs and an adapter of
+    `adapter_bytes` (none when 0), last used at `used`."""
+    from app.workspace import ConceptSpec, Workspace
 
-    monkeypatch.setenv("E2GAN_MAX_WORKSPACES", "3")
+    workspace = Workspace.create(root, visitor)
+    if concept:
+        folder = workspace.concept(concept)
+        folder.save_spec(ConceptSpec(name=concept, prompt=concept))
+        folder.pairs_dir.mkdir()
+        (folder.pairs_dir / "pairs.bin").write_bytes(os.urandom(pair_bytes))  # random: not compressible
+        if adapter_bytes:
+            folder.adapter_file.write_bytes(os.urandom(adapter_bytes))
+    if used is not None:
+        os.utime(workspace.root, (used, used))
+    return workspace
+
+
+def test_expired_workspaces_go_and_a_running_one_never(tmp_path, monkeypatch):
+    from app.workspace import Workspace, WorkspaceGone, prune_workspaces
+
     monkeypatch.setenv("E2GAN_WORKSPACE_IDLE_HOURS", "24")
     now = 1_000_000_000.0
-    spaces = [Workspace.create(tmp_path) for _ in range(6)]
-    # last used: 0..4 hours ago in creation order, and the last one 30 hours ago
-    for hours, space in zip([0, 1, 2, 3, 4, 30], spaces):
-        os.utime(space.root, (now - hours * 3600, now - hours * 3600))
+    hours = [0, 1, 2, 30, 30, 30]
+    spaces = [_workspace_with(tmp_path, concept="winter" if index == 4 else None,
+                              adapter_bytes=100 if index == 4 else 0, used=now - h * 3600)
+              for index, h in enumerate(hours)]
     (tmp_path / "not-a-workspace").mkdir()
-    busy = {spaces[4].id, spaces[5].id}  # jobs run there: idle or not, they stay
+    busy = {spaces[5].id}  # a job runs there: idle or not, it stays
     removed = prune_workspaces(tmp_path, busy=busy, now=now)
-    assert sorted(removed) == sorted([spaces[3].id])  # the 4th most recent, past the count of 3
-    left = {p.name for p in tmp_path.iterdir()}
-    assert left == {spaces[i].id for i in (0, 1, 2, 4, 5)} | {"not-a-workspace"}
-    removed = prune_workspaces(tmp_path, busy=set(), now=now)  # the jobs ended
-    assert sorted(removed) == sorted([spaces[4].id, spaces[5].id])
-    # Opening a workspace is a use: today, the two others (last used in 2001) are idle.
+    # Past the age limit even a finished adapter goes (its owner is told); nothing else does.
+    assert sorted(removed) == sorted([spaces[3].id, spaces[4].id])
+    left = {p.name for p in tmp_path.iterdir()} - {".removed"}
+    assert left == {spaces[i].id for i in (0, 1, 2, 5)} | {"not-a-workspace"}
+    with pytest.raises(WorkspaceGone, match=r"removed on 2001-09-09 .*after more than 24 hours "
+                                            r"unused.*winter \(with its adapter\)"):
+        Workspace.open(spaces[4].id, tmp_path)
+    with pytest.raises(WorkspaceGone, match="there is no workspace .* held nothing yet"):
+        Workspace.open(spaces[3].id, tmp_path)  # it was empty: no note
+    assert prune_workspaces(tmp_path, busy=set(), now=now) == [spaces[5].id]  # the job ended
+    # Opening a workspace is a use: today, the two others (last used in 2001) are expired.
     Workspace.open(spaces[0].id, tmp_path)
     assert sorted(prune_workspaces(tmp_path)) == sorted([spaces[1].id, spaces[2].id])
     assert spaces[0].root.is_dir()
 
 
-def test_a_new_session_cleans_up_and_a_stale_id_gets_a_new_workspace(tmp_path, monkeypatch):
+def test_strangers_sessions_never_remove_a_users_workspace(tmp_path, monkeypatch):
+    """Issue 27: three one-call sessions used to delete a user's workspace with its pairs. A
+    visitor's sessions now cost only that visitor's own workspaces."""
     from app.ui import Context
 
-    monkeypatch.setenv("E2GAN_MAX_WORKSPACES", "2")
+    monkeypatch.setenv("E2GAN_WORKSPACES_PER_VISITOR", "3")
     context = Context(tmp_path, tmp_path / "base")
-    first = context.workspace(None)
-    os.utime(first.root, (1, 1))  # idle since 1970
-    second = context.workspace(None)
-    assert not first.root.exists() and second.root.is_dir()
-    assert context.workspace(first.id).id not in (first.id, second.id)
-    assert context.workspace(second.id).id == second.id
+    users = _workspace_with(tmp_path, "address:10.0.0.1", concept="winter", pair_bytes=1000,
+                            used=time.time() - 3600)
+    strangers = [context.workspace(None, "address:10.0.0.2") for _ in range(10)]
+    strangers += [context.workspace(None, f"address:10.0.1.{index}") for index in range(10)]
+    assert [folder.name for folder in context.workspace(users.id).concepts()] == ["winter"]
+    assert (users.root / "concepts/winter/pairs/pairs.bin").is_file()
+    # The one stranger who opened ten keeps three, their newest among them; every other stranger
+    # keeps theirs.
+    kept = [space for space in strangers[:10] if space.root.is_dir()]
+    assert len(kept) == 3 and strangers[9] in kept
+    assert all(space.root.is_dir() for space in strangers[10:])
+
+
+def test_a_visitors_surplus_goes_empty_first_and_never_one_with_an_adapter(tmp_path, monkeypatch):
+    from app.ui import Context
+
+    monkeypatch.setenv("E2GAN_WORKSPACES_PER_VISITOR", "2")
+    context = Context(tmp_path, tmp_path / "base")
+    now, me = time.time(), "user:ada"
+    adapter = _workspace_with(tmp_path, me, concept="winter", adapter_bytes=100, used=now - 400)
+    pairs = _workspace_with(tmp_path, me, concept="night", pair_bytes=100, used=now - 300)
+    empty = _workspace_with(tmp_path, me, used=now - 200)
+    newest = context.workspace(None, me)  # four: two over the bound
+    assert not empty.root.exists() and not pairs.root.exists()  # the empty one first
+    assert adapter.root.is_dir() and newest.root.is_dir()
+    with pytest.raises(E2GANError, match=r"more than 2 workspaces.*it held the concept\(s\) night"
+                                         r".*Reload the page"):
+        context.workspace(pairs.id)
+    context.workspace(None, me)  # an adapter is not the per-visitor bound's to remove
+    assert adapter.root.is_dir()
+
+
+def test_the_disk_bound_removes_the_least_valued_first_and_tells_the_owner(tmp_path, monkeypatch):
+    from app.ui import Context
+    from app.workspace import prune_workspaces
+
+    megabyte = 1024 * 1024
+    monkeypatch.setenv("E2GAN_WORKSPACE_DISK_MB", "3")
+    now = time.time()
+    adapter = _workspace_with(tmp_path, "user:ada", concept="winter", adapter_bytes=2 * megabyte,
+                              used=now - 900)  # the least recently used
+    pairs = _workspace_with(tmp_path, "user:bob", concept="night", pair_bytes=megabyte * 3 // 2,
+                            used=now - 800)
+    empty = _workspace_with(tmp_path, "user:cy", used=now - 700)
+    # Empty, then without an adapter: the adapter stays, though used longest ago.
+    assert prune_workspaces(tmp_path) == [empty.id, pairs.id]
+    assert adapter.root.is_dir()
+    running = _workspace_with(tmp_path, "user:dee", concept="old_photo", pair_bytes=2 * megabyte)
+    assert prune_workspaces(tmp_path, busy={running.id}) == [adapter.id]  # never the running one
+    # Its owner's page, opened on its address, says what happened.
+    context = Context(tmp_path, tmp_path / "base")
+    workspace, notice = context.page_workspace(adapter.id, "user:ada")
+    assert workspace.id != adapter.id and workspace.root.is_dir()
+    assert "disk limit of 3 MB" in notice and "winter (with its adapter)" in notice
+    assert f"workspace {adapter.id} was removed on" in notice
+    assert "new, empty workspace" in notice and str(tmp_path) not in notice
+
+
+def test_an_unknown_or_malformed_workspace_in_the_address_is_said_on_the_page(tmp_path):
+    from app.ui import Context
+
+    context = Context(tmp_path, tmp_path / "base")
+    mine = context.workspace(None, "address:10.0.0.1")
+    workspace, notice = context.page_workspace(mine.id, "address:10.0.0.1")
+    assert workspace.id == mine.id and notice == ""
+    workspace, notice = context.page_workspace("0123456789abcdef", "address:10.0.0.1")
+    assert workspace.id != "0123456789abcdef" and "there is no workspace 0123456789abcdef" in notice
+
+
+def test_the_visitor_is_the_signed_in_user_else_the_client_address(monkeypatch):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from app import ui
+
+    def request(host, username=None, forwarded=None, session=None):
+        scope = {"session": session} if session is not None else {}
+        return SimpleNamespace(request=SimpleNamespace(scope=scope), username=username,
+                               client=SimpleNamespace(host=host),
+                               headers={"x-forwarded-for": forwarded} if forwarded else {})
+
+    oauth = {"oauth_info": {"userinfo": {"preferred_username": "ada"}}}
+    assert ui.visitor_of(request("10.0.0.1", session=oauth)) == "user:ada"
+    assert ui.visitor_of(request("10.0.0.1", username="bob")) == "user:bob"
+    assert ui.visitor_of(request("10.0.0.1")) == "address:10.0.0.1"
+    assert ui.visitor_of(None) is None
+    # Off a Space the header is the client's own to write: ignored.
+    assert ui.visitor_of(request("10.0.0.1", forwarded="1.2.3.4")) == "address:10.0.0.1"
+    monkeypatch.setattr(ui, "SETTINGS", dataclasses.replace(ui.SETTINGS, on_space=True))
+    assert ui.visitor_of(request("10.16.3.80", forwarded="1.2.3.4")) == "address:1.2.3.4"
+    # A client that writes its own header is a visitor of its own, never the one it names.
+    assert ui.visitor_of(request("10.16.3.80", forwarded="1.2.3.4, 5.6.7.8")) != "address:1.2.3.4"
+
+
+def test_the_page_shows_what_became_of_the_workspace_its_address_names(tiny_base, tmp_path):
+    import gradio as gr
+    from starlette.requests import Request
+
+    from app.studio import build_demo
+
+    gone = _workspace_with(tmp_path, "address:10.0.0.1", concept="winter", adapter_bytes=100,
+                           used=1.0)  # used in 1970: past the age limit
+    demo = build_demo(tiny_base, tmp_path)
+    start = next(block.fn for block in demo.fns.values() if block.name == "start")
+
+    def load(address):
+        raw = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                       "query_string": address.encode(), "client": ("10.0.0.1", 5000)})
+        return start(None, gr.Request(raw))
+
+    workspace_id, status, _, notice = load("")  # the first load cleans up
+    assert notice["visible"] is False and workspace_id in status
+    workspace_id, status, _, notice = load(f"workspace={gone.id}")
+    assert notice["visible"] is True and workspace_id != gone.id
+    assert f"workspace {gone.id} was removed on" in notice["value"]
+    assert "hours unused" in notice["value"] and "winter (with its adapter)" in notice["value"]
+    assert load(f"workspace={workspace_id}")[0] == workspace_id  # a live address reopens it
 
 
 def test_a_fine_tune_records_itself_as_running_after_each_slice(winter_concept, tiny_base,
