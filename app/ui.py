@@ -4,6 +4,9 @@ Each browser session (and each gradio_client `Client`) holds its workspace id in
 handlers create the workspace on first use and hand the id back, so API clients need no extra
 call and two sessions never share a folder. A workspace is made for a visitor (`visitor_of`),
 whose own count is bounded (`app.workspace.prune_workspaces`).
+
+Every user error reaches the page through `page_error`, which names files by their base name and
+shortens long tokens: a message never shows a server folder or echoes a 5,000-character input.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
 import gradio as gr
@@ -26,7 +30,7 @@ from e2gan.hub.download import format_duration
 
 from app.jobs import BOARD
 from app.settings import SETTINGS
-from app.workspace import Workspace, WorkspaceGone, prune_workspaces
+from app.workspace import Workspace, WorkspaceGone, prune_workspaces, short_id
 
 HEAVY = "device"  # the concurrency_id every job that computes on the device shares
 PRUNE_SECONDS = 60.0  # besides at each new workspace, the clean-up runs at most this often
@@ -107,7 +111,7 @@ class Context:
         except E2GANError as error:  # gone, or not an id at all
             return (self.new_workspace(visitor),
                     f"**The workspace this address names is not here:** "
-                    f"{error}. This page works in a new, empty workspace.")
+                    f"{plain_message(str(error))}. This page works in a new, empty workspace.")
         self._prune_now_and_then(workspace.id)
         return workspace, ""
 
@@ -128,11 +132,44 @@ class Context:
 LOG = logging.getLogger("e2gan.studio")
 
 
+# A web address is left whole; a quoted path ('...' or "...", as PIL and reprs write them) may
+# hold spaces; a bare absolute path (POSIX or Windows) runs to the next space or delimiter.
+_ADDRESS = r"[A-Za-z][\w+.-]*://[^\s'\"`<>()]+"
+_QUOTED_PATH = r"(?P<quote>['\"`])(?P<quoted>(?:/|[A-Za-z]:\\)[^'\"`\n]*)(?P=quote)"
+_BARE_PATH = (r"(?<![\w.~/\\-])(?:/[^\s/'\"`,;:()<>\[\]]+(?:/[^\s/'\"`,;:()<>\[\]]*)*"
+              r"|[A-Za-z]:\\[^\s'\"`,;()<>\[\]]*)")
+_PATHS = re.compile(f"(?P<address>{_ADDRESS})|{_QUOTED_PATH}|(?P<bare>{_BARE_PATH})")
+_LONG_TOKEN = re.compile(r"[^\s'\"`()<>\[\],;]{65,}")  # far longer than any name or number
+
+
+def _base_name(path: str) -> str:
+    pure = PureWindowsPath(path) if re.match(r"[A-Za-z]:\\", path) else PurePosixPath(path)
+    return pure.name or "(a folder)"
+
+
+def plain_message(message: str) -> str:
+    """A message as the page shows it: every file named by its base name (an upload's
+    `/tmp/gradio/...` copy, a workspace's folder and the studio's own folders are the server's
+    business), and any token longer than 64 characters shortened (`short_id`)."""
+    def name_only(match: re.Match) -> str:
+        if match.group("address"):
+            return match.group("address")
+        if match.group("quoted") is not None:
+            quote = match.group("quote")
+            return f"{quote}{_base_name(match.group('quoted'))}{quote}"
+        return _base_name(match.group("bare"))
+
+    named = _PATHS.sub(name_only, message)
+    return _LONG_TOKEN.sub(lambda match: (match.group(0) if "://" in match.group(0)
+                                          else short_id(match.group(0))), named)
+
+
 def page_error(message: str) -> gr.Error:
-    """A user error for the page: its message in the page, one line in the server's log. Gradio
-    prints a traceback for every `gr.Error` unless told not to; tracebacks are for bugs."""
+    """A user error for the page: its message in the page (`plain_message`: no server folder,
+    no long echo), one line in the server's log, whole. Gradio prints a traceback for every
+    `gr.Error` unless told not to; tracebacks are for bugs."""
     LOG.warning("user error: %s", message)
-    return gr.Error(message, print_exception=False)
+    return gr.Error(plain_message(message), print_exception=False)
 
 
 def user_errors(function: Callable) -> Callable:

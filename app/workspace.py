@@ -191,7 +191,8 @@ class Workspace:
     @classmethod
     def open(cls, workspace_id: str, parent: str | os.PathLike | None = None) -> Workspace:
         if not isinstance(workspace_id, str) or not _ID_PATTERN.fullmatch(workspace_id):
-            raise E2GANError(f"not a workspace id: {workspace_id!r}")
+            shown = short_id(workspace_id) if isinstance(workspace_id, str) else workspace_id
+            raise E2GANError(f"not a workspace id: {shown!r}")
         parent = Path(parent) if parent else default_workspace_root()
         root = parent / workspace_id
         if not root.is_dir():

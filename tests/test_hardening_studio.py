@@ -60,6 +60,13 @@ def files(tmp_path_factory):
             archive.writestr(f"photos/{index:03d}.png", b"")
     big = folder / "big.png"
     big.write_bytes(photo.read_bytes() + b"\0" * UPLOAD_LIMIT)  # valid PNG, trailing bytes
+    no_images = folder / "no_images.zip"
+    with zipfile.ZipFile(no_images, "w") as archive:
+        archive.writestr("readme.txt", "no photos here")
+    unmatched = folder / "unmatched.zip"  # a source and an edit that are not each other's
+    with zipfile.ZipFile(unmatched, "w") as archive:
+        archive.write(photo, "before/0.png")
+        archive.write(photo, "after/1.png")
     return {
         "photo": photo,
         "bomb_100mp": header_only_png(folder / "bomb_100mp.png", 10000, 10000),
@@ -67,6 +74,8 @@ def files(tmp_path_factory):
         "not_an_image": not_an_image,
         "many": many,
         "big": big,
+        "no_images": no_images,
+        "unmatched": unmatched,
     }
 
 
@@ -135,6 +144,46 @@ def test_bad_input_is_one_clear_error(studio, files, case, call, fragments):
     # The session goes on: its concept is intact and a good photo still compares.
     info, _ = concept(c)
     assert "winter" in info
+
+
+# (case, call(client, files, workspace root), what the message must still name)
+LEAK_CASES = [
+    ("upload a text file named .png",  # PIL's message holds Gradio's /tmp/gradio/... copy
+     lambda c, f, root: concept(c, "upload", upload=[handle(f["not_an_image"])]), "notes.png"),
+    ("upload a zip without images",  # read from the workspace's uploads folder
+     lambda c, f, root: concept(c, "upload", upload=[handle(f["no_images"])]), "no_images.zip"),
+    ("import unmatched pairs",  # unpacked inside the workspace
+     lambda c, f, root: c.predict("a warm grade", [handle(f["unmatched"])], api_name="/import_pairs"),
+     "1 only in before"),
+    ("a local path into the workspaces",
+     lambda c, f, root: concept(c, "local path", path=str(root / "someone" / "photos")),
+     "inside the studio's workspaces"),
+]
+
+
+@pytest.mark.parametrize("case, call, named", LEAK_CASES, ids=[case[0] for case in LEAK_CASES])
+def test_messages_name_files_never_server_folders(studio, files, case, call, named):
+    """Issue 27: an upload error showed Gradio's /tmp/gradio/... path and an import refusal the
+    workspace's; a message names a file by its base name only."""
+    import tempfile
+
+    url, root = studio
+    c = gradio_client.Client(url, verbose=False, download_files=False)
+    with pytest.raises(gradio_client.exceptions.AppError) as raised:
+        call(c, files, root)
+    message = str(raised.value)
+    assert named in message, message
+    for folder in ("/tmp/", tempfile.gettempdir(), str(root), str(files["photo"].parent)):
+        assert folder not in message, message
+
+
+def test_a_long_workspace_id_is_not_echoed_back_whole(studio, files):
+    url, _ = studio
+    c = gradio_client.Client(url, verbose=False, download_files=False)
+    with pytest.raises(gradio_client.exceptions.AppError) as raised:
+        c.predict("a" * 5000, handle(files["photo"]), 1.0, "", api_name="/apply_concept")
+    message = str(raised.value)
+    assert "not a workspace id" in message and len(max(message.split(), key=len)) <= 20, message
 
 
 def test_an_upload_over_the_byte_limit_is_stopped_by_the_server(studio, files):

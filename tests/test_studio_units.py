@@ -664,6 +664,13 @@ def test_an_unknown_or_malformed_workspace_in_the_address_is_said_on_the_page(tm
     assert workspace.id == mine.id and notice == ""
     workspace, notice = context.page_workspace("0123456789abcdef", "address:10.0.0.1")
     assert workspace.id != "0123456789abcdef" and "there is no workspace 0123456789abcdef" in notice
+    long_id = "a" * 5000
+    workspace, notice = context.page_workspace(long_id, "address:10.0.0.1")
+    assert "not a workspace id: 'aaaaaaaaaaaa…'" in notice and "a" * 13 not in notice
+    with pytest.raises(E2GANError) as raised:
+        context.workspace(long_id)
+    assert len(max(str(raised.value).split(), key=len)) <= 20  # the id, shortened
+    assert not (tmp_path / long_id[:255]).exists()
 
 
 def test_the_visitor_is_the_signed_in_user_else_the_client_address(monkeypatch):
