@@ -31,6 +31,38 @@ ON_DEVICE_FORMATS = {"onnx": ("onnx", "fp32"), "onnx fp16": ("onnx", "fp16"),
                      "executorch": ("executorch", "fp32"), "executorch int8": ("executorch", "int8")}
 EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, "dataset")
 EXPORT_REPEATS = 10  # timed runs per exported file (after two warm-up runs)
+# `make studio` installs the studio without the `mobile` extra: ExecuTorch is then not offered,
+# and the Library says how to add it.
+EXECUTORCH_INSTALL = ("ExecuTorch (`.pte` files for PyTorch's mobile runtime) is not installed "
+                      "here: `pip install executorch` (or `pip install 'e2gan-studio[mobile]'`), "
+                      "then restart the studio to export for phones.")
+
+
+def executorch_available() -> bool:
+    """Whether this machine can write ExecuTorch files: the `executorch` package is installed and
+    its exporter can be found (found, not imported: importing it takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+    from importlib.util import find_spec
+
+    try:
+        version("executorch")
+        return find_spec("executorch.exir") is not None
+    except (PackageNotFoundError, ImportError, ValueError):
+        return False
+
+
+def export_formats() -> tuple[str, ...]:
+    """The export formats this machine can write: every one, less ExecuTorch's where it is not
+    installed."""
+    if executorch_available():
+        return EXPORT_FORMATS
+    return tuple(kind for kind in EXPORT_FORMATS
+                 if ON_DEVICE_FORMATS.get(kind, ("",))[0] != "executorch")
+
+
+def export_formats_note() -> str:
+    """What the Library says under the formats: how to add ExecuTorch where it is missing."""
+    return "" if executorch_available() else EXECUTORCH_INSTALL
 
 
 def library_rows(workspace: Workspace) -> list[dict]:
@@ -146,7 +178,9 @@ def export(workspace: Workspace, concept: str, kind: str, base_dir=None, size: i
     if not folder.spec_file.is_file():
         raise E2GANError(f"no concept {concept!r} in this workspace")
     if kind not in EXPORT_FORMATS:
-        raise E2GANError(f"unknown export format {kind!r}; choose from {', '.join(EXPORT_FORMATS)}")
+        raise E2GANError(f"unknown export format {kind!r}; choose from {', '.join(export_formats())}")
+    if kind not in export_formats():
+        raise E2GANError(EXECUTORCH_INSTALL)
     exports = folder.exports_dir
     exports.mkdir(parents=True, exist_ok=True)
     if kind == "dataset":

@@ -28,13 +28,15 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         refresh = gr.Button("Refresh")
         with gr.Row():
             concept = gr.Dropdown([], label="concept", allow_custom_value=True)
-            kind = gr.Radio(list(library.EXPORT_FORMATS), value="adapter", label="export as",
+            kind = gr.Radio(list(library.export_formats()), value="adapter", label="export as",
                             info="onnx: a fixed-size file and a dynamic one (fp16 / int8: "
                                  "checked on held-out pairs against fp32 and the teacher); "
                                  "torchscript: any size. All are checked and timed.")
             size = gr.Number(value=0, label="on-device size (px)",
                              info="0: the size the adapter was trained at", elem_id="export-size")
             export_button = gr.Button("Export", variant="primary")
+        note = library.export_formats_note()  # where ExecuTorch is missing: how to add it
+        gr.Markdown(note, visible=bool(note), elem_id="export-formats-note")
         download = gr.File(label="download", interactive=False, file_count="multiple")
         with gr.Accordion("versions of this concept", open=False):
             gr.Markdown("Every fresh fine-tune keeps the adapter it replaces as a version; ★ marks "
