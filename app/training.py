@@ -25,6 +25,7 @@ from e2gan.paths import default_base_dir
 from e2gan.evaluation.pictures import held_out_sheet
 from e2gan.inference.pipeline import EditPipeline
 from e2gan.training.events import EndReason, StepsLogged
+from e2gan.training.job import SliceEnded
 from e2gan.training.recipes import (LORA_EMA_DECAY, TrainingSettings, default_lora_ranks,
                                     finetune_job)
 from e2gan.training.settings import wall_clock_steps
@@ -163,8 +164,8 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
     budget = training_budget(request, gpu.booked_seconds())
     settings = TrainingSettings(size=request.size, steps=total_steps, batch_size=request.batch_size,
                                 learning_rate=request.learning_rate, ema_decay=LORA_EMA_DECAY,
-                                seed=request.seed, device=gpu.device(SETTINGS.device), checkpoint_every=0,
-                                log_every=1)  # the page shows the first step as it ends
+                                seed=request.seed, device=gpu.device(SETTINGS.device),
+                                checkpoint_every=0, log_every=1)  # the page shows the first step
 
     # One trainer for the whole run: the base, the adapter and the decoded pairs load once;
     # each slice ends with the adapter written, so samples show it and Stop keeps it.
@@ -191,27 +192,25 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
                 "precision": job.trainer.precision,
                 "finished": time.strftime("%Y-%m-%d %H:%M"), "metrics": []}
 
-    while trained < budget - 0.5:
-        def relay(event, done_before=trained) -> None:
-            if not isinstance(event, StepsLogged):
-                return
-            seconds = done_before + event.seconds
-            history.append({"step": event.step, "seconds": round(offset + seconds, 2),
-                            **{k: round(v, 4) for k, v in event.losses.items()}})
-            # Over the whole run, not the slice (the trainer's own ETA ends with its slice): the
-            # time budget left, or the steps left at this speed when epochs end it sooner.
-            steps_left = (settings.steps - event.step) * settings.batch_size
-            steps_eta = steps_left / max(event.images_per_second, 1e-9)
-            report({"step": event.step, "seconds": seconds, "budget": budget,
-                    "eta_seconds": max(0.0, min(budget - seconds, steps_eta)),
-                    "losses": event.losses})
+    def relay(event) -> None:
+        if not isinstance(event, StepsLogged):
+            return
+        seconds = trained + event.seconds
+        history.append({"step": event.step, "seconds": round(offset + seconds, 2),
+                        **{k: round(v, 4) for k, v in event.losses.items()}})
+        # Over the whole run, not the slice (the trainer's own ETA ends with its slice): the
+        # time budget left, or the steps left at this speed when epochs end it sooner.
+        steps_left = (settings.steps - event.step) * settings.batch_size
+        steps_eta = steps_left / max(event.images_per_second, 1e-9)
+        report({"step": event.step, "seconds": seconds, "budget": budget,
+                "eta_seconds": max(0.0, min(budget - seconds, steps_eta)),
+                "losses": event.losses})
 
-        result = job.trainer.run(seconds=min(SLICE_SECONDS, budget - trained),
-                                 on_event=relay, should_stop=should_stop)
-        trained += result.seconds
-        job.write(result)
+    def draw_samples(ended: SliceEnded) -> None:
+        nonlocal trained, result
+        trained, result = ended.seconds, ended.result
         if result.reason is EndReason.STOPPED:
-            break  # Stop returns now: no samples, no evaluation (Compare measures on request)
+            return  # Stop returns now: no samples, no evaluation (Compare measures on request)
         atomic_write_json(folder.training_file, summary("running"))
         with job.trainer.averaged_weights():
             adapter = ("adapter", lambda images: pipeline(images, dataset.info.prompt))
@@ -219,13 +218,14 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
         atomic_save_image(folder.root / "samples.png", grid)
         report({"samples": str(folder.root / "samples.png"), "step": result.steps_done,
                 "seconds": trained, "budget": budget, "history": history})
-        if result.reason is EndReason.STEPS:
-            break
+
+    # A slice every SLICE_SECONDS of training, the last one ending with the budget.
+    slices = math.ceil(budget / SLICE_SECONDS)
+    marks = [min(budget, SLICE_SECONDS * k) for k in range(1, slices + 1)]
+    job.run_in_slices(marks, draw_samples, on_event=relay, should_stop=should_stop)
     if result is None:
         raise E2GANError("training was stopped before it started")
     stopped = result.reason is EndReason.STOPPED
-    if result.reason is EndReason.STEPS:  # the epochs asked for are done: nothing to continue
-        job.trainer.forget_state()
     final = summary("stopped" if stopped else "finished")
     final["archived_previous_as"] = archived
     if not stopped:

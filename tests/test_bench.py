@@ -71,8 +71,11 @@ def test_quick_bench_writes_every_section_and_resumes_without_retraining(
     assert e2gan["trainable_parameters"] < full["trainable_parameters"] / 5
     assert e2gan["stored_bytes"] < pix2pix_5x["stored_bytes"] / 10
     assert e2gan["train_pairs"] == 8 and pix2pix_5x["train_pairs"] > e2gan["train_pairs"]
-    # pix2pix is judged twice in one run: at E2GAN's budget and at five times it, continuing.
-    assert pix2pix_5x["steps"] > pix2pix_1x["steps"] >= 1 and pix2pix_5x["seconds"] >= 2.5
+    # pix2pix is judged twice in one run: at E2GAN's budget and at five times it, continuing
+    # from the first judgement (its steps never go back). On a busy machine one step can outlast
+    # the whole 5x budget, so the second judgement may add no step.
+    assert pix2pix_5x["steps"] >= pix2pix_1x["steps"] >= 1 and pix2pix_5x["seconds"] >= 2.5
+    assert pix2pix_5x["seconds"] >= pix2pix_1x["seconds"]
     assert e2gan["train_flops"] > 0 and pix2pix_5x["train_flops"] > e2gan["train_flops"]
     for verdict in report["sections"]["main"]["verdicts"]:
         assert _finite(verdict["time_ratio"]) and verdict["holds"] in (True, False, None)

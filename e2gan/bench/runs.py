@@ -37,8 +37,9 @@ from e2gan.paths import default_base_dir
 from e2gan.inference.pipeline import EditPipeline
 from e2gan.curation.selection import select
 from e2gan.teachers import BuiltinTeacher
-from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingJob,
-                                    TrainingSettings, default_lora_ranks, finetune_job, pix2pix_job)
+from e2gan.training.job import SliceEnded, TrainingJob
+from e2gan.training.recipes import (FULL_LEARNING_RATE, LORA_LEARNING_RATE, TrainingSettings,
+                                    default_lora_ranks, finetune_job, pix2pix_job)
 from e2gan.training.settings import LORA_EMA_DECAY, TEXTURE_LORA_RANKS, wall_clock_steps
 
 KINDS = ("lora", "full", "pix2pix")
@@ -236,30 +237,26 @@ def execute(context: BenchContext, spec: RunSpec) -> dict[str, Any]:
         setup_seconds = float(job.details.get("concept_start_seconds", 0.0))
         if milestones:  # judged before the run was interrupted: continue from its saved state
             job.trainer.resume()
-        for index, budget in enumerate(spec.seconds):
-            if index < len(milestones):
-                continue
-            previous = milestones[-1] if milestones else {"steps": 0, "seconds": setup_seconds}
-            if spec.steps is None:
-                context.log(f"train {spec.slug()}: {budget - previous['seconds']:.0f} s more")
-                result = job.trainer.run(seconds=max(0.0, budget - previous["seconds"]))
-            else:
-                context.log(f"train {spec.slug()}: {spec.steps} steps")
-                budget = None
-                result = job.trainer.run()
-            job.write(result)
-            steps = result.steps_done
-            seconds = previous["seconds"] + result.seconds
-            trainable = job.trainable_parameters
+        start = milestones[-1]["seconds"] if milestones else setup_seconds
+        budgets = spec.seconds[len(milestones):]
+        if spec.steps is not None:  # one judgement, at the step count
+            budgets = [None] * len(budgets)
+        context.log(f"train {spec.slug()}: " + (f"{spec.steps} steps" if spec.steps is not None
+                                                 else f"to {', '.join(f'{b:.0f}' for b in budgets)} s"))
+
+        def judge_milestone(ended: SliceEnded) -> None:
+            steps = ended.result.steps_done
             metrics = judge(maker_for(context, spec, folder, dataset.info.prompt), dataset,
                             settings.size, settings.eval_images, settings.fid, settings.device)
-            milestones.append({"budget_seconds": budget, "seconds": round(seconds, 1),
-                               "steps": steps, "images_seen": steps * settings.batch_size,
+            milestones.append({"budget_seconds": budgets[ended.index],
+                               "seconds": round(ended.seconds, 1), "steps": steps, "images_seen": steps * settings.batch_size,
                                "setup_seconds": setup_seconds,
                                "train_flops": steps * flops + setup_flops,
-                               "trainable_parameters": trainable,
+                               "trainable_parameters": job.trainable_parameters,
                                "stored_bytes": _stored_bytes(spec, folder), **metrics})
             atomic_write_json(partial_path, milestones)
+
+        job.run_in_slices(budgets, judge_milestone, start_seconds=start)
         job.trainer.forget_state()  # optimiser moments: no longer needed
         return {"slug": spec.slug(), "milestones": milestones, **milestones[-1],
                 "flops_per_step": flops, "train_pairs": len(ids) if ids else

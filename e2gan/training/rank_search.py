@@ -18,7 +18,7 @@ that reason). Lower is better for all three. Pass `score=` for any other callabl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 from torch import nn
@@ -26,15 +26,14 @@ from torch import nn
 from e2gan.models import lora
 from e2gan.checkpoint import load_generator
 from e2gan.data.dataset import PairDataset
-from e2gan.data.torch_data import PairTensorDataset
 from e2gan.errors import E2GANError
 from e2gan.evaluation.heldout import evaluate_pairs
 from e2gan.inference.pipeline import EditPipeline
 from e2gan.text import concept_key
 from e2gan.devices import resolve_device
-from e2gan.training.recipes import prepare_concept, starting_discriminator
+from e2gan.training.recipes import finetune_parts
 from e2gan.training.settings import TrainingSettings
-from e2gan.training.trainer import Trainer, TrainingParts
+from e2gan.training.trainer import Trainer
 
 
 SCORES = {"mae": "paired MAE on held-out pairs", "fid": "FID on held-out pairs",
@@ -89,29 +88,30 @@ def _search_concept(base_dir: str, dataset: PairDataset, settings: RankSearchSet
     set_seed(settings.seed)
     device = resolve_device(settings.device)
     loaded = load_generator(base_dir, with_discriminator=True)
-    generator, encoder = loaded.generator, loaded.text_encoder
-    discriminator = starting_discriminator(loaded)
-    prompt = dataset.info.prompt
-    name = concept_key(prompt)
+    generator = loaded.generator
+    name = concept_key(dataset.info.prompt)
     layers = lora.crucial_layers(generator)
     modules = dict(generator.named_modules())
     caps = {layer: lora.rank_cap(modules[layer]) for layer in layers}
     ranks = {layer: 1 for layer in layers}
-    data = PairTensorDataset(dataset, "train", settings.size, augment=False)  # the trainer flips
-    text_parameters, _ = prepare_concept(loaded, prompt, pairs=data)
-    generator.requires_grad_(False)
-    lora.add_adapter(generator, name, ranks)
+
+    def round_settings(round_index: int) -> TrainingSettings:
+        return TrainingSettings(
+            size=settings.size, steps=settings.steps_per_round, batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate, seed=settings.seed + round_index,
+            device=settings.device, precision=settings.precision, checkpoint_every=0)
+
+    # The fine-tune's own set-up (its D, its pairs, the concept's starting tokens, the adapter).
+    parts, _ = finetune_parts(loaded, dataset, round_settings(0), "lora", ranks, None, base_dir)
+    adapter_weights = {id(p) for n, p in generator.named_parameters() if "lora_" in n}
+    text_parameters = [p for p in parts.generator_parameters if id(p) not in adapter_weights]
     rounds: list[dict[str, Any]] = []
     best, since_best = None, 0
     for round_index in range(settings.max_rounds):
         # A round is a fresh trainer: the adapter grew, so its optimiser has new parameters.
-        parameters = [p for n, p in generator.named_parameters() if "lora_" in n] + text_parameters
-        round_settings = TrainingSettings(
-            size=settings.size, steps=settings.steps_per_round, batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate, seed=settings.seed + round_index,
-            device=settings.device, precision=settings.precision, checkpoint_every=0)
-        Trainer(TrainingParts(generator, discriminator, encoder, parameters, data),
-                round_settings).run()
+        adapter = [p for n, p in generator.named_parameters() if "lora_" in n]
+        Trainer(replace(parts, generator_parameters=adapter + text_parameters),
+                round_settings(round_index)).run()
         generator.eval()
         pipeline = EditPipeline(loaded, device, settings.precision)
         value = score(pipeline, dataset)

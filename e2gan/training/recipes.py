@@ -5,121 +5,34 @@
   paper's method) or full fine-tuning of every generator weight (the baseline it is compared with).
 - `pix2pix_job` / `train_pix2pix`: the 9-residual-block pix2pix generator from scratch, one concept.
 
-A `*_job` function returns a `TrainingJob` that a caller can run in slices (the studio does);
-the plain functions resume, run to the end and write, returning a `TrainingOutcome` whose
+A `*_job` function returns a `TrainingJob` (`e2gan.training.job`: the lifecycle, run in slices by
+the studio and the benchmark); the plain functions resume, run to the end and write, returning a `TrainingOutcome` whose
 `summary` is what the CLI prints and the model card records.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
-from e2gan.models import lora
 from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, load_generator,
                               load_rank_table, save_adapter, save_generator)
 from e2gan.data.dataset import PairDataset
-from e2gan.devices import hardware_description
 from e2gan.data.torch_data import IDENTITY_PROMPT, IdentityPairs, PairTensorDataset
 from e2gan.errors import E2GANError
-from e2gan.files import remove_stale_temporaries
-from e2gan.models import build_model
+from e2gan.models import build_model, lora
 from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
 from e2gan.training.concept_start import MEAN, closest_concept_start
-from e2gan.training.events import EventCallback, RunSummary
+from e2gan.training.events import EventCallback
+from e2gan.training.job import StopCheck, TrainingJob, TrainingOutcome
 from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_EMA_DECAY,  # noqa: F401 (re-exported)
                                      LORA_LEARNING_RATE, TEXTURE_LORA_RANKS, TrainingSettings)
 from e2gan.training.trainer import Trainer, TrainingParts
-
-StopCheck = Callable[[], bool]
-
-
-@dataclass
-class TrainingOutcome:
-    output: Path
-    result: RunSummary
-    trainable_parameters: int
-    summary: dict[str, Any] = field(default_factory=dict)
-    is_main_process: bool = True  # False on the other processes of a distributed run
-
-
-@dataclass
-class TrainingJob:
-    """A recipe's trainer, where its result goes and how to write it.
-
-    `writer(summary)` writes the trained model from the trainer's current weights; `write` calls
-    it on the main process only, with the EMA weights swapped in when EMA is on.
-    """
-
-    kind: str
-    trainer: Trainer
-    output: Path
-    pairs: int
-    writer: Callable[[dict[str, Any]], None]
-    details: dict[str, Any] = field(default_factory=dict)
-    model: LoadedGenerator | None = None  # a fine-tune's base, its adapter live: for sampling
-
-    def __post_init__(self) -> None:
-        # A run killed while writing (the model, or its resumable state) left temporaries that
-        # no later write would replace; this job is now their one writer.
-        if self.trainer.is_main_process:
-            remove_stale_temporaries(self.output)
-            state = self.trainer.state_dir
-            if state is not None:
-                shutil.rmtree(state.with_name(state.name + ".partial"), ignore_errors=True)
-
-    @property
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.trainer.trainable)
-
-    def summary(self, result: RunSummary) -> dict[str, Any]:
-        accelerator = self.trainer.accelerator
-        return {"kind": self.kind, "settings": self.trainer.settings.to_dict(), "pairs": self.pairs,
-                "steps": result.steps_done, "stopped_early": result.stopped_early,
-                "end_reason": result.reason.value, "seconds": round(result.seconds, 2),
-                "images_per_second": round(result.images_per_second, 2),
-                "processes": accelerator.num_processes,
-                "global_batch_size": self.trainer.settings.batch_size * accelerator.num_processes,
-                "precision": self.trainer.precision,
-                "trainable_parameters": self.trainable_parameters,
-                "hardware": hardware_description(accelerator.device),
-                "final_losses": {k: round(v, 4) for k, v in result.last_losses.items()},
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **self.details}
-
-    def write(self, result: RunSummary) -> dict[str, Any]:
-        summary = self.summary(result)
-        if self.trainer.is_main_process:
-            with self.trainer.averaged_weights():
-                self.writer(summary)
-        self.trainer.accelerator.wait_for_everyone()
-        return summary
-
-    def run_to_end(self, resume: bool = True, on_event: EventCallback | None = None,
-                   should_stop: StopCheck | None = None) -> TrainingOutcome:
-        """Resume (when asked and a state exists), train to the step target or time limit,
-        write the result. A finished job's resumable state is deleted (optimiser moments: 3x
-        the model); a stopped or timed-out one keeps it, so rerunning the command continues.
-        A finished result at the output (nothing left to resume) is refused rather than silently
-        trained again from step 0 over it; `resume=False` (`--restart`) replaces it."""
-        finished = self.output.is_file() or (self.output / "config.json").is_file()
-        if resume and not self.trainer.resume() and finished:
-            raise E2GANError(f"{self.output} is already a finished result and there is no saved "
-                             "state to continue from; use --restart to train again from scratch "
-                             "and replace it, or choose another output")
-        result = self.trainer.run(on_event=on_event, should_stop=should_stop)
-        summary = self.write(result)
-        if not result.stopped_early:
-            self.trainer.forget_state()
-        self.trainer.close()
-        return TrainingOutcome(self.output, result, self.trainable_parameters, summary,
-                               self.trainer.is_main_process)
 
 
 def _tensor_dataset(datasets: list[PairDataset], settings: TrainingSettings,
