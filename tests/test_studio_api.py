@@ -274,3 +274,27 @@ def test_pairs_brought_as_a_zip_import_through_the_api_and_curate(studio, tmp_pa
     _, chosen, summary = c.predict(4, "cluster", "builtin", None, None, api_name="/select")
     assert "4 pairs chosen" in summary
     assert read_json(workspace_of(root, "a_warm_grade") / "concept.json")["teacher"] == "imported"
+
+
+def test_the_fine_tunes_rank_takes_the_type_view_api_documents(studio):
+    """Issue 27: view_api documented `rank_value` as a string and a string was refused. Every
+    documented value is accepted as documented; the number a script may send still is."""
+    url, root, *_ = studio
+    c = client(url)
+    endpoint = c.view_api(print_info=False, return_format="dict")["named_endpoints"]["/finetune"]
+    rank = next(p for p in endpoint["parameters"] if p["parameter_name"] == "rank_value")
+    documented = rank["type"]["enum"]
+    assert rank["type"]["type"] == "string" and all(isinstance(v, str) for v in documented)
+    assert "2" in documented and "0" in documented
+    c.predict("duotone", "builtin", "built-in photos", "", None, 3, 0.75, 7.5, api_name="/concept")
+    c.predict(6, api_name="/generate_pairs")
+    concept_dir = workspace_of(root, "duotone")
+    text, *_ = c.predict(0.02, 0, 32, 0.003, "2", False, api_name="/finetune")
+    assert text.startswith("**finished**"), text
+    assert read_json(concept_dir / "training.json")["request"]["rank"] == 2
+    ranks = read_adapter(concept_dir / "duotone.safetensors").metadata["ranks"]
+    crucial = {name: r for name, r in ranks.items() if name not in ("stem.conv", "head.1")}
+    assert crucial and set(crucial.values()) == {2}
+    text, *_ = c.predict(0.02, 0, 32, 0.003, 4, False, api_name="/finetune")  # a number: as before
+    assert text.startswith("**finished**"), text
+    assert read_json(concept_dir / "training.json")["request"]["rank"] == 4

@@ -68,8 +68,12 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
                 size = gr.Slider(32, 512, value=SETTINGS.train_size, step=32, label="resolution",
                                  elem_id="train-size")
                 learning_rate = gr.Number(value=SETTINGS.learning_rate, label="learning rate")
-                rank = gr.Dropdown([("searched (base's ranks.json)", 0), ("2", 2), ("4", 4),
-                                    ("8", 8), ("16", 16)], value=0, label="LoRA ranks")
+                # Text values, as view_api documents a dropdown's (a string enum); a script that
+                # sends the number still passes (custom values): FinetuneRequest.from_form makes
+                # either a whole number and refuses anything else by name.
+                rank = gr.Dropdown([("searched (base's ranks.json)", "0"), ("2", "2"), ("4", "4"),
+                                    ("8", "8"), ("16", "16")], value="0", label="LoRA ranks",
+                                   allow_custom_value=True)
                 continue_previous = gr.Checkbox(False, label="continue the previous run")
         progress = gr.Markdown()
         with gr.Row():
