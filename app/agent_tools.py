@@ -17,12 +17,14 @@ from typing import Any
 
 import gradio as gr
 
+from e2gan.data.generate import PairsProgress
 from e2gan.errors import E2GANError
 
 from app import compare as comparing
 from app import concepts, curation, pairs
+from app.events import JobDone, TrainingProgress
 from app.form import finite_number, whole_number
-from app.library import EXPORT_FORMATS, export, one_file
+from app.library import export, export_formats, one_file
 from app.settings import SETTINGS
 from app.training import FinetuneRequest, stream_finetune
 from app.ui import HEAVY, Context, photo_input, picture, user_errors
@@ -57,7 +59,7 @@ def build_agent_endpoints(context: Context) -> None:
         strength = gr.Number(1.0, label="strength")
         concept_name = gr.Textbox("", label="concept name")
         edited = gr.Image(type="pil", label="edited")
-        export_format = gr.Dropdown(list(EXPORT_FORMATS), value="onnx", label="format")
+        export_format = gr.Dropdown(list(export_formats()), value="onnx", label="format")
         download = gr.File(label="file")
         make_button, apply_button, export_button = (gr.Button(visible=False) for _ in range(3))
 
@@ -91,18 +93,20 @@ def build_agent_endpoints(context: Context) -> None:
             raise
         made = None
         for event in pairs.stream_generation(workspace, wanted):
-            if event.get("done") is True:
-                made = event["result"]
-            elif "total" in event:
-                progress((event["done"], event["total"]), desc="the teacher edits photos")
+            match event:
+                case JobDone(result=made):
+                    pass
+                case PairsProgress(done=done, total=total):
+                    progress((done, total), desc="the teacher edits photos")
         progress(None, desc="choosing representative pairs")
         selection = curation.run_selection(workspace.current(), kept)
         trained = None
         for event in stream_finetune(workspace, request, context.base_dir):
-            if event.get("done") is True:
-                trained = event["result"]
-            elif "budget" in event:
-                progress(min(event["seconds"] / event["budget"], 1.0), desc="training the adapter")
+            match event:
+                case JobDone(result=trained):
+                    pass
+                case TrainingProgress(seconds=seconds, budget=budget):
+                    progress(min(seconds / budget, 1.0), desc="training the adapter")
         return json.dumps({
             "workspace": workspace.id, "concept": spec.name, "prompt": spec.prompt,
             "teacher": spec.teacher, "pairs_made": made["pairs"], "pairs_kept": selection["k"],

@@ -22,6 +22,7 @@ from e2gan.training.recipes import TrainingSettings, train_pix2pix
 from e2gan.training.settings import wall_clock_steps
 
 from app.concept_metrics import judge
+from app.events import Evaluating, JobEvent, TrainingProgress
 from app.jobs import BOARD
 from app.library import training_size
 from app.settings import SETTINGS
@@ -50,10 +51,10 @@ def pix2pix_label(folder: ConceptFolder) -> str:
 
 
 def stream_pix2pix(workspace: Workspace, minutes: float, size: int | None = None,
-                   generator_config: dict | None = None) -> Iterator[dict[str, Any]]:
+                   generator_config: dict | None = None) -> Iterator[JobEvent]:
     """Train the current concept's pix2pix baseline for `minutes` (more, when run again) at `size`
     (default: the adapter's training size);
-    yields {"step", "seconds", "budget", "losses"} events, then {"done": True, "result": row}."""
+    yields `TrainingProgress` events, `Evaluating`, then `JobDone` with the metrics row."""
     if not minutes > 0:
         raise E2GANError(f"training minutes must be positive, got {minutes}")
     folder = workspace.current()
@@ -69,12 +70,12 @@ def stream_pix2pix(workspace: Workspace, minutes: float, size: int | None = None
     def work(report, should_stop) -> dict[str, Any]:
         def relay(event) -> None:
             if isinstance(event, StepsLogged):
-                report({"step": event.step, "seconds": event.seconds, "budget": budget,
-                        "losses": event.losses})
+                report(TrainingProgress(event.step, event.seconds, budget, event.eta_seconds,
+                                        dict(event.losses)))
 
         outcome = train_pix2pix(dataset, out, settings, generator_config=generator_config,
                                 resume=True, on_event=relay, should_stop=should_stop)
-        report({"evaluating": True})
+        report(Evaluating())
         pipeline = EditPipeline.from_pretrained(out, device=SETTINGS.device)
         row = {"model": PIX2PIX_ROW, "steps": outcome.result.steps_done,
                "train_seconds": round(trained_before + outcome.result.seconds, 1),
@@ -84,7 +85,7 @@ def stream_pix2pix(workspace: Workspace, minutes: float, size: int | None = None
         atomic_write_json(out / "metrics.json", row)
         return row
 
-    yield {"step": 0, "seconds": 0.0, "budget": budget}
+    yield TrainingProgress(step=0, seconds=0.0, budget=budget, eta_seconds=budget)
     yield from BOARD.stream(workspace.id, "pix2pix training", work)
 
 

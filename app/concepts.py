@@ -12,7 +12,7 @@ import shutil
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from PIL import Image
 
@@ -29,6 +29,7 @@ from e2gan.teachers import (TEACHERS, Teacher, create_teacher, describe_teachers
 from e2gan.text import concept_key
 
 from app import free_text, gpu
+from app.events import JobEvent
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
@@ -89,14 +90,13 @@ def weights_offer(name: str) -> tuple[str, bool]:
             "keeps the files it finished.", True)
 
 
-def stream_weights_download(workspace: Workspace, name: str) -> Iterator[dict[str, Any]]:
+def stream_weights_download(workspace: Workspace, name: str) -> Iterator[JobEvent]:
     """Download teacher `name`'s weights as the workspace's job (Stop cancels it within a chunk);
-    yields {"download": DownloadProgress} events, then {"done": True, "result": its folders}."""
+    yields `DownloadProgress` events, then `JobDone` with its folders."""
     teacher_class = TEACHERS.get(name)
 
     def work(report, should_stop) -> list[str]:
-        return teacher_class.fetch_weights(on_progress=lambda progress: report({"download": progress}),
-                                           should_stop=should_stop)
+        return teacher_class.fetch_weights(on_progress=report, should_stop=should_stop)
 
     yield from BOARD.stream(workspace.id, WEIGHTS_JOB, work)
 
@@ -273,7 +273,7 @@ def resolve_source(kind: str, local_path: str = "", upload: str | None = None,
             raise E2GANError(f"{path} is outside the folders this studio may read "
                              f"(E2GAN_LOCAL_PATHS: {os.pathsep.join(SETTINGS.local_path_roots)})")
         if workspace_root is not None and is_within(workspace_root, path):
-            raise E2GANError(f"{path} is inside the studio's workspaces ({workspace_root}); "
+            raise E2GANError(f"{path} is inside the studio's workspaces: "
                              "use the Library for your own results, or upload the images")
         return str(path)
     raise E2GANError(f"unknown source kind {kind!r}")
@@ -369,12 +369,12 @@ def _import_hub_pairs(workspace: Workspace, text: str, dataset_id: str,
 
 
 def stream_pairs_import(workspace: Workspace, text: str, files: list[str] | None,
-                        dataset_id: str = "") -> Iterator[dict[str, Any]]:
+                        dataset_id: str = "") -> Iterator[JobEvent]:
     """`import_pairs` as the workspace's job (Stop cancels a download within a chunk); yields
-    {"download": DownloadProgress} events, then {"done": True, "result": its ConceptSpec}."""
+    `DownloadProgress` events, then `JobDone` with its ConceptSpec."""
     def work(report, should_stop) -> ConceptSpec:
         return import_pairs(workspace, text, files, dataset_id, should_stop=should_stop,
-                            on_progress=lambda progress: report({"download": progress}))
+                            on_progress=report)
 
     yield from BOARD.stream(workspace.id, IMPORT_JOB, work)
 

@@ -24,7 +24,9 @@ from typing import Any, Callable, Iterator
 
 from e2gan.errors import E2GANError
 
-Report = Callable[[dict[str, Any]], None]
+from app.events import Heartbeat, JobDone, JobEvent, Reattached
+
+Report = Callable[[JobEvent], None]
 Work = Callable[[Report, Callable[[], bool]], Any]
 
 # How long closing a job waits for its worker: a pair batch or a training step on a slow CPU.
@@ -39,13 +41,13 @@ class EventLog:
     cursor (a queue would hand each event to one watcher only)."""
 
     def __init__(self, limit: int = EVENT_LOG_LIMIT) -> None:
-        self._events: list[dict[str, Any]] = []
+        self._events: list[JobEvent] = []
         self._dropped = 0  # events trimmed from the front: cursors count from the job's start
         self._ended = False
         self._limit = limit
         self._changed = threading.Condition()
 
-    def put(self, event: dict[str, Any] | None) -> None:
+    def put(self, event: JobEvent | None) -> None:
         """Append a report; None marks the end."""
         with self._changed:
             if event is None:
@@ -58,7 +60,7 @@ class EventLog:
                     self._dropped += extra
             self._changed.notify_all()
 
-    def read(self, cursor: int, timeout: float) -> tuple[list[dict[str, Any]], int, bool]:
+    def read(self, cursor: int, timeout: float) -> tuple[list[JobEvent], int, bool]:
         """The events after `cursor` (waiting up to `timeout` for one), the new cursor, and
         whether the job has ended with nothing left to read."""
         with self._changed:
@@ -78,7 +80,7 @@ class Job:
     thread: threading.Thread | None = None
     started: float = field(default_factory=time.time)
     events: EventLog = field(default_factory=EventLog)  # the worker's reports, then the end
-    outcome: dict[str, Any] = field(default_factory=dict)  # "result" or "error"
+    outcome: dict[str, Any] = field(default_factory=dict)  # "result" or "error", and "stopped"
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
@@ -135,6 +137,10 @@ class JobBoard:
             except BaseException as error:  # handed to the watcher, which re-raises it
                 job.outcome["error"] = error
             finally:
+                # Whether Stop ended it, as of its end: a watcher that finishes first stops
+                # the (ended) job on its way out, which must not turn "finished" into "stopped"
+                # for a second watcher.
+                job.outcome["stopped"] = job.stop_event.is_set()
                 job.events.put(None)
                 release_freed_memory()
 
@@ -151,27 +157,27 @@ class JobBoard:
                 del self._jobs[job.workspace_id]
 
     def stream(self, workspace_id: str, kind: str, work: Work,
-               poll_seconds: float = 0.25) -> Iterator[dict[str, Any]]:
+               poll_seconds: float = 0.25) -> Iterator[JobEvent]:
         """Run `work(report, should_stop)` in a thread (or reattach to the one running); yield
-        each reported event, then {"done": True, "result": ...}. Errors raised by `work` are
-        raised here. A reattached stream starts with {"reattached": True, "kind": kind}."""
+        each reported event (`Heartbeat` when none came for `poll_seconds`), then `JobDone`.
+        Errors raised by `work` are raised here. A reattached stream starts with `Reattached`."""
         job, reattached = self._claim(workspace_id, kind, work)
         if reattached:
-            yield {"reattached": True, "kind": kind}
+            yield Reattached(kind)
         yield from self._watch(job, poll_seconds)
 
     def follow(self, workspace_id: str, kind: str,
-               poll_seconds: float = 0.25) -> Iterator[dict[str, Any]]:
+               poll_seconds: float = 0.25) -> Iterator[JobEvent]:
         """The progress of the `kind` job running in this workspace, from its first event, as
         `stream` yields it (reattached first); nothing when none runs. What a reloaded page
         calls to show a job that its previous page started."""
         job = self.get(workspace_id)
         if job is None or job.kind != kind or not job.alive() or job.stop_event.is_set():
             return
-        yield {"reattached": True, "kind": kind}
+        yield Reattached(kind)
         yield from self._watch(job, poll_seconds)
 
-    def _watch(self, job: Job, poll_seconds: float) -> Iterator[dict[str, Any]]:
+    def _watch(self, job: Job, poll_seconds: float) -> Iterator[JobEvent]:
         cursor = 0
         try:
             while True:
@@ -179,11 +185,11 @@ class JobBoard:
                 if ended:
                     break
                 if not events:
-                    yield {"heartbeat": True}
+                    yield Heartbeat()
                 yield from events
             if "error" in job.outcome:
                 raise job.outcome["error"]
-            yield {"done": True, "stopped": job.stop_event.is_set(), "result": job.outcome.get("result")}
+            yield JobDone(job.outcome.get("result"), job.outcome["stopped"])
         finally:
             # Reached on the job's end, on its error and when the watcher goes away. A job that
             # was stopped or has ended leaves the board once its writes are done; one whose

@@ -14,12 +14,13 @@ from PIL import Image
 
 from e2gan.data.dataset import PairDataset
 from e2gan.data.importers import IMPORTED_TEACHER
-from e2gan.data.generate import generate_pairs
+from e2gan.data.generate import PairsProgress, generate_pairs
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image
 
 from app import gpu
 from app.concepts import get_teacher, open_concept_source
+from app.events import JobEvent
 from app.form import whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
@@ -82,9 +83,9 @@ def dataset_line(folder: ConceptFolder) -> str:
 PAIRS_JOB = "pair generation"  # the job board's name for this kind of job
 
 
-def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, Any]]:
-    """Generate up to `count` pairs of the current concept; yields progress events
-    ({"done", "total", "eta_seconds", ...}), then a final {"done": True, "result": summary}."""
+def stream_generation(workspace: Workspace, count: int) -> Iterator[JobEvent]:
+    """Generate up to `count` pairs of the current concept; yields the pair maker's
+    `PairsProgress` (nothing done first), then `JobDone` with its summary."""
     count = whole_number(count, "number of pairs")
     if not 1 <= count <= SETTINGS.max_pairs:
         raise E2GANError(f"number of pairs must be between 1 and {SETTINGS.max_pairs}, got {count}")
@@ -101,7 +102,7 @@ def stream_generation(workspace: Workspace, count: int) -> Iterator[dict[str, An
         return gpu.run_job(generate_on_gpu, make_pairs, (workspace, count), report, should_stop,
                            on_gpu=on_gpu)
 
-    yield {"done": 0, "total": count, "made": 0, "eta_seconds": None}
+    yield PairsProgress(done=0, total=count)
     yield from BOARD.stream(workspace.id, PAIRS_JOB, work)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from e2gan.models import lora
 from e2gan.checkpoint import load_generator
+from e2gan.checks import check_ranks
 from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_save_image, atomic_write_json
@@ -33,6 +34,7 @@ from e2gan.training.settings import wall_clock_steps
 from app import gpu
 from app.concept_metrics import concept_metrics
 from app.curation import is_stale
+from app.events import Evaluating, JobEvent, SamplesDrawn, TrainingProgress
 from app.form import finite_number, whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
@@ -79,6 +81,8 @@ class FinetuneRequest:
             raise E2GANError(f"training size must be a multiple of 4 and at least 32, got {self.size}")
         if self.rank < 0:
             raise E2GANError(f"rank must not be negative, got {self.rank}")
+        if self.rank:  # before any work: the engine's own check, on every crucial layer
+            check_ranks({"(every crucial layer)": self.rank})
         TrainingSettings(size=self.size, batch_size=self.batch_size, learning_rate=self.learning_rate)
 
 
@@ -106,9 +110,9 @@ def _ranks(base_dir, rank: int) -> dict[str, int] | None:
 
 
 def stream_finetune(workspace: Workspace, request: FinetuneRequest,
-                    base_dir=None) -> Iterator[dict[str, Any]]:
-    """Fine-tune the current concept; yields step events, {"samples": path} after each slice,
-    then {"done": True, "result": training summary}."""
+                    base_dir=None) -> Iterator[JobEvent]:
+    """Fine-tune the current concept; yields `TrainingProgress` (step 0 first), `SamplesDrawn`
+    after each slice, `Evaluating`, then `JobDone` with the training summary."""
     request.check()
     folder = workspace.current()
     folder.require_dataset()
@@ -120,7 +124,7 @@ def stream_finetune(workspace: Workspace, request: FinetuneRequest,
         return gpu.run_job(finetune_on_gpu, fine_tune, (workspace, request, base_dir), report,
                            should_stop)
 
-    yield {"step": 0, "seconds": 0.0, "budget": budget, "eta_seconds": budget, "pairs": described}
+    yield TrainingProgress(step=0, seconds=0.0, budget=budget, eta_seconds=budget)
     yield from BOARD.stream(workspace.id, FINETUNE_JOB, work)
 
 
@@ -202,9 +206,8 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
         # time budget left, or the steps left at this speed when epochs end it sooner.
         steps_left = (settings.steps - event.step) * settings.batch_size
         steps_eta = steps_left / max(event.images_per_second, 1e-9)
-        report({"step": event.step, "seconds": seconds, "budget": budget,
-                "eta_seconds": max(0.0, min(budget - seconds, steps_eta)),
-                "losses": event.losses})
+        report(TrainingProgress(event.step, seconds, budget,
+                                max(0.0, min(budget - seconds, steps_eta)), dict(event.losses)))
 
     def draw_samples(ended: SliceEnded) -> None:
         nonlocal trained, result
@@ -216,8 +219,8 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
             adapter = ("adapter", lambda images: pipeline(images, dataset.info.prompt))
             grid = held_out_sheet(dataset, request.size, [("teacher", None), adapter], SAMPLE_COUNT)
         atomic_save_image(folder.root / "samples.png", grid)
-        report({"samples": str(folder.root / "samples.png"), "step": result.steps_done,
-                "seconds": trained, "budget": budget, "history": history})
+        report(SamplesDrawn(str(folder.root / "samples.png"), result.steps_done, trained, budget,
+                            list(history)))
 
     # A slice every SLICE_SECONDS of training, the last one ending with the budget.
     slices = math.ceil(budget / SLICE_SECONDS)
@@ -229,7 +232,7 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
     final = summary("stopped" if stopped else "finished")
     final["archived_previous_as"] = archived
     if not stopped:
-        report({"evaluating": True})
+        report(Evaluating())
         final["metrics"] = concept_metrics(folder, base_dir, request.size)
     atomic_write_json(folder.training_file, final)
     better = better_version(folder)

@@ -235,11 +235,6 @@ def progress_line(fraction: float, text: str) -> str:
     return f"`{'█' * filled}{'░' * (20 - filled)}` **{fraction * 100:.0f}%** · {text}"
 
 
-def event_text(event: dict[str, Any]) -> str:
-    """One readable line for a job's progress event."""
-    return ", ".join(f"{key} {value}" for key, value in event.items() if key != "heartbeat")
-
-
 def stop_job(workspace_id: str | None) -> str:
     """Stop whatever job runs in this session's workspace; waits until its data is consistent."""
     return BOARD.stop(workspace_id) if workspace_id else "nothing is running"

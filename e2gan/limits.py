@@ -20,11 +20,10 @@ setting). A limit that is hit is an `E2GANError` naming the value, the limit and
     E2GAN_MAX_STUDIO_QUEUE          64           requests waiting in the studio's queue
     E2GAN_MAX_GPU_CALL_SECONDS      120          seconds of GPU one studio call books on a
                                                  ZeroGPU Space (a longer job stops and resumes)
-    E2GAN_MAX_WORKSPACES            200          studio workspaces kept on disk
     E2GAN_WORKSPACE_IDLE_HOURS      72           hours a studio workspace is kept unused
 
-The studio's clean-up removes the least recently used workspaces past the count and any idle past
-the age; it never removes one whose job is running.
+The studio's own bounds on its workspaces (their disk, and how many one visitor keeps) are in
+`app.settings`; its clean-up never removes a workspace whose job is running.
 """
 
 from __future__ import annotations
@@ -115,7 +114,6 @@ MAX_STUDIO_QUEUE = Limit("E2GAN_MAX_STUDIO_QUEUE", 64, "requests waiting in the 
 MAX_GPU_CALL_SECONDS = Limit("E2GAN_MAX_GPU_CALL_SECONDS", 120, "per ZeroGPU call", "s")
 
 # Every new browser session makes a workspace; without a clean-up a public studio fills its disk
-# (85 workspaces, 820 MB after one probe). Kept: the 200 most recently used, none idle > 3 days.
-MAX_WORKSPACES = Limit("E2GAN_MAX_WORKSPACES", 200, "workspaces kept")
+# (85 workspaces, 820 MB after one probe). None is kept idle more than 3 days.
 WORKSPACE_IDLE_HOURS = Limit("E2GAN_WORKSPACE_IDLE_HOURS", 72, "hours a workspace is kept unused",
                              "hours")

@@ -14,6 +14,9 @@ from hub_stand_in import HubStandIn
 from e2gan.data.export import export_dataset
 from e2gan.data.importers import import_imagefolder
 from e2gan.errors import E2GANError
+from e2gan.hub.download import DownloadProgress
+
+from app.events import JobDone
 
 REPO = "alice/winter-pairs"
 FETCH = f"`hf download {REPO} --repo-type dataset`"
@@ -139,8 +142,9 @@ def test_the_studio_imports_a_hub_dataset_as_a_concept_within_the_upload_limits(
         concepts.import_pairs(workspace, "a winter look", [str(tmp_path / "p.zip")], REPO)
 
     events = list(concepts.stream_pairs_import(workspace, "a winter look", None, f" {REPO} "))
-    assert any("download" in event for event in events) and events[-1]["done"] is True
-    spec = events[-1]["result"]
+    assert any(isinstance(event, DownloadProgress) for event in events)
+    assert isinstance(events[-1], JobDone)
+    spec = events[-1].result
     assert spec.name == "a_winter_look" and spec.teacher == "imported" and spec.source == REPO
     assert spec.teacher_params == {"dataset": REPO}
     assert workspace.current().name == "a_winter_look"

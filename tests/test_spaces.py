@@ -165,6 +165,7 @@ def test_the_studio_gpu_work_books_seconds_from_the_job_size(tmp_path):
 def test_a_fine_tune_runs_as_one_gpu_call_across_the_process_boundary(zero_gpu, winter_concept,
                                                                        tiny_base):
     from app import training
+    from app.events import Evaluating, SamplesDrawn
 
     workspace, folder = winter_concept
     before = folder.adapter_file.read_bytes()
@@ -175,7 +176,8 @@ def test_a_fine_tune_runs_as_one_gpu_call_across_the_process_boundary(zero_gpu, 
                          events.append, lambda: False)
     assert zero_gpu.booked == [54]  # 15 + 37.5 + 1.2 s, the whole run in one booking
     assert result["state"] == "finished" and result["steps"] > 0 and result["metrics"]
-    assert any("samples" in event for event in events) and {"evaluating": True} in events
+    # the typed events crossed the process boundary as they were sent
+    assert any(isinstance(event, SamplesDrawn) for event in events) and Evaluating() in events
     assert folder.adapter_file.read_bytes() != before
     assert folder.training()["state"] == "finished"
 

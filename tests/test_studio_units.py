@@ -11,6 +11,8 @@ import pytest
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json
 
+from app.events import Heartbeat, JobDone, Reattached, SamplesDrawn, TrainingProgress
+
 pytest.importorskip("gradio")
 
 
@@ -48,14 +50,14 @@ def test_a_job_outlives_its_watcher_reattaches_and_ends_only_by_stop():
     stream.close()  # the watcher went away (a closed tab, a reload): the job runs on
     assert not finished.is_set() and len(board.running()) == 1
     again = board.stream("a" * 16, "test job", work)  # the same kind: reattached, not restarted
-    assert next(again) == {"reattached": True, "kind": "test job"}
-    assert "step" in next(e for e in again if "step" in e)
+    assert next(again) == Reattached("test job")
+    assert "step" in next(e for e in again if isinstance(e, dict))
     assert board.stop("a" * 16) == "stopped test job"  # Stop ends it, after its writes
     assert finished.is_set() and board.running() == []
     again.close()
     assert board.get("a" * 16) is None
     done = list(board.stream("b" * 16, "short", lambda report, stop: 7))
-    assert done[-1] == {"done": True, "stopped": False, "result": 7}
+    assert done[-1] == JobDone(result=7, stopped=False)
 
 
 def test_every_watcher_sees_every_event_and_a_reloaded_page_follows_from_the_start():
@@ -77,11 +79,11 @@ def test_every_watcher_sees_every_event_and_a_reloaded_page_follows_from_the_sta
     assert [next(first)["step"] for _ in range(3)] == [1, 2, 3]
     assert list(board.follow("d" * 16, "pair generation")) == []  # another kind is not followed
     second = board.follow("d" * 16, "fine-tuning")
-    assert next(second) == {"reattached": True, "kind": "fine-tuning"}
+    assert next(second) == Reattached("fine-tuning")
     assert [next(second)["step"] for _ in range(3)] == [1, 2, 3]
     release.set()
-    steps = lambda stream: [e.get("step") for e in stream if not e.get("heartbeat")]
-    assert steps(first)[-2:] == [4, None] and steps(second)[-2:] == [4, None]
+    last = lambda stream: [e for e in stream if not isinstance(e, Heartbeat)][-2:]
+    assert last(first) == last(second) == [{"step": 4}, JobDone(result="written", stopped=False)]
     assert board.get("d" * 16) is None
 
 
@@ -230,7 +232,7 @@ def test_free_text_with_a_diffusion_teacher_goes_through_with_both_phrasings_as_
     assert tiny_instruct_pix2pix == ["turn them into an old person"]  # the instruction, as edited
 
     events = list(pairs.stream_generation(workspace, 3))
-    assert events[-1]["done"] is True and events[-1]["result"]["pairs"] == 3
+    assert isinstance(events[-1], JobDone) and events[-1].result["pairs"] == 3
     dataset = workspace.current().dataset()
     assert dataset.info.phrasings == shown and dataset.info.teacher == "instruct-pix2pix"
     assert {(record.prompt, record.teacher_params["teacher_prompt"]) for record in dataset} == {
@@ -436,15 +438,15 @@ def test_a_pix2pix_baseline_trains_as_a_job_and_joins_compare(winter_concept, ti
     assert not baseline.has_pix2pix(folder)
     events = list(baseline.stream_pix2pix(workspace, 0.01, generator_config=tiny))  # at 32 px, as
     done = events[-1]  # the adapter was trained
-    assert done["done"] is True and events[0]["budget"] == pytest.approx(0.6)
-    row = done["result"]
+    assert isinstance(done, JobDone) and events[0].budget == pytest.approx(0.6)
+    row = done.result
     assert row["steps"] > 0 and row["pairs"] == len(folder.dataset().split("test")) and "fid" not in row
     assert baseline.has_pix2pix(folder) and baseline.pix2pix_metrics(folder) == row
     with_fid = baseline.complete_pix2pix_fid(folder)
     assert with_fid["fid_images"] == row["pairs"] and with_fid["psnr"] == row["psnr"]
     assert baseline.pix2pix_metrics(folder) == with_fid
 
-    again = list(baseline.stream_pix2pix(workspace, 0.01, generator_config=tiny))[-1]["result"]
+    again = list(baseline.stream_pix2pix(workspace, 0.01, generator_config=tiny))[-1].result
     assert "fid" not in again  # new weights: the old FID no longer describes them
     assert again["steps"] > row["steps"] and again["train_seconds"] > row["train_seconds"]
 
@@ -735,10 +737,10 @@ def test_a_fine_tune_records_itself_as_running_after_each_slice(winter_concept, 
     request = training.FinetuneRequest(minutes=1.0, size=32)
     events = training.stream_finetune(workspace, request, tiny_base)
     for event in events:
-        if "samples" in event:
+        if isinstance(event, SamplesDrawn):
             break
     record = folder.training()
-    assert record["state"] == "running" and record["steps"] == event["step"] > 0
+    assert record["state"] == "running" and record["steps"] == event.step > 0
     assert training.run_state(folder) == "running"  # its job is alive
     from app.jobs import BOARD
 
@@ -768,7 +770,7 @@ def test_compare_edits_at_the_photos_own_size_up_to_the_cap(winter_concept, tiny
     assert not any("long side" in note for note in result["notes"])
     large = Image.new("RGB", (600, 300), "orange")  # over it: the long side comes down to 200
     result = compare.compare(workspace, large, base_dir=tiny_base)
-    assert {image.size for image in result["images"].values()} == {(200, 96)}
+    assert {image.size for image in result["images"].values()} == {(200, 100)}
     assert any("long side of 200 px (the photo is 600x300)" in note for note in result["notes"])
 
 
@@ -806,7 +808,7 @@ def test_a_fresh_fine_tune_keeps_the_adapter_it_replaces_as_a_version(winter_con
                                              "steps": 2})
     events = list(training.stream_finetune(workspace, training.FinetuneRequest(minutes=0.02, size=32),
                                            tiny_base))
-    result = events[-1]["result"]
+    result = events[-1].result
     assert result["archived_previous_as"] == "v1"
     assert (folder.root / "versions" / "v1" / folder.adapter_file.name).read_bytes() == first_adapter
     assert folder.adapter_file.read_bytes() != first_adapter
@@ -824,7 +826,7 @@ def test_a_fresh_fine_tune_keeps_the_adapter_it_replaces_as_a_version(winter_con
     # "continue" extends the current version: nothing is archived.
     events = list(training.stream_finetune(
         workspace, training.FinetuneRequest(minutes=0.02, size=32, continue_previous=True), tiny_base))
-    assert events[-1]["result"]["archived_previous_as"] is None
+    assert events[-1].result["archived_previous_as"] is None
     assert sorted(p.name for p in (folder.root / "versions").iterdir()) == ["v1", "v2"]
 
 
@@ -863,10 +865,10 @@ def test_fine_tune_progress_starts_at_the_first_step_and_its_eta_spans_the_whole
     monkeypatch.setattr(training, "SLICE_SECONDS", 0.5)
     events = training.stream_finetune(workspace, training.FinetuneRequest(minutes=1.0, size=32),
                                       tiny_base)
-    first = next(event for event in events if event.get("step") and "eta_seconds" in event)
+    first = next(event for event in events if isinstance(event, TrainingProgress) and event.step)
     BOARD.stop(workspace.id)
     events.close()
-    assert first["step"] == 1
+    assert first.step == 1
     # 60 s budget, one step done: far more than the 0.5 s slice is left
-    assert first["eta_seconds"] == pytest.approx(first["budget"] - first["seconds"])
-    assert first["eta_seconds"] > 50
+    assert first.eta_seconds == pytest.approx(first.budget - first.seconds)
+    assert first.eta_seconds > 50

@@ -13,9 +13,11 @@ import pytest
 from hub_stand_in import HubStandIn
 
 from e2gan.errors import E2GANError
-from e2gan.hub.download import DownloadCancelled, cached_snapshot
+from e2gan.hub.download import DownloadCancelled, DownloadProgress, cached_snapshot
 from e2gan.teachers.weights import (ALLOW_PATTERNS, IGNORE_PATTERNS, resolve_model_folder,
                                    weights_present)
+
+from app.events import JobDone
 
 REPO = "e2gan-test/tiny-pipeline"
 WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
@@ -223,9 +225,9 @@ def test_the_studio_offers_a_download_for_a_teacher_without_weights(hub, monkeyp
     assert concepts.weights_offer("sd-turbo")[1]  # still to download
 
     events = list(concepts.stream_weights_download(workspace, "sd-turbo"))
-    progress = [event["download"] for event in events if "download" in event]
+    progress = [event for event in events if isinstance(event, DownloadProgress)]
     assert progress[-1].finished and progress[-1].fraction == 1.0
-    assert events[-1]["done"] is True and Path(events[-1]["result"][0]).is_dir()
+    assert isinstance(events[-1], JobDone) and Path(events[-1].result[0]).is_dir()
     assert ("sd-turbo", "sd-turbo") in concepts.teacher_choices()
     assert concepts.weights_offer("sd-turbo") == ("", False)
 

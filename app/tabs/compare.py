@@ -13,7 +13,7 @@ from app.concepts import example_images
 from app.settings import SETTINGS
 from app.form import finite_number
 from app.tabs.finetune import METRIC_HEADERS, metrics_rows
-from app.ui import HEAVY, Context, photo_input, user_errors
+from app.ui import HEAVY, Context, photo_input, plain_message, user_errors
 from app.ui import picture as read_picture  # `picture` is the handlers' name for the image
 
 
@@ -56,7 +56,7 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
         edited = result["images"][result["adapter_label"]]
         lines = [f"- **{label}**: {seconds * 1000:.0f} ms" for label, seconds in result["latency"].items()]
         text = (f"Latency on {SETTINGS.device_label}, one image at {edited.width}x{edited.height}:\n"
-                + "\n".join(lines + [f"- {note}" for note in result["notes"]]))
+                + "\n".join(lines + [f"- {plain_message(note)}" for note in result["notes"]]))
         rows = comparing.metric_rows(workspace.current())
         before = picture.convert("RGB").resize(edited.size)
         return (workspace.id, (before, edited), list(map(tuple, zip(result["images"].values(),

@@ -6,11 +6,16 @@ import time
 
 import gradio as gr
 
+from e2gan.data.generate import PairsProgress
+from e2gan.hub.download import DownloadProgress
+
 from app import concepts, free_text, pairs
+from app.events import JobDone, Reattached
 from app.form import finite_number, whole_number
 from app.jobs import BOARD
 from app.settings import SETTINGS
-from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
+from app.ui import (HEAVY, Context, plain_message, progress_line, seconds_text, stop_job,
+                    user_errors)
 
 REDRAW_SECONDS = 0.5  # the progress and gallery are redrawn at most this often
 FIRST_CONCEPT = "winter"  # what the concept box holds when the page opens
@@ -103,7 +108,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         told = concepts.teacher_prompt(spec)
         told = f" (told “{told}”)" if told != spec.prompt else ""
         info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”, teacher `{spec.teacher}`"
-                f"{told}, source `{spec.source}`. Next: **2 · Pairs**.")
+                f"{told}, source `{plain_message(spec.source)}`. Next: **2 · Pairs**.")
         return workspace.id, info, gallery
 
     @user_errors
@@ -113,12 +118,12 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         workspace = context.workspace(workspace_id)
         spec = None
         for event in concepts.stream_pairs_import(workspace, text, files, dataset_name):
-            if "download" in event:
-                progress = event["download"]
-                yield (workspace.id, progress_line(progress.fraction, progress.describe()),
-                       gr.skip())
-            elif event.get("done") is True:
-                spec = event["result"]
+            match event:
+                case DownloadProgress():
+                    yield (workspace.id, progress_line(event.fraction, event.describe()),
+                           gr.skip())
+                case JobDone(result=spec):
+                    pass
         dataset = workspace.current().require_dataset()
         shown = [dataset.load_pair(record) for record in dataset.records[:4]]
         gallery = [(pairs.side_by_side(a, b), record.id)
@@ -139,18 +144,19 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         workspace = context.workspace(workspace_id)
         yield workspace.id, "starting the download…", gr.skip(), gr.skip()
         for event in concepts.stream_weights_download(workspace, name):
-            if event.get("done") is True:
-                missing, _ = concepts.weights_offer(name)  # "" once the weights are here
-                text = (f"Weights for `{name}` are ready: preview its edit." if not missing else
-                        "The download stopped before the weights were complete; download again "
-                        "to fetch the rest.")
-                yield (workspace.id, text, gr.update(choices=concepts.teacher_choices(), value=name),
-                       gr.update(visible=bool(missing)))
-                return
-            if "download" in event:
-                progress = event["download"]
-                line = progress_line(progress.fraction, progress.describe())
-                yield workspace.id, line, gr.skip(), gr.skip()
+            match event:
+                case JobDone():
+                    missing, _ = concepts.weights_offer(name)  # "" once the weights are here
+                    text = (f"Weights for `{name}` are ready: preview its edit." if not missing
+                            else "The download stopped before the weights were complete; "
+                                 "download again to fetch the rest.")
+                    yield (workspace.id, text,
+                           gr.update(choices=concepts.teacher_choices(), value=name),
+                           gr.update(visible=bool(missing)))
+                    return
+                case DownloadProgress():
+                    line = progress_line(event.fraction, event.describe())
+                    yield workspace.id, line, gr.skip(), gr.skip()
 
     def follow_text(text, teacher_name, description, instruction, last):
         shown, fresh = free_text.follow_phrasings(
@@ -215,22 +221,22 @@ def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
         redraw reads the dataset's index, and a late watcher replays the whole log at once)."""
         folder, drawn, text = workspace.current(), 0.0, None
         for event in events:
-            if event.get("reattached"):
-                gr.Info("pair generation is running in this workspace: its progress is shown on "
-                        "2 · Pairs")
-                continue
-            if event.get("done") is True:
-                summary = event["result"]
-                state = "stopped — generate again to resume" if summary["stopped_early"] else "complete"
-                yield (workspace.id, f"**{summary['pairs']} pairs** ({summary['made']} new, "
-                       f"{summary['skipped_existing']} kept from before) in "
-                       f"{seconds_text(summary['seconds'])}: {state}. Next: **3 · Curate**.",
-                       pairs.gallery_items(folder.dataset(), limit=24))
-                return
-            if not event.get("heartbeat"):
-                text = progress_line(event["done"] / max(event["total"], 1),
-                                     f"{event['done']}/{event['total']} pairs · "
-                                     f"about {seconds_text(event.get('eta_seconds'))} left")
+            match event:
+                case Reattached():
+                    gr.Info("pair generation is running in this workspace: its progress is "
+                            "shown on 2 · Pairs")
+                    continue
+                case JobDone(result=summary):
+                    state = ("stopped — generate again to resume" if summary["stopped_early"]
+                             else "complete")
+                    yield (workspace.id, f"**{summary['pairs']} pairs** ({summary['made']} new, "
+                           f"{summary['skipped_existing']} kept from before) in "
+                           f"{seconds_text(summary['seconds'])}: {state}. Next: **3 · Curate**.",
+                           pairs.gallery_items(folder.dataset(), limit=24))
+                    return
+                case PairsProgress(done=done, total=total, eta_seconds=eta):
+                    text = progress_line(done / max(total, 1), f"{done}/{total} pairs · "
+                                         f"about {seconds_text(eta)} left")
             if text is not None and time.monotonic() - drawn >= REDRAW_SECONDS:
                 drawn = time.monotonic()
                 yield workspace.id, text, pairs.gallery_items(folder.dataset(), limit=24)

@@ -10,6 +10,8 @@ import plotly.graph_objects as go
 from e2gan.errors import E2GANError
 
 from app.concept_metrics import metrics_caption
+from app.events import (Evaluating, Heartbeat, JobDone, Reattached, SamplesDrawn,
+                        TrainingProgress)
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.training import FINETUNE_JOB, FinetuneRequest, stream_finetune, training_ids
@@ -89,47 +91,47 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
         late replays the run's whole log at once."""
         history, sample_path, text, drawn, pending = [], None, "", 0.0, False
         for event in events:
-            if event.get("reattached"):
-                # a reload or a second Start while a fine-tune runs: follow it, do not restart
-                gr.Info("a fine-tune is running in this workspace: its progress is shown on "
-                        "4 · Fine-tune (settings sent with it now are not applied)")
-                continue
-            if event.get("done") is True:
-                result = event["result"]
-                verdict = "stopped" if result["stopped"] else "finished"
-                text = (f"**{verdict}** after {result['steps']} steps, "
-                        f"{seconds_text(result['train_seconds'])} of training on {described}; "
-                        f"adapter {result['adapter_bytes'] / 1024:.0f} KB. Next: **5 · Compare**."
-                        f"\n\n{metrics_caption(result['metrics'])}")
-                if result.get("archived_previous_as"):
-                    text += (f"\n\nThe adapter this run replaced is kept as version "
-                             f"`{result['archived_previous_as']}` (Library → versions).")
-                if result.get("better_version"):
-                    better = result["better_version"]
-                    text += (f"\n\n**Version `{better['version']}` scores higher** on the held-out "
-                             f"pairs ({better['psnr']:.2f} dB PSNR): restore it in the Library.")
-                yield (workspace.id, text, loss_figure(result["history"]), sample_path,
-                       metrics_rows(result["metrics"]))
-                return
-            if not event.get("heartbeat"):
-                pending = True
-                if "history" in event:
-                    history = event["history"]
-                if "samples" in event:
-                    sample_path = event["samples"]
-                if event.get("evaluating"):
-                    text = ("measuring the adapter against the teacher on held-out pairs "
-                            "(PSNR / SSIM / MAE, and FID / KID through Inception)…")
-                elif "budget" in event:
-                    text = progress_line(event["seconds"] / event["budget"],
-                                         f"step {event['step']} on {described} · about "
-                                         f"{seconds_text(event.get('eta_seconds'))} left")
-                    if "losses" in event:
-                        history = history + [{"step": event["step"], **event["losses"]}]
-            if pending and (time.monotonic() - drawn >= REDRAW_SECONDS or "samples" in event
-                            or event.get("evaluating")):
+            match event:
+                case Reattached():
+                    # a reload or a second Start while a fine-tune runs: follow it, not restart
+                    gr.Info("a fine-tune is running in this workspace: its progress is shown on "
+                            "4 · Fine-tune (settings sent with it now are not applied)")
+                    continue
+                case JobDone(result=result):
+                    break
+                case Heartbeat():
+                    pass
+                case SamplesDrawn(path=path, history=logged):
+                    sample_path, history, pending = path, logged, True
+                case Evaluating():
+                    text, pending = ("measuring the adapter against the teacher on held-out pairs "
+                                     "(PSNR / SSIM / MAE, and FID / KID through Inception)…"), True
+                case TrainingProgress(step=step, seconds=seconds, budget=budget, losses=losses):
+                    text = progress_line(seconds / budget, f"step {step} on {described} · about "
+                                         f"{seconds_text(event.eta_seconds)} left")
+                    if losses:
+                        history = history + [{"step": step, **losses}]
+                    pending = True
+            if pending and (time.monotonic() - drawn >= REDRAW_SECONDS
+                            or isinstance(event, (SamplesDrawn, Evaluating))):
                 drawn, pending = time.monotonic(), False
                 yield workspace.id, text, loss_figure(history), sample_path, gr.skip()
+        else:
+            return  # no JobDone: nothing was running to follow
+        verdict = "stopped" if result["stopped"] else "finished"
+        text = (f"**{verdict}** after {result['steps']} steps, "
+                f"{seconds_text(result['train_seconds'])} of training on {described}; "
+                f"adapter {result['adapter_bytes'] / 1024:.0f} KB. Next: **5 · Compare**."
+                f"\n\n{metrics_caption(result['metrics'])}")
+        if result.get("archived_previous_as"):
+            text += (f"\n\nThe adapter this run replaced is kept as version "
+                     f"`{result['archived_previous_as']}` (Library → versions).")
+        if result.get("better_version"):
+            better = result["better_version"]
+            text += (f"\n\n**Version `{better['version']}` scores higher** on the held-out "
+                     f"pairs ({better['psnr']:.2f} dB PSNR): restore it in the Library.")
+        yield (workspace.id, text, loss_figure(result["history"]), sample_path,
+               metrics_rows(result["metrics"]))
 
     @user_errors
     def run(workspace_id, minutes_value, epochs_value, size_value, lr_value, rank_value, resume):

@@ -9,6 +9,7 @@ from e2gan.errors import E2GANError
 
 from app import baseline, library
 from app import versions as versions_of
+from app.events import Evaluating, JobDone, TrainingProgress
 from app.form import finite_number, whole_number
 from app.settings import SETTINGS
 from app.ui import HEAVY, Context, progress_line, seconds_text, stop_job, user_errors
@@ -147,25 +148,20 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
         minutes = finite_number(minutes_value or 0, "training minutes")
         workspace = context.workspace(workspace_id)
         for event in baseline.stream_pix2pix(workspace, minutes):
-            if event.get("heartbeat"):
-                continue
-            if event.get("done") is True:
-                row = event["result"]
-                verdict = "stopped" if event["stopped"] else "finished"
-                scores = (f"; held-out PSNR {row['psnr']:.2f} dB" if "psnr" in row else "") + (
-                    f", FID {row['fid']:.1f}" if "fid" in row else "")
-                yield (workspace.id, f"**{verdict}**: pix2pix after {row['steps']} steps "
-                       f"({seconds_text(row['train_seconds'])} in all){scores}. See **5 · Compare**.")
-                return
-            if event.get("evaluating"):
-                text = "measuring pix2pix against the teacher on held-out pairs…"
-            elif "budget" in event:
-                text = progress_line(event["seconds"] / event["budget"],
-                                     f"pix2pix step {event['step']} · about "
-                                     f"{seconds_text(event['budget'] - event['seconds'])} left")
-            else:
-                continue
-            yield workspace.id, text
+            match event:
+                case JobDone(result=row, stopped=stopped):
+                    scores = (f"; held-out PSNR {row['psnr']:.2f} dB" if "psnr" in row else "") + (
+                        f", FID {row['fid']:.1f}" if "fid" in row else "")
+                    yield (workspace.id, f"**{'stopped' if stopped else 'finished'}**: pix2pix "
+                           f"after {row['steps']} steps ({seconds_text(row['train_seconds'])} in "
+                           f"all){scores}. See **5 · Compare**.")
+                    return
+                case Evaluating():
+                    yield workspace.id, "measuring pix2pix against the teacher on held-out pairs…"
+                case TrainingProgress(step=step, seconds=seconds, budget=budget):
+                    yield workspace.id, progress_line(
+                        seconds / budget, f"pix2pix step {step} · about "
+                                          f"{seconds_text(budget - seconds)} left")
 
     refresh.click(show, workspace_state, [workspace_state, rows, concept, first, second],
                   api_name="library")

@@ -22,11 +22,14 @@ def command(name: str):
     return decorator
 
 
-def progress(args: argparse.Namespace, label: str) -> Callable[[dict[str, Any]], None]:
-    """A generation or rank-search progress callback that prints to stderr (silent with --quiet)."""
-    def report(event: dict[str, Any]) -> None:
-        if not args.quiet and "done" in event:
-            print(f"[{label}] {event['done']}/{event['total']}", file=sys.stderr, flush=True)
+def progress(args: argparse.Namespace, label: str) -> Callable[[Any], None]:
+    """A progress callback that prints "done/total" to stderr (silent with --quiet), for the pair
+    maker's `PairsProgress` and rank search's round records (a dict)."""
+    def report(event: Any) -> None:
+        done, total = ((event.get("done"), event.get("total")) if isinstance(event, dict)
+                       else (event.done, event.total))
+        if not args.quiet and done is not None:
+            print(f"[{label}] {done}/{total}", file=sys.stderr, flush=True)
     return report
 
 

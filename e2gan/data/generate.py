@@ -71,10 +71,22 @@ class GenerationResult:
                 "processes": self.num_processes}
 
 
+@dataclass(frozen=True)
+class PairsProgress:
+    """After each batch of edits: how far the pair maker is (`on_progress`'s event)."""
+
+    done: int  # pairs of the source dealt with, this run's and earlier runs' (kept or rejected)
+    total: int  # pairs of the source in all
+    made: int = 0  # written by this run
+    rejected: int = 0  # refused by the candidate filter in this run
+    seconds: float = 0.0
+    eta_seconds: float | None = None
+
+
 def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
                    out_root: str | os.PathLike, concept: str | None = None, seed: int = 0,
                    test_fraction: float = 0.2, batch_size: int = 8,
-                   on_progress: Callable[[dict], None] | None = None,
+                   on_progress: Callable[[PairsProgress], None] | None = None,
                    should_stop: Callable[[], bool] | None = None, *,
                    phrasings: dict[str, str] | None = None, candidates: int = 1,
                    candidate_filter: CandidateFilter | None = None,
@@ -159,9 +171,9 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
             if on_progress:
                 elapsed = time.perf_counter() - started
                 rate = (made + rejected) / max(elapsed, 1e-9)
-                on_progress({"done": len(done) + len(rejections.ids) + made, "total": len(ids),
-                             "made": made, "rejected": rejected, "seconds": elapsed,
-                             "eta_seconds": (len(todo) - made - rejected) / max(rate, 1e-9)})
+                on_progress(PairsProgress(len(done) + len(rejections.ids) + made, len(ids), made,
+                                          rejected, elapsed,
+                                          (len(todo) - made - rejected) / max(rate, 1e-9)))
     finally:
         for member in pool:
             member.stop_requested = None
