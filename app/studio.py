@@ -55,7 +55,7 @@ KEEP_WORKSPACE_IN_ADDRESS = """(id) => {
 
 def _clip_line() -> str:
     try:
-        from e2gan.evaluation.clip_scores import clip_weights_available
+        from e2gan.teachers.clip_scores import clip_weights_available
     except ImportError:
         return "CLIP: not installed"
     found, where = clip_weights_available()

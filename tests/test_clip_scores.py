@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from e2gan.evaluation.clip_scores import TINY_CONFIG, ClipScorer, clip_weights_available
+from e2gan.teachers.clip_scores import TINY_CONFIG, ClipScorer, clip_weights_available
 from e2gan.errors import E2GANError
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from e2gan.cli import main
-from e2gan.inference.demo import DemoSettings, run_demo
+from e2gan.bench.demo import DemoSettings, run_demo
 from e2gan.errors import E2GANError
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.evaluation.clip_scores import ClipScorer
+from e2gan.teachers.clip_scores import ClipScorer
 from e2gan.curation.embedders import (EMBEDDERS, FACE_WEIGHTS_ENV, OnnxFaceModel, create_embedder,
                              default_embedder, face_crop)
 from e2gan.errors import E2GANError
@@ -59,7 +59,7 @@ def test_clip_embedder_without_weights_says_what_to_fetch(no_clip_weights):
 def test_default_embedder_is_clip_only_where_weights_are_present(no_clip_weights, monkeypatch):
     name, note = default_embedder()
     assert name == "builtin" and "no CLIP weights" in note
-    monkeypatch.setattr("e2gan.evaluation.clip_scores.clip_weights_available",
+    monkeypatch.setattr("e2gan.teachers.clip_scores.clip_weights_available",
                         lambda *args, **kwargs: (True, "/models/clip.safetensors"))
     name, note = default_embedder()
     assert name == "clip" and "/models/clip.safetensors" in note

@@ -65,9 +65,9 @@ def test_a_maker_that_drops_images_is_an_error(tiny_pairs):
 
 
 def test_clip_metrics_say_why_they_were_skipped(tiny_pairs, monkeypatch):
-    import e2gan.evaluation.clip_scores
+    import e2gan.teachers.clip_scores
 
-    monkeypatch.setattr(e2gan.evaluation.clip_scores, "clip_weights_available",
+    monkeypatch.setattr(e2gan.teachers.clip_scores, "clip_weights_available",
                         lambda *a, **k: (False, "no ViT-B-32 weights in the local HF cache"))
     metrics = evaluate_pairs(lambda images: list(images), tiny_pairs["night"], size=32, clip=True)
     assert isinstance(metrics["clip_skipped"], str) and metrics["clip_skipped"]
@@ -98,10 +98,10 @@ def test_cli_evaluate_limit_and_no_cache(tiny_base, tiny_pairs, fid_cache, capsy
 
 def test_clip_metrics_run_through_the_callable_when_weights_exist(tiny_pairs, monkeypatch):
     """The real CLIP code path with a tiny random CLIP standing in for the local weights."""
-    import e2gan.evaluation.clip_scores
-    from e2gan.evaluation.clip_scores import ClipScorer
+    import e2gan.teachers.clip_scores
+    from e2gan.teachers.clip_scores import ClipScorer
 
-    monkeypatch.setattr(e2gan.evaluation.clip_scores, "clip_weights_available", lambda *a, **k: (True, "x"))
+    monkeypatch.setattr(e2gan.teachers.clip_scores, "clip_weights_available", lambda *a, **k: (True, "x"))
     monkeypatch.setattr(ClipScorer, "from_pretrained",
                         classmethod(lambda cls, *a, **k: ClipScorer.tiny_random()))
     dataset = tiny_pairs["winter"]

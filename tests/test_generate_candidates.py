@@ -20,7 +20,7 @@ TINY = {"resolution": 32, "num_inference_steps": 2}
 
 @pytest.fixture(scope="module")
 def scorer():
-    from e2gan.evaluation.clip_scores import ClipScorer
+    from e2gan.teachers.clip_scores import ClipScorer
 
     return ClipScorer.tiny_random(seed=0)
 

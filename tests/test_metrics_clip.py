@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.evaluation.clip_scores import ClipScorer
+from e2gan.teachers.clip_scores import ClipScorer
 from e2gan.errors import E2GANError
 from e2gan.evaluation.metrics.clip import (cmmd, cmmd_from_embeddings, directional_similarities_from_embeddings,
                                 directional_similarity, evaluate_edits)

@@ -49,7 +49,7 @@ def test_the_space_front_matter_names_the_models_the_code_fetches():
     knows, what it may download), and the short description fits the Hub's 60 characters."""
     import open_clip
 
-    from e2gan.evaluation.clip_scores import DEFAULT_MODEL, default_pretrained
+    from e2gan.teachers.clip_scores import DEFAULT_MODEL, default_pretrained
     from e2gan.teachers.base import TEACHERS
     from e2gan.teachers.diffusion import ControlNetTeacher
 

@@ -54,7 +54,7 @@ def test_bad_selection_requests_are_clear_errors(three_kinds, k, method, message
 
 
 def test_cluster_selection_with_the_clip_image_tower(three_kinds):
-    from e2gan.evaluation.clip_scores import ClipScorer
+    from e2gan.teachers.clip_scores import ClipScorer
 
     scorer = ClipScorer.tiny_random(seed=0)
     selection = select(three_kinds, 3, "cluster", seed=0, embedder="clip",

@@ -1,4 +1,5 @@
-"""`e2gan bench`: the paper's tables in miniature, on real photos, with numbers anyone can rerun.
+"""`e2gan bench`: the paper's tables in miniature, on real photos, with numbers anyone can rerun
+(and `demo`, `e2gan demo`: one unseen concept distilled two ways, judged side by side).
 
 One module per section (`section_main`, `section_ranks`, `section_layers`, `section_base`,
 `section_data`, `section_inference`), over shared pieces: `settings` (presets and budgets), `data`

@@ -12,7 +12,7 @@ from e2gan.errors import E2GANError
 
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
-    from e2gan.inference.demo import DemoSettings, run_demo
+    from e2gan.bench.demo import DemoSettings, run_demo
 
     settings = DemoSettings(concept=args.concept, size=args.size, pairs=args.pairs,
                             subset=args.subset, finetune_minutes=args.minutes, seed=args.seed,
@@ -88,7 +88,7 @@ def cmd_fetch_weights(args: argparse.Namespace) -> dict[str, Any]:
             raise E2GANError(f"teacher {target!r} has no weights to fetch")
         paths = TEACHERS.get(target).fetch_weights(args.model)
     elif target == "clip" or target.startswith("clip:"):
-        from e2gan.evaluation.clip_scores import DEFAULT_MODEL, default_pretrained
+        from e2gan.teachers.clip_scores import DEFAULT_MODEL, default_pretrained
 
         model_name, _, tag = target.partition(":")[2].partition(":")
         model_name = model_name or DEFAULT_MODEL

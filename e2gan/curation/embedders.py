@@ -5,7 +5,7 @@ a function from a list of images to an (N, D) float32 array.
 
 - `builtin` needs no weights: colour, texture and layout features of an image, each block
   standardised and weighted equally so none dominates by its dimension count.
-- `clip`: open_clip's image tower (`e2gan.evaluation.clip_scores.ClipScorer`), the paper's choice for scenes.
+- `clip`: open_clip's image tower (`e2gan.teachers.clip_scores.ClipScorer`), the paper's choice for scenes.
   `default_embedder` picks it wherever CLIP weights are on this machine.
 - `face`: identity features of the face in each image, for face data (the paper uses FaceNet).
   The face is found with scikit-image's LBP frontal-face cascade (shipped with scikit-image;
@@ -64,7 +64,7 @@ def builtin_embedder() -> Embedder:
 def clip_embedder(scorer=None, model_name: str | None = None, pretrained: str | None = None,
                   device: str = "cpu") -> Embedder:
     """open_clip's image tower; `scorer` (a `ClipScorer`) or weights loaded locally."""
-    from e2gan.evaluation.clip_scores import DEFAULT_MODEL, ClipScorer
+    from e2gan.teachers.clip_scores import DEFAULT_MODEL, ClipScorer
 
     if scorer is None:
         scorer = ClipScorer.from_pretrained(model_name or DEFAULT_MODEL, pretrained, device)
@@ -73,7 +73,7 @@ def clip_embedder(scorer=None, model_name: str | None = None, pretrained: str | 
 
 def default_embedder() -> tuple[str, str]:
     """("clip", why) where real CLIP weights are on this machine, else ("builtin", why not)."""
-    from e2gan.evaluation.clip_scores import clip_weights_available
+    from e2gan.teachers.clip_scores import clip_weights_available
 
     available, detail = clip_weights_available()
     if available:

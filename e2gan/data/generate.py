@@ -252,7 +252,7 @@ def build_candidate_filter(spec: str, device: str = "cpu", **thresholds: Any) ->
     """A CLIP candidate filter from 'MODEL' or 'MODEL:PRETRAINED' (an open_clip tag or a weights
     file; the local HF cache only), or 'tiny-random' (meaningless scores: for tests and dry runs).
     `thresholds` are CandidateFilter fields; None keeps a default."""
-    from e2gan.evaluation.clip_scores import ClipScorer
+    from e2gan.teachers.clip_scores import ClipScorer
 
     if spec == "tiny-random":
         scorer = ClipScorer.tiny_random(device=device)

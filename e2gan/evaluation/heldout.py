@@ -62,7 +62,7 @@ def clip_scores(sources: list[Image.Image], outputs: list[Image.Image],
         from e2gan.evaluation.metrics import clip as clip_metrics
     except ImportError as error:
         return {"clip_skipped": f"CLIP metrics are not available in this build ({error})"}
-    from e2gan.evaluation.clip_scores import clip_weights_available
+    from e2gan.teachers.clip_scores import clip_weights_available
 
     available, where = clip_weights_available()
     if not available:

@@ -1,3 +1,1 @@
-"""Editing photos with a base and its adapters (`EditPipeline`, the one inference entry point),
-and the end-to-end demo.
-"""
+"""Editing photos with a base and its adapters: `EditPipeline`, the one inference entry point."""

@@ -5,7 +5,7 @@ only where CLIP agreed it was good: the edit still shows the same picture (image
 the picture changed the way the text changed (directional similarity) and the edit shows the
 concept (image-caption similarity). The E2GAN paper picked the best of several diffusion models per
 image by hand; `CandidateFilter` does it automatically, for candidates that differ in knobs,
-seeds or teachers. The CLIP scores come from `e2gan.evaluation.clip_scores.ClipScorer`.
+seeds or teachers. The CLIP scores come from `e2gan.teachers.clip_scores.ClipScorer`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class CandidateFilter:
     `source_caption` describes an unedited image; the edit caption is the concept's description.
     """
 
-    scorer: Any  # e2gan.evaluation.clip_scores.ClipScorer (anything with its `edit_scores`)
+    scorer: Any  # e2gan.teachers.clip_scores.ClipScorer (anything with its `edit_scores`)
     source_caption: str = "a photo"
     min_image_similarity: float = DEFAULT_MIN_IMAGE_SIMILARITY
     min_direction_similarity: float = DEFAULT_MIN_DIRECTION_SIMILARITY

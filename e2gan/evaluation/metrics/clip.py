@@ -12,7 +12,7 @@
   other.
 
 The `*_from_embeddings` functions are pure numpy; the others embed with a
-`e2gan.evaluation.clip_scores.ClipScorer`.
+`e2gan.teachers.clip_scores.ClipScorer`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def evaluate_edits(sources: Sequence[Image.Image], outputs: Sequence[Image.Image
     (the teacher's own edits: the score to match), ``image_similarity`` (output vs source) and
     ``cmmd`` (teacher edits vs outputs). `scorer` defaults to the local CLIP weights.
     """
-    from e2gan.evaluation.clip_scores import ClipScorer
+    from e2gan.teachers.clip_scores import ClipScorer
 
     if not (len(sources) == len(outputs) == len(targets)) or not sources:
         raise E2GANError(f"evaluate_edits needs as many sources, outputs and targets (got "
