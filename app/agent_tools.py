@@ -163,14 +163,18 @@ def build_agent_endpoints(context: Context) -> None:
                         download, api_name="export_concept", **heavy)
 
 
-def hide_page_endpoints_from_mcp(demo: gr.Blocks, workspace_state: gr.State) -> None:
-    """Keep the endpoints that read the page's workspace out of the MCP tool list. Gradio feeds
-    a tool's `gr.State` inputs their initial value on every call (it warns so), so each such tool
-    would start an empty workspace. Gradio lists as tools only the functions whose `_mcp_type`
-    is unset or "tool" (`gradio.mcp`), and has no public switch for this; they stay public for
-    gradio_client, whose session does carry the state."""
+MCP_TOOLS = ("make_concept", "apply_concept", "export_concept")  # the documented tools, exactly
+
+
+def hide_page_endpoints_from_mcp(demo: gr.Blocks) -> None:
+    """List exactly `MCP_TOOLS` as MCP tools. The page's endpoints stay out: Gradio feeds a
+    tool's `gr.State` inputs their initial value on every call (it warns so), so one that reads
+    the page's workspace would start an empty workspace each time, and the others (Try the
+    base's /edit) are the page's, documented for gradio_client. Gradio lists as tools only the
+    functions whose `_mcp_type` is unset or "tool" (`gradio.mcp`), and has no public switch for
+    this; every endpoint stays public for gradio_client."""
     for block_fn in demo.fns.values():
-        if block_fn.fn is not None and any(block is workspace_state for block in block_fn.inputs):
+        if block_fn.fn is not None and block_fn.api_name not in MCP_TOOLS:
             block_fn.fn._mcp_type = "page"
     # Gradio still warns at launch about the State inputs of the endpoints hidden just above.
     warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")

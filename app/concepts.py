@@ -33,6 +33,7 @@ from app.events import JobEvent
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
+from e2gan.teachers import BUILTIN_CONCEPTS
 
 # Knobs a teacher may take; each is offered only to teachers whose constructor accepts it.
 TEACHER_KNOBS = ("strength", "guidance_scale", "image_guidance_scale", "num_inference_steps")
@@ -126,7 +127,6 @@ def builtin_concept_choices(base_dir: Path | None = None) -> list[tuple[str, str
     """(label, name) for the built-in concepts; the label says whether the base model learned
     the concept already (a fine-tune then starts from its own tokens) or never saw it (the
     honest test of what a fine-tune learns). The base's config.json lists its concepts."""
-    from e2gan.teachers import BUILTIN_CONCEPTS
     known = set(base_concepts(base_dir)) if base_dir is not None else set()
     return [(f"{name} · {'in the base' if concept_key(concept.prompt) in known else 'new to the base'}"
              if base_dir is not None else name, name)

@@ -94,7 +94,8 @@ def capped(seconds: float) -> int:
 
 def teacher_needs_gpu(name: str) -> bool:
     """Teachers with weights (the diffusion editors) need a GPU; the built-in filters do not."""
-    from e2gan.teachers import TEACHERS  # the package registers every teacher
+    # loads torch, which on ZeroGPU must come after `spaces` (see the top); registers every teacher
+    from e2gan.teachers import TEACHERS
 
     return name in TEACHERS and bool(TEACHERS.get(name).default_model)
 
@@ -104,7 +105,7 @@ def teacher_image_seconds(name: str, params: dict[str, Any] | None = None) -> tu
     denoising steps actually run (img2img runs steps x strength) at its resolution."""
     if not teacher_needs_gpu(name):
         return 0.0, CPU_IMAGE_SECONDS
-    from e2gan.teachers import TEACHERS
+    from e2gan.teachers import TEACHERS  # loads torch: after `spaces`, as at the top
 
     given = {key: value for key, value in (params or {}).items() if value is not None}
     knobs = {**getattr(TEACHERS.get(name), "defaults", {}), **given}

@@ -23,6 +23,8 @@ from e2gan.text import concept_key
 from app.settings import SETTINGS
 from app.training import run_state
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
+from e2gan.export import export_concept
+from app.concept_metrics import ADAPTER_ROW
 
 # on-device format -> (engine format, precision)
 ON_DEVICE_FORMATS = {"onnx": ("onnx", "fp32"), "onnx fp16": ("onnx", "fp16"),
@@ -149,8 +151,6 @@ def _on_device_export(folder: ConceptFolder, kind: str, base_dir: Path, size: in
     through the engine's `export_concept`: it merges the adapter, bakes the prompt in, checks each
     file (against torch; fp16/int8 also on the concept's held-out pairs against fp32 and the
     teacher), refuses a file that fails, and times it. Files land in `exports/`."""
-    from e2gan.export import export_concept
-
     engine_format, precision = ON_DEVICE_FORMATS[kind]
     result = export_concept(base_dir, folder.exports_dir, adapter=folder.adapter_file,
                             size=size, formats=(engine_format,), dynamic=True, repeats=repeats,
@@ -250,8 +250,6 @@ def publish(workspace: Workspace, concept: str, repo_id: str, token: str, privat
             include_pairs: bool = False, base_dir=None) -> str:
     """Publish the concept's adapter (model card, held-out scores, sample grid) to the Hub, and
     its pairs as a dataset repo with `include_pairs`; returns what to tell the user (markdown)."""
-    from app.concept_metrics import ADAPTER_ROW
-
     repo_id = (repo_id or "").strip()
     if not repo_id:
         raise E2GANError("give the repository to publish to, as user/name")

@@ -54,7 +54,7 @@ KEEP_WORKSPACE_IN_ADDRESS = """(id) => {
 
 
 def _clip_line() -> str:
-    try:
+    try:  # optional: open_clip
         from e2gan.teachers.clip_scores import clip_weights_available
     except ImportError:
         return "CLIP: not installed"
@@ -121,6 +121,9 @@ def build_demo(base_dir: str | Path | None = None,
     # workspace, so a day-old cached file is no one's only copy.
     with gr.Blocks(title="E2GAN Studio", delete_cache=(3600, 24 * 3600)) as demo:
         workspace_state = gr.State(None)
+        # The fine-tune form's values, kept in the browser across a reload. Outside the tabs:
+        # there a component would take a tab's place, and inside one it loads only when shown.
+        finetune_form = gr.BrowserState({}, storage_key="e2gan-finetune-form")
         with gr.Row(elem_classes="studio-header"):
             gr.HTML(LOGO.read_text(encoding="utf-8"), elem_classes="studio-logo", container=False)
             gr.Markdown("# E2GAN Studio\nDistil a slow image editor into a tiny real-time GAN, one "
@@ -133,7 +136,7 @@ def build_demo(base_dir: str | Path | None = None,
             tabs = [build_concept_tab(context, workspace_state),
                     build_pairs_tab(context, workspace_state),
                     build_curate_tab(context, workspace_state),
-                    build_finetune_tab(context, workspace_state),
+                    build_finetune_tab(context, workspace_state, finetune_form),
                     build_compare_tab(context, workspace_state),
                     build_library_tab(context, workspace_state)]
             build_try_tab(trier)
@@ -164,7 +167,7 @@ def build_demo(base_dir: str | Path | None = None,
             event.then(refresh, workspace_state, status, api_visibility="private",
                        show_progress="hidden")
     demo.queue(default_concurrency_limit=4, max_size=MAX_STUDIO_QUEUE.value())
-    hide_page_endpoints_from_mcp(demo, workspace_state)
+    hide_page_endpoints_from_mcp(demo)
     return demo
 
 

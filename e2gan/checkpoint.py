@@ -27,12 +27,12 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from e2gan.models import lora
 from e2gan.checks import check_model_folder
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
-from e2gan.models import architecture_of, build_model, config_of
-from e2gan.text import LearnedConceptEncoder, TextEncoder, build_text_encoder, concept_key
+from e2gan.models import architecture_of, build_model, config_of, lora
+from e2gan.text import (LearnedConceptEncoder, TextEncoder, build_text_encoder, check_compatible,
+                        concept_key)
 
 GENERATOR_FORMAT = "e2gan-generator"
 ADAPTER_FORMAT = "e2gan-adapter"
@@ -144,7 +144,6 @@ def load_generator(folder: str | os.PathLike, text_encoder: TextEncoder | None =
     if spec is not None:
         if text_encoder is None:
             text_encoder = build_text_encoder({k: v for k, v in spec.items() if k != "concepts"})
-        from e2gan.text import check_compatible
         check_compatible(spec, text_encoder)
         if isinstance(text_encoder, LearnedConceptEncoder):
             for key, table in text_tensors.items():
@@ -306,7 +305,6 @@ def apply_adapter(loaded: LoadedGenerator, adapter: Adapter, name: str | None = 
             f"adapter {meta['concept']!r} was trained on base {meta['base_sha256'][:12]}, not on "
             f"this base {loaded.info['sha256'][:12]} ({loaded.info['path']}); use its own base model")
     if loaded.text_encoder is not None:
-        from e2gan.text import check_compatible
         check_compatible(meta["text_encoder"], loaded.text_encoder)
     name = name or meta["concept"]
     lora.add_adapter(loaded.generator, name, meta["ranks"])

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from e2gan.errors import E2GANError
+from e2gan.hub.download import cached_snapshot, download_snapshot, fetch_command, offline
 from e2gan.registry import Registry
 
 TEXT_ENCODERS: Registry[Callable[..., "TextEncoder"]] = Registry("text encoder")
@@ -196,9 +197,7 @@ def resolve_open_clip_weights(model_name: str, pretrained: str | None,
     (progress and cancel as there)."""
     import os
 
-    import open_clip
-
-    from e2gan.hub.download import cached_snapshot, download_snapshot, fetch_command, offline
+    import open_clip  # optional: the `clip` encoder only
 
     if pretrained is None:
         return None  # random weights (tests, or a user training the text side from scratch)
@@ -248,6 +247,7 @@ class TeacherCLIPTextEncoder(FrozenTextEncoder):
         super().__init__()
         from transformers import CLIPTextModel, CLIPTokenizer
 
+        # the teachers package registers every teacher on import: only this encoder needs it
         from e2gan.teachers.weights import resolve_model_folder
 
         folder = resolve_model_folder(model_name, allow_download, parts=("text_encoder", "tokenizer"))

@@ -38,6 +38,7 @@ def _text(result) -> str:
 def test_an_assistant_makes_applies_and_exports_a_concept_over_mcp(tiny_base, tmp_path, monkeypatch):
     from stand_in_inception import use_stand_in
 
+    from app.agent_tools import MCP_TOOLS
     from app.studio import build_demo, launch_options
 
     use_stand_in(monkeypatch)
@@ -66,7 +67,7 @@ def test_an_assistant_makes_applies_and_exports_a_concept_over_mcp(tiny_base, tm
         tools, made, unknown = asyncio.run(_session_calls(url, calls))
         # The three session-free tools, described; the page's endpoints (which would each open
         # an empty workspace) are not offered.
-        assert {"make_concept", "apply_concept", "export_concept"} <= set(tools)
+        assert set(tools) == set(MCP_TOOLS) == {"make_concept", "apply_concept", "export_concept"}
         assert not {"preview", "run", "run_1", "stop_job"} & set(tools)
         assert "workspace id" in tools["apply_concept"].inputSchema["properties"]["workspace"]["description"]
         assert "LoRA adapter" in tools["make_concept"].description

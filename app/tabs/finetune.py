@@ -10,12 +10,11 @@ import plotly.graph_objects as go
 from e2gan.errors import E2GANError
 
 from app.concept_metrics import metrics_caption
-from app.events import (Evaluating, Heartbeat, JobDone, Reattached, SamplesDrawn,
-                        TrainingProgress)
+from app.events import Evaluating, Heartbeat, JobDone, Reattached, SamplesDrawn, TrainingProgress
 from app.jobs import BOARD
 from app.settings import SETTINGS
 from app.training import FINETUNE_JOB, FinetuneRequest, stream_finetune, training_ids
-from app.ui import HEAVY, Context, stop_job, progress_line, seconds_text, user_errors
+from app.ui import Context, HEAVY, progress_line, seconds_text, stop_job, user_errors
 
 LOSS_NAMES = {"g_l1": "generator L1 (x100 weight)", "g_adv": "generator adversarial",
               "d_real": "discriminator real", "d_fake": "discriminator fake"}
@@ -48,11 +47,13 @@ def metrics_rows(metrics: list[dict]) -> list[list]:
 
 
 REDRAW_SECONDS = 0.5  # the loss plot is redrawn at most this often
+FORM_FIELDS = ("minutes", "epochs", "size", "learning_rate", "rank")  # kept across a reload
 
 METRIC_HEADERS = ["model", "PSNR dB ↑", "SSIM ↑", "MAE ↓", "FID ↓", "KID ×10³ ↓", "held-out pairs"]
 
 
-def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
+def build_finetune_tab(context: Context, workspace_state: gr.State,
+                       saved: gr.BrowserState) -> dict:
     with gr.Tab("4 · Fine-tune", id="finetune"):
         gr.Markdown(f"LoRA adapters on the base's crucial layers with the searched ranks. Defaults "
                     f"for this machine ({SETTINGS.device_label}): {SETTINGS.train_minutes:g} min at "
@@ -160,6 +161,23 @@ def build_finetune_tab(context: Context, workspace_state: gr.State) -> dict:
                       concurrency_limit=SETTINGS.heavy_concurrency, concurrency_id=HEAVY)
 
     stop.click(stop_job, workspace_state, progress, cancels=[job], api_visibility="private")
+
+    # The form survives a reload: its values live in the browser's storage (`saved`), written as
+    # they change and read back when the page (re)opens its workspace.
+    form = [minutes, epochs, size, learning_rate, rank]
+
+    def remember(*values):
+        return dict(zip(FORM_FIELDS, values))
+
+    def restore(stored):
+        stored = stored if isinstance(stored, dict) else {}
+        return [stored[name] if name in stored else gr.skip() for name in FORM_FIELDS]
+
+    for field in form:
+        field.change(remember, form, saved, api_visibility="private", show_progress="hidden",
+                     queue=False)
+    workspace_state.change(restore, saved, form, api_visibility="private", show_progress="hidden",
+                           queue=False)
     # The page's load sets the workspace (None -> its id): pick up a fine-tune already running.
     # Watching costs no compute, so it takes no slot of the heavy queue.
     following = workspace_state.change(follow, workspace_state, [progress, losses, samples, metrics],

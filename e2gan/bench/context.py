@@ -13,6 +13,7 @@ from e2gan.checkpoint import load_generator
 from e2gan.errors import E2GANError
 from e2gan.files import sha256_file
 from e2gan.paths import default_base_dir
+from e2gan.teachers import resolve_builtin_concept
 from e2gan.text import concept_key
 
 SHIPPED_BASE = "shipped"
@@ -52,8 +53,6 @@ class BenchContext:
 
     def check_unseen(self, concept_names: list[str]) -> None:
         """Refuse to judge the base's transfer on a concept it was trained on."""
-        from e2gan.teachers import resolve_builtin_concept
-
         seen = load_generator(self.base_dir()).info.get("training", {}).get("concepts", [])
         seen_keys = {concept_key(c) for c in seen}
         for name in concept_names:

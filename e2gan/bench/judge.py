@@ -14,10 +14,11 @@ from typing import Any
 from PIL import Image
 
 from e2gan.data.dataset import PairDataset
+from e2gan.devices import resolve_device
 from e2gan.errors import E2GANError
 from e2gan.evaluation.heldout import ImageMaker, evaluate_pairs
+from e2gan.evaluation.metrics.inception import inception_weights_path
 from e2gan.inference.pipeline import EditPipeline
-from e2gan.devices import resolve_device
 
 
 @functools.lru_cache(maxsize=1)
@@ -25,7 +26,6 @@ def fid_unavailable_reason() -> str | None:
     """None when FID/KID can be computed here, else why not (the bench then reports paired
     metrics only and says so)."""
     try:
-        from e2gan.evaluation.metrics.inception import inception_weights_path
         inception_weights_path()
     except ImportError as error:
         return f"e2gan.evaluation.metrics is not available ({error})"

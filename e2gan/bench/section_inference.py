@@ -44,7 +44,7 @@ def _model_folder(context: BenchContext, arch: str) -> tuple[Path, str]:
 
 def _onnx(context: BenchContext, arch: str) -> dict[str, Any]:
     s = context.settings
-    try:
+    try:  # optional: onnx and onnxruntime
         from e2gan.export import export_concept
     except ImportError as error:
         return {"onnx_skipped": f"ONNX export is not available ({error})"}

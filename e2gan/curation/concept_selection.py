@@ -23,6 +23,7 @@ from sklearn.cluster import KMeans
 from e2gan.curation.embedders import Embedder, create_embedder
 from e2gan.errors import E2GANError
 from e2gan.teachers.base import Teacher
+from e2gan.teachers.builtin import BuiltinTeacher
 
 # The paper keeps winter out of the base to test fine-tuning on an edit the base never saw.
 ALWAYS_HELD_OUT = ("winter",)
@@ -84,8 +85,6 @@ def select_concepts(images: list[Image.Image], k: int, hold_out: Iterable[str] =
     name (None: `default_embedder`) with `embedder_settings`, or an `Embedder` function.
     Deterministic for (images, k, hold_out, seed, embedder)."""
     if teacher is None:
-        from e2gan.teachers.builtin import BuiltinTeacher
-
         teacher = BuiltinTeacher()
     concepts = teacher.concepts()
     known = [concept.name for concept in concepts]

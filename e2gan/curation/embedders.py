@@ -28,6 +28,7 @@ from skimage.feature import hog
 
 from e2gan.errors import E2GANError
 from e2gan.registry import Registry
+from e2gan.teachers.clip_scores import ClipScorer, DEFAULT_MODEL, clip_weights_available
 
 Embedder = Callable[[list[Image.Image]], np.ndarray]
 EMBEDDERS: Registry[Callable[..., Embedder]] = Registry("image embedder")
@@ -64,8 +65,6 @@ def builtin_embedder() -> Embedder:
 def clip_embedder(scorer=None, model_name: str | None = None, pretrained: str | None = None,
                   device: str = "cpu") -> Embedder:
     """open_clip's image tower; `scorer` (a `ClipScorer`) or weights loaded locally."""
-    from e2gan.teachers.clip_scores import DEFAULT_MODEL, ClipScorer
-
     if scorer is None:
         scorer = ClipScorer.from_pretrained(model_name or DEFAULT_MODEL, pretrained, device)
     return scorer.embed_images
@@ -73,8 +72,6 @@ def clip_embedder(scorer=None, model_name: str | None = None, pretrained: str | 
 
 def default_embedder() -> tuple[str, str]:
     """("clip", why) where real CLIP weights are on this machine, else ("builtin", why not)."""
-    from e2gan.teachers.clip_scores import clip_weights_available
-
     available, detail = clip_weights_available()
     if available:
         return "clip", f"CLIP image tower ({detail})"

@@ -26,25 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from e2gan.data.candidate_run import (
-    CANDIDATE_SEED_STRIDE,
-    CandidateRun,
-    Rejections,
-    dataset_parameters,
-)
-from e2gan.data.dataset import (
-    DatasetInfo,
-    PairDataset,
-    PairDatasetWriter,
-    assign_splits,
-    merge_metadata_shards,
-    unique_pair_ids,
-)
+from e2gan.data.candidate_run import (CANDIDATE_SEED_STRIDE, CandidateRun, Rejections,
+                                      dataset_parameters)
+from e2gan.data.dataset import (DatasetInfo, PairDataset, PairDatasetWriter, assign_splits,
+                                merge_metadata_shards, unique_pair_ids)
 from e2gan.data.pair_format import IMAGE_FOLDERS
 from e2gan.errors import E2GANError
 from e2gan.files import open_image
-from e2gan.teachers import PHRASINGS, GenerationStopped, Teacher
+from e2gan.teachers import (GenerationStopped, PHRASINGS, Teacher, free_text_phrasings,
+                            resolve_builtin_concept)
 from e2gan.teachers.candidates import CandidateFilter
+from e2gan.teachers.clip_scores import ClipScorer
+from e2gan.text import concept_key
 
 __all__ = ["CANDIDATE_SEED_STRIDE", "GenerationResult", "build_candidate_filter", "distributed_state",
            "generate_pairs", "phrase_concept", "resolve_concept"]
@@ -219,9 +212,6 @@ def phrase_concept(text: str, instruction: str | None = None, description: str |
     into an instruction and back). `instruction` / `description`, when given, replace either.
     `named_only` (a teacher that knows only named concepts) refuses free text, naming the ways
     out."""
-    from e2gan.teachers import free_text_phrasings, resolve_builtin_concept
-    from e2gan.text import concept_key
-
     try:
         concept = resolve_builtin_concept(text)
     except E2GANError:
@@ -252,8 +242,6 @@ def build_candidate_filter(spec: str, device: str = "cpu", **thresholds: Any) ->
     """A CLIP candidate filter from 'MODEL' or 'MODEL:PRETRAINED' (an open_clip tag or a weights
     file; the local HF cache only), or 'tiny-random' (meaningless scores: for tests and dry runs).
     `thresholds` are CandidateFilter fields; None keeps a default."""
-    from e2gan.teachers.clip_scores import ClipScorer
-
     if spec == "tiny-random":
         scorer = ClipScorer.tiny_random(device=device)
     else:

@@ -45,18 +45,14 @@ from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from e2gan.data.dataset import (
-    DatasetInfo,
-    PairDataset,
-    assign_splits,
-    atomic_dataset_writer,
-    unique_pair_ids,
-)
+from e2gan.data.dataset import (DatasetInfo, PairDataset, assign_splits, atomic_dataset_writer,
+                                unique_pair_ids)
 from e2gan.data.pair_format import read_json_file
+from e2gan.data.sources import _read_member
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_SUFFIXES, inside, list_images, load_image
 from e2gan.hub.download import (ProgressCallback, cache_dir, cached_snapshot, download_snapshot,
-                       fetch_command, repo_reference)
+                                fetch_command, repo_reference)
 from e2gan.limits import MAX_ARCHIVE_FILES
 
 IMPORTED_TEACHER = "imported"
@@ -416,8 +412,6 @@ FOLDER_PAIRS = (("source", "edited"), ("a", "b"), ("before", "after"), ("input",
 def _unpack(archive_path: Path, target: Path) -> None:
     """Unpack a zip's files into `target`: members that would land outside it are refused, and
     each member is read through the same size limit as zip sources (`_read_member`)."""
-    from e2gan.data.sources import _read_member
-
     try:
         with zipfile.ZipFile(archive_path) as archive:
             members = archive.infolist()

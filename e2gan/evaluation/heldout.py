@@ -47,7 +47,7 @@ def paired_metrics(outputs: list[np.ndarray], targets: list[np.ndarray]) -> dict
 def distribution_scores(outputs: list[Image.Image], targets: list[Image.Image],
                         device: str = "cpu", cache: bool = True) -> dict[str, Any]:
     """FID / KID of outputs against targets, rounded for reports."""
-    from e2gan.evaluation.metrics.fid import distribution_metrics
+    from e2gan.evaluation.metrics.fid import distribution_metrics  # the Inception wheel: on request
 
     scores = distribution_metrics(outputs, targets, cache=cache, device=device)
     return {"fid": round(scores["fid"], 4), "kid": round(scores["kid"], 6),
@@ -58,11 +58,11 @@ def distribution_scores(outputs: list[Image.Image], targets: list[Image.Image],
 def clip_scores(sources: list[Image.Image], outputs: list[Image.Image],
                 targets: list[Image.Image], prompt: str, device: str = "cpu") -> dict[str, Any]:
     """CLIP directional similarity and CMMD, or {"clip_skipped": reason} where they cannot run."""
-    try:
+    try:  # optional: open_clip
         from e2gan.evaluation.metrics import clip as clip_metrics
     except ImportError as error:
         return {"clip_skipped": f"CLIP metrics are not available in this build ({error})"}
-    from e2gan.teachers.clip_scores import clip_weights_available
+    from e2gan.teachers.clip_scores import clip_weights_available  # with the metrics above
 
     available, where = clip_weights_available()
     if not available:

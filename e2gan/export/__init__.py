@@ -32,17 +32,22 @@ from typing import Any, Callable
 
 import torch
 
+from e2gan.checkpoint import read_adapter
+from e2gan.data.dataset import PairDataset
+from e2gan.data.torch_data import resize_and_center_crop
 from e2gan.errors import E2GANError
+from e2gan.evaluation.profiling import count_macs, matmul_rate
 from e2gan.export.editor import ConceptEditor, deployable_editor
 from e2gan.export.formats import (INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, executorch_bytes,
-                                  executorch_runner, executorch_threads, executorch_version, max_abs_difference,
-                                  median_latency, onnx_bytes, onnx_runner, onnx_session,
-                                  random_inputs, torch_runner, torchscript_bytes,
+                                  executorch_runner, executorch_threads, executorch_version,
+                                  max_abs_difference, median_latency, onnx_bytes, onnx_runner,
+                                  onnx_session, random_inputs, torch_runner, torchscript_bytes,
                                   torchscript_runner)
-from e2gan.export.precision import (PRECISIONS, fp16_bytes, int8_bytes, quality_check,
-                                    xnnpack_int8)
+from e2gan.export.precision import PRECISIONS, fp16_bytes, int8_bytes, quality_check, xnnpack_int8
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.hub.adapters import resolve_adapter
+from e2gan.inference.pipeline import EditPipeline
+from e2gan.precision import peak_macs
 from e2gan.text import concept_key
 
 FORMATS = ("onnx", "torchscript", "executorch")
@@ -78,9 +83,6 @@ def _photos(dataset: str | os.PathLike, split: str, size: int, count: int, teach
     """Up to `count` of a paired dataset's sources (and teacher edits) as model inputs."""
     import numpy as np
 
-    from e2gan.data.dataset import PairDataset
-    from e2gan.data.torch_data import resize_and_center_crop
-
     pairs = PairDataset.open(dataset)
     records = pairs.split(split)[:count]
 
@@ -104,8 +106,6 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
     (TorchScript, and an ExecuTorch file asked for fp16, stay float32): INT8 is
     calibrated on `dataset`'s training sources and both are checked on its held-out pairs
     (`e2gan.export.precision`); `dataset` defaults to the one the adapter was trained on."""
-    from e2gan.inference.pipeline import EditPipeline
-
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise E2GANError(f"unknown export format(s) {unknown or formats}; known: {list(FORMATS)}")
@@ -126,8 +126,6 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
     calibration: list = []
     if precision != "fp32":
         if dataset is None and adapter:
-            from e2gan.checkpoint import read_adapter
-
             dataset = read_adapter(adapter).metadata.get("training", {}).get("dataset")
         if dataset is None or not (Path(dataset) / "dataset.json").is_file():
             raise E2GANError(f"--precision {precision} checks the file on the concept's held-out "
@@ -264,17 +262,12 @@ def export_concept(model: str | os.PathLike, out_dir: str | os.PathLike,
 
 
 def _matmul_rate(threads: int) -> float:
-    from e2gan.evaluation.profiling import matmul_rate
-
     return matmul_rate(threads)
 
 
 def _floor(editor: ConceptEditor, size: int, threads: int, result: dict,
            rate: float) -> dict[str, Any]:
     """The floor this machine allows (see e2gan.evaluation.profiling) and each runtime's latency over it."""
-    from e2gan.evaluation.profiling import count_macs
-
-    from e2gan.precision import peak_macs
 
     macs = count_macs(editor.generator, size)["macs"]
     floor_s = 2 * macs / rate

@@ -26,6 +26,7 @@ from PIL import Image
 from torch import nn
 
 from e2gan.errors import E2GANError
+from e2gan.text import resolve_open_clip_weights
 
 DEFAULT_MODEL = "ViT-B-32"
 # The weights the rest of the project assumes (also the text encoder's default in e2gan.text).
@@ -59,8 +60,6 @@ def clip_weights_available(model_name: str = DEFAULT_MODEL,
 
     Never downloads; cheap enough for a status line (it only looks in the local HF cache).
     """
-    from e2gan.text import resolve_open_clip_weights
-
     try:
         tag = pretrained or default_pretrained(model_name)
         path = resolve_open_clip_weights(model_name, tag, allow_download=False)
@@ -106,7 +105,6 @@ class ClipScorer:
         """
         import open_clip
 
-        from e2gan.text import resolve_open_clip_weights
 
         tag = pretrained or default_pretrained(model_name)
         path = resolve_open_clip_weights(model_name, tag, allow_download=False)

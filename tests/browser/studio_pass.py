@@ -75,7 +75,7 @@ def click_tab(page, name: str) -> None:
 def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
              timeout_ms: float = 300_000) -> list[str]:
     """Click through every step; returns the JavaScript errors the page logged."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -116,6 +116,8 @@ def run_pass(url: str, out: Path, pairs: int, k: int, minutes: float, size: int,
         reload(page, errors)
         click_tab(page, "4 · Fine-tune")
         page.get_by_text(re.compile(r"step \d+ on|finished")).first.wait_for()
+        # the form shows the settings typed before the reload, not the defaults
+        expect(page.locator("#train-minutes input[type=number]").first).to_have_value(f"{minutes:g}")
         page.get_by_text("Next: 5 · Compare").wait_for()
         # The status line says so as the job ends, well before its 10 s refresh comes round.
         page.locator(".status-line").get_by_text("nothing in your session").wait_for(timeout=4000)

@@ -24,6 +24,7 @@ from PIL import Image
 from sklearn.metrics.pairwise import rbf_kernel
 
 from e2gan.errors import E2GANError
+from e2gan.teachers.clip_scores import ClipScorer
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -97,8 +98,6 @@ def evaluate_edits(sources: Sequence[Image.Image], outputs: Sequence[Image.Image
     (the teacher's own edits: the score to match), ``image_similarity`` (output vs source) and
     ``cmmd`` (teacher edits vs outputs). `scorer` defaults to the local CLIP weights.
     """
-    from e2gan.teachers.clip_scores import ClipScorer
-
     if not (len(sources) == len(outputs) == len(targets)) or not sources:
         raise E2GANError(f"evaluate_edits needs as many sources, outputs and targets (got "
                          f"{len(sources)}, {len(outputs)}, {len(targets)}), at least one each")
