@@ -1,6 +1,6 @@
-"""Commands over trained models: edit an image (`edit`), inspect, blend or merge concept
-adapters (`adapter`), and publish one to the Hugging Face Hub (`publish`). Wherever an adapter is
-asked for, a Hub id (`org/name`, `org/name/file.safetensors`) does too."""
+"""Commands over trained models: edit an image (`edit`) or a video (`edit-video`), inspect, blend
+or merge concept adapters (`adapter`), and publish one to the Hugging Face Hub (`publish`).
+Wherever an adapter is asked for, a Hub id (`org/name`, `org/name/file.safetensors`) does too."""
 
 from __future__ import annotations
 
@@ -39,6 +39,51 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
     atomic_save_image(args.out, edited)
     return {"out": str(args.out), "prompt": prompt, "seconds": round(seconds, 4),
             "precision": pipeline.precision}
+
+
+@command("edit-video")
+def cmd_edit_video(args: argparse.Namespace) -> dict[str, Any]:
+    check_model_folder(args.model)
+    if args.adapter:
+        check_adapter_scale(args.scale)
+    size = check_edit_size(args.size)
+    if not Path(args.video).is_file():
+        raise E2GANError(f"no video file at {args.video}")
+    if args.batch_size < 1:
+        raise E2GANError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    import signal
+    import sys
+
+    from e2gan.inference.pipeline import EditPipeline
+    from e2gan.inference.video import edit_video
+
+    pipeline = EditPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
+    if args.adapter:
+        pipeline.load_adapter(args.adapter, scale=args.scale)
+    prompt = pipeline.default_prompt(args.prompt)
+    last_line = [float("-inf")]
+
+    def report(progress) -> None:
+        if args.quiet or time.monotonic() - last_line[0] < 5.0:
+            return
+        last_line[0] = time.monotonic()
+        left = progress.eta_seconds
+        print(f"[edit-video] {progress.frames_done}/{progress.frames_total or '?'} frames, "
+              f"{progress.frames_per_second:.2f} fps" + (f", {left:.0f} s left" if left else ""),
+              file=sys.stderr, flush=True)
+
+    # Ctrl-C is Stop: the frames done so far become a playable file (a second one aborts).
+    stop = []
+    previous = signal.signal(signal.SIGINT, lambda *_: (stop.append(True),
+                                                        signal.signal(signal.SIGINT, previous)))
+    try:
+        result = edit_video(args.video, args.out, lambda images: pipeline(images, prompt, size=size),
+                            batch_size=args.batch_size, on_progress=report,
+                            should_stop=lambda: bool(stop))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return {**result.to_dict(), "prompt": prompt, "precision": pipeline.precision}
 
 
 @command("adapter")
@@ -106,6 +151,22 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--image", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=None, help="resize the short side (default: keep)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: bf16 where the hardware multiplies it, else fp32")
+
+    p = add("edit-video", "edit every frame of a video file with a model (+ adapter), keeping its "
+                          "audio; reports frames per second and flicker")
+    p.add_argument("video", help="the video file (anything FFmpeg reads)")
+    p.add_argument("out", help="the edited video (.mp4, .mkv or .mov; H.264)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--adapter", help="adapter file (.safetensors) or Hub id (org/name)")
+    p.add_argument("--scale", "--strength", type=float, default=1.0, dest="scale",
+                   help="adapter strength")
+    p.add_argument("--prompt", default=None)
+    p.add_argument("--size", type=int, default=None,
+                   help="edit (and write) at this short side (default: the video's own size)")
+    p.add_argument("--batch-size", type=int, default=4, help="frames edited at once")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto: bf16 where the hardware multiplies it, else fp32")
