@@ -22,6 +22,7 @@ from e2gan.inference.pipeline import EditPipeline
 
 from app import gpu
 from app.settings import SETTINGS
+from app.ui import plain_message
 from app.workspace import ConceptFolder
 
 ADAPTER_ROW = "E2GAN (base + this adapter)"
@@ -118,7 +119,7 @@ def metrics_caption(rows: list[dict]) -> str:
                  "images FID is noisy and biased upwards (it is meant for thousands): compare "
                  "rows with each other, not with published figures, and lean on KID (unbiased; "
                  "± is its spread over subsets).")
-    notes = {row["fid_note"] for row in rows if row.get("fid_note")}
+    notes = {plain_message(row["fid_note"]) for row in rows if row.get("fid_note")}  # no paths
     text += "".join(f" {note}." for note in sorted(notes))
     missing = [row for row in rows if "fid" not in row]
     if missing:

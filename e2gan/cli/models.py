@@ -15,24 +15,33 @@ from e2gan.errors import E2GANError
 from e2gan.precision import PRECISIONS
 
 
-@command("edit")
-def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
-    # What needs no model is refused before torch is imported (see e2gan/cli/__init__.py).
+def _checked_edit_size(args: argparse.Namespace) -> int | None:
+    """What an edit command's flags say that needs no model, refused before torch is imported
+    (see e2gan/cli/__init__.py); returns the edit size."""
     check_model_folder(args.model)
     if args.adapter:
         check_adapter_scale(args.scale)
-    size = check_edit_size(args.size)
+    return check_edit_size(args.size)
 
-    from e2gan.files import atomic_save_image, load_image  # numpy and PIL, no torch
 
-    image = load_image(args.image)
-
+def _pipeline(args: argparse.Namespace):
+    """The model with its adapter at its strength, and the prompt to edit with."""
     from e2gan.inference.pipeline import EditPipeline
 
     pipeline = EditPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
     if args.adapter:
         pipeline.load_adapter(args.adapter, scale=args.scale)
-    prompt = pipeline.default_prompt(args.prompt)
+    return pipeline, pipeline.default_prompt(args.prompt)
+
+
+@command("edit")
+def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
+    size = _checked_edit_size(args)
+
+    from e2gan.files import atomic_save_image, load_image  # numpy and PIL, no torch
+
+    image = load_image(args.image)
+    pipeline, prompt = _pipeline(args)
     started = time.perf_counter()
     edited = pipeline([image], prompt, size=size)[0]
     seconds = time.perf_counter() - started
@@ -43,10 +52,7 @@ def cmd_edit(args: argparse.Namespace) -> dict[str, Any]:
 
 @command("edit-video")
 def cmd_edit_video(args: argparse.Namespace) -> dict[str, Any]:
-    check_model_folder(args.model)
-    if args.adapter:
-        check_adapter_scale(args.scale)
-    size = check_edit_size(args.size)
+    size = _checked_edit_size(args)
     if not Path(args.video).is_file():
         raise E2GANError(f"no video file at {args.video}")
     if args.batch_size < 1:
@@ -55,13 +61,9 @@ def cmd_edit_video(args: argparse.Namespace) -> dict[str, Any]:
     import signal
     import sys
 
-    from e2gan.inference.pipeline import EditPipeline
     from e2gan.inference.video import edit_video
 
-    pipeline = EditPipeline.from_pretrained(args.model, device=args.device, precision=args.precision)
-    if args.adapter:
-        pipeline.load_adapter(args.adapter, scale=args.scale)
-    prompt = pipeline.default_prompt(args.prompt)
+    pipeline, prompt = _pipeline(args)
     last_line = [float("-inf")]
 
     def report(progress) -> None:
