@@ -1,8 +1,8 @@
 """What the studio's long jobs tell the page: typed events, from the engine to the tabs.
 
 A job (`app.jobs`) reports the engine's own events where they fit (a download's
-`DownloadProgress`, the pair maker's `PairsProgress`) and the studio's below, and its stream ends
-with `JobDone`. A watcher tells them apart with `match`, never by guessing from a dict's keys:
+`DownloadProgress`, the pair maker's `PairsProgress`, a video edit's `VideoProgress`) and the
+studio's below, and its stream ends with `JobDone`. A watcher tells them apart with `match`, never by guessing from a dict's keys:
 
     match event:
         case TrainingProgress(step=step, seconds=seconds, budget=budget): ...
@@ -19,6 +19,7 @@ from typing import Any, Union
 
 from e2gan.data.generate import PairsProgress
 from e2gan.hub.download import DownloadProgress
+from e2gan.inference.video import VideoProgress
 
 
 @dataclass(frozen=True)
@@ -69,4 +70,4 @@ class Evaluating:
 
 
 JobEvent = Union[Reattached, Heartbeat, JobDone, TrainingProgress, SamplesDrawn, Evaluating,
-                 PairsProgress, DownloadProgress]
+                 PairsProgress, DownloadProgress, VideoProgress]

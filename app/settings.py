@@ -42,6 +42,9 @@ WORKSPACE_DISK_MB = Limit("E2GAN_WORKSPACE_DISK_MB", 10_240, "of workspaces on d
 # Every page load and API session makes a workspace; a visitor past this loses their own least
 # recently used ones without an adapter, never anyone else's. 20 is a day of tabs and scripts.
 WORKSPACES_PER_VISITOR = Limit("E2GAN_WORKSPACES_PER_VISITOR", 20, "workspaces per visitor")
+# A video through Compare's adapter runs a few frames a second on a CPU at 256 px: a minute of
+# 30 fps video is 1,800 frames, about ten minutes here. Longer videos: `e2gan edit-video`.
+MAX_VIDEO_FRAMES = Limit("E2GAN_MAX_VIDEO_FRAMES", 1_800, "frames per video edit in the studio")
 
 
 def _flag(name: str) -> bool:

@@ -144,3 +144,28 @@ def test_edit_video_runs_the_concept_from_the_command_line(tmp_path, capsys, tin
         # the untrained tiny base draws noise, which H.264 blurs: compare 4x4 block means
         blocks = lambda a: a.astype(float).reshape(12, 4, 16, 4, 3).mean(axis=(1, 3))
         assert np.abs(blocks(edited) - blocks(np.asarray(wanted))).mean() < 6
+
+
+def test_the_studio_edits_a_video_with_the_concept_as_a_job(winter_concept, tiny_base, tmp_path,
+                                                          monkeypatch):
+    from app import video
+    from app.events import JobDone
+    from app.settings import MAX_VIDEO_FRAMES
+    from e2gan.inference.video import VideoProgress
+
+    workspace, folder = winter_concept
+    source = make_video(tmp_path / "clip.mp4", frames=9, size=(96, 64))
+    events = list(video.stream_video_edit(workspace, source, 0.5, 32, base_dir=tiny_base))
+    progress = [event for event in events if isinstance(event, VideoProgress)]
+    assert [event.frames_done for event in progress] == [4, 8, 9]
+    assert isinstance(events[-1], JobDone) and not events[-1].stopped
+    report = events[-1].result
+    assert report["frames"] == 9 and report["audio"] and report["strength"] == 0.5
+    assert (report["width"], report["height"]) == (48, 32)  # edited at a short side of 32
+    frames, rate, _ = read_video(report["output"])
+    assert len(frames) == 9 and rate == FPS
+    assert report["output"].startswith(str(folder.root / "videos"))
+    # too long for the studio: refused by name before any work, pointing at the CLI's limit
+    monkeypatch.setenv(MAX_VIDEO_FRAMES.variable, "5")
+    with pytest.raises(E2GANError, match="clip.mp4 has 9 frames.*E2GAN_MAX_VIDEO_FRAMES"):
+        next(video.stream_video_edit(workspace, source, 1.0, 32, base_dir=tiny_base))

@@ -1,19 +1,24 @@
-"""Tab 5: one image through the teacher, the base and the adapters; a before/after slider."""
+"""Tab 5: one image through the teacher, the base and the adapters; a before/after slider; a
+video through the adapter."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from e2gan.errors import E2GANError
+from e2gan.inference.video import VideoProgress
 
 from app import compare as comparing
+from app import video
 from app.baseline import complete_pix2pix_fid
 from app.concept_metrics import complete_distribution_metrics, metrics_caption
 from app.concepts import example_images
+from app.events import JobDone, Reattached
+from app.form import finite_number, whole_number
 from app.settings import SETTINGS
-from app.form import finite_number
 from app.tabs.finetune import METRIC_HEADERS, metrics_rows
-from app.ui import HEAVY, Context, photo_input, plain_message, user_errors
+from app.ui import (HEAVY, Context, photo_input, plain_message, progress_line, seconds_text,
+                    stop_job, user_errors)
 from app.ui import picture as read_picture  # `picture` is the handlers' name for the image
 
 
@@ -40,6 +45,21 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
         with gr.Row():
             caption = gr.Markdown(elem_id="metrics-caption")
             fid_button = gr.Button("compute FID/KID", size="sm", scale=0)
+        with gr.Accordion("a video through the adapter", open=False):
+            gr.Markdown("Every frame through this concept's adapter at the strength above, the "
+                        "sound kept; it runs as a job of your workspace (Stop keeps what is done "
+                        "as a playable file). The report says frames per second and flicker: how "
+                        "much the edit changes from frame to frame against the source's change.")
+            with gr.Row():
+                video_in = gr.Video(label="video", sources=["upload"], height=240)
+                video_out = gr.Video(label="edited", interactive=False, height=240)
+            with gr.Row():
+                video_size = gr.Number(value=256, label="short side (px)",
+                                       info=f"capped so the long side stays within "
+                                            f"{SETTINGS.max_edit_side} px")
+                video_button = gr.Button("Edit the video", variant="primary")
+                video_stop = gr.Button("Stop", variant="stop")
+            video_report = gr.Markdown()
         # An API-only endpoint: a hidden button carries it (scripts call /apply_adapter).
         concept_name = gr.Textbox(visible=False)
         output = gr.Image(type="pil", visible=False)
@@ -105,6 +125,32 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
             return gr.skip()
         return (picture.convert("RGB").resize(edited.size), edited)
 
+    @user_errors
+    def run_video(workspace_id, path, strength, size_value):
+        strength = finite_number(strength, "strength")
+        size = whole_number(size_value, "short side") if size_value else None
+        workspace = context.workspace(workspace_id)
+        for event in video.stream_video_edit(workspace, path, strength, size, context.base_dir):
+            match event:
+                case Reattached():
+                    gr.Info("a video edit is running in this workspace: its progress is shown "
+                            "here (the video sent now is not used)")
+                case VideoProgress(frames_done=done, frames_total=total):
+                    line = progress_line(done / total if total else 0.0,
+                                         f"{done}/{total or '?'} frames · "
+                                         f"{event.frames_per_second:.2f} fps · about "
+                                         f"{seconds_text(event.eta_seconds)} left")
+                    yield workspace.id, line, gr.skip()
+                case JobDone(result=report):
+                    ratio = report["flicker_ratio"]
+                    text = (f"**{'stopped' if report['stopped'] else 'finished'}**: "
+                            f"{report['frames']} frames at {report['width']}x{report['height']} "
+                            f"in {seconds_text(report['seconds'])} "
+                            f"({report['frames_per_second']:.2f} frames per second on "
+                            f"{SETTINGS.device_label}); sound {'kept' if report['audio'] else 'none'}"
+                            + (f"; flicker {ratio:.2f}x the source's" if ratio else "") + ".")
+                    yield workspace.id, text, report["output"]
+
     def on_open(workspace_id):
         if not workspace_id:
             return gr.skip(), gr.skip(), gr.skip()
@@ -126,6 +172,11 @@ def build_compare_tab(context: Context, workspace_state: gr.State) -> dict:
                   trigger_mode="always_last", **heavy)
     hidden.click(apply, [workspace_state, image, concept_name, scale], [workspace_state, output, timing],
                  api_name="apply_adapter", **heavy)
+    video_job = video_button.click(run_video, [workspace_state, video_in, scale, video_size],
+                                   [workspace_state, video_report, video_out],
+                                   api_name="edit_video", **heavy)
+    video_stop.click(stop_job, workspace_state, video_report, cancels=[video_job],
+                     api_visibility="private")
     # Entering the tab shows what the earlier steps left there.
     tab.select(on_open, [workspace_state], [other, metrics, caption], api_visibility="private")
     return {}
