@@ -59,7 +59,7 @@ def test_clip_embedder_without_weights_says_what_to_fetch(no_clip_weights):
 def test_default_embedder_is_clip_only_where_weights_are_present(no_clip_weights, monkeypatch):
     name, note = default_embedder()
     assert name == "builtin" and "no CLIP weights" in note
-    monkeypatch.setattr("e2gan.teachers.clip_scores.clip_weights_available",
+    monkeypatch.setattr("e2gan.curation.embedders.clip_weights_available",  # where it is read
                         lambda *args, **kwargs: (True, "/models/clip.safetensors"))
     name, note = default_embedder()
     assert name == "clip" and "/models/clip.safetensors" in note
