@@ -1,5 +1,6 @@
 """Judging commands: a model against held-out teacher edits (`evaluate`), an architecture's size
-and speed (`profile`), and one concept exported for devices, checked and timed (`export`)."""
+and speed (`profile`), and one concept exported for devices, checked and timed (`export`; a web
+page with `--format web`, whose browser runtime `web-runtime` fetches)."""
 
 from __future__ import annotations
 
@@ -61,10 +62,32 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
     from e2gan.export import export_concept
 
-    return export_concept(args.model, args.out, adapter=args.adapter, prompt=args.prompt,
-                          scale=args.scale, size=args.size, formats=tuple(args.format),
-                          dynamic=not args.static_only, repeats=args.repeats, threads=args.threads,
-                          floor=args.floor, precision=args.precision, dataset=args.dataset)
+    formats = tuple(dict.fromkeys(args.format))
+    others = tuple(name for name in formats if name != "web")
+    web = None
+    if "web" in formats:  # first: a missing browser runtime is said before any other work
+        from e2gan.export.web import export_web
+
+        web = export_web(args.model, args.out, adapter=args.adapter, prompt=args.prompt,
+                         scale=args.scale, size=args.size, precision=args.precision,
+                         dataset=args.dataset, repeats=args.repeats, threads=args.threads)
+        if not others:
+            return web
+    result = export_concept(args.model, args.out, adapter=args.adapter, prompt=args.prompt,
+                            scale=args.scale, size=args.size, formats=others,
+                            dynamic=not args.static_only, repeats=args.repeats,
+                            threads=args.threads, floor=args.floor, precision=args.precision,
+                            dataset=args.dataset)
+    return {**result, "web": web} if web else result
+
+
+@command("web-runtime")
+def cmd_web_runtime(args: argparse.Namespace) -> dict[str, Any]:
+    from e2gan.export import web_runtime
+
+    folder = web_runtime.runtime_folder(fetch=True)
+    return {"runtime": f"{web_runtime.PACKAGE} {web_runtime.VERSION}", "folder": str(folder),
+            "files": {name: (folder / name).stat().st_size for name in web_runtime.FILES}}
 
 
 def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -104,9 +127,11 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--scale", type=float, default=1.0, help="adapter strength")
     p.add_argument("--size", type=int, default=256, help="side of the static variant")
     p.add_argument("--format", nargs="+", default=["onnx", "torchscript"],
-                   choices=["onnx", "torchscript", "executorch"],
+                   choices=["onnx", "torchscript", "executorch", "web"],
                    help="executorch: a .pte for PyTorch's mobile runtime (XNNPACK), static size; "
-                        "needs pip install 'e2gan-studio[mobile]'")
+                        "needs pip install 'e2gan-studio[mobile]'. web: a folder OUT/<concept>_web "
+                        "with a page that edits a photo or the camera in the browser "
+                        "(onnxruntime-web; the static ONNX file at --size and --precision)")
     p.add_argument("--static-only", action="store_true", help="no dynamic-size ONNX variant")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                    help="fp16 (ONNX) or int8 (ONNX: static QDQ quantization; ExecuTorch: "
@@ -120,3 +145,6 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--floor", action="store_true",
                    help="also the latency floor: MACs over a measured sgemm rate")
     p.add_argument("--out", required=True, help="output folder")
+
+    add("web-runtime", "fetch onnxruntime-web's browser runtime (pinned, checked) into the cache "
+                       "that `export --format web` copies from")
