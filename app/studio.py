@@ -1,7 +1,7 @@
 """The studio: Concept -> Pairs -> Curate -> Fine-tune -> Compare -> Library & export.
 
 `build_demo` wires the tabs; `launch_options` holds the Gradio 6 launch settings (theme and css
-belong to `launch()`). Public API endpoints (stable names, for gradio_client): /concept, /import_pairs,
+belong to `launch()`, and so does the route that serves the Library's web pages, `app.web_pages`). Public API endpoints (stable names, for gradio_client): /concept, /import_pairs,
 /generate_pairs, /stop, /select, /drop_pair, /finetune, /compare, /apply_adapter, /library,
 /export, /blend, /edit, /status, and for clients without a page session (scripts, MCP
 assistants) /make_concept, /apply_concept, /export_concept (`app.agent_tools`). Everything else
@@ -32,6 +32,7 @@ from app.tabs.curate import build_curate_tab
 from app.tabs.finetune import build_finetune_tab
 from app.tabs.library import build_library_tab
 from app.try_concept import ConceptTrier, build_try_tab
+from app import web_pages
 from app.ui import Context, visitor_of
 from app.workspace import default_workspace_root
 
@@ -112,6 +113,7 @@ def build_demo(base_dir: str | Path | None = None,
     context = Context(Path(workspace_root or default_workspace_root()),
                       Path(base_dir or default_base_dir()))
     context.workspace_root.mkdir(parents=True, exist_ok=True)
+    web_pages.serve_pages_from(context.workspace_root)  # the Library's web page exports
     # Every image a user hands the studio is opened by `e2gan.files.open_image`, which checks
     # E2GAN_MAX_IMAGE_PIXELS from the header and names the limit. PIL's own guard would fire
     # first, inside Gradio's preprocessing, as an anonymous "error" (and only past 179 MP).
@@ -179,7 +181,8 @@ def mcp_available() -> bool:
 def launch_options() -> dict:
     """Gradio 6 takes the theme and css at launch, and the upload limit: its server stops a
     larger file while it streams in. With the MCP extra, assistants reach the studio at
-    /gradio_api/mcp/ (tools: make_concept, apply_concept, export_concept)."""
+    /gradio_api/mcp/ (tools: make_concept, apply_concept, export_concept). The Library's web
+    pages are served at /e2gan-web/<page id>/ by a route of the app itself (`app.web_pages`)."""
     return {"mcp_server": mcp_available(), "theme": gr.themes.Soft(primary_hue="indigo"), "css": CSS,
             "max_file_size": MAX_UPLOAD_BYTES.value(),
-            "favicon_path": str(LOGO)}
+            "favicon_path": str(LOGO), "app_kwargs": {"routes": web_pages.routes()}}

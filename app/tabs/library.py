@@ -7,7 +7,7 @@ import gradio as gr
 
 from e2gan.errors import E2GANError
 
-from app import baseline, library
+from app import baseline, library, web_pages
 from app import versions as versions_of
 from app.events import Evaluating, JobDone, TrainingProgress
 from app.form import finite_number, whole_number
@@ -32,7 +32,8 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
             kind = gr.Radio(list(library.export_formats()), value="adapter", label="export as",
                             info="onnx: a fixed-size file and a dynamic one (fp16 / int8: "
                                  "checked on held-out pairs against fp32 and the teacher); "
-                                 "torchscript: any size. All are checked and timed.")
+                                 "torchscript: any size. All are checked and timed. web page: "
+                                 "edits in the visitor's browser, served here at a link.")
             size = gr.Number(value=0, label="on-device size (px)",
                              info="0: the size the adapter was trained at", elem_id="export-size")
             export_button = gr.Button("Export", variant="primary")
@@ -94,12 +95,14 @@ def build_library_tab(context: Context, workspace_state: gr.State) -> dict:
                 gr.update(choices=choices), gr.update(choices=choices))
 
     @user_errors
-    def run_export(workspace_id, name, format_name, size_value):
+    def run_export(workspace_id, name, format_name, size_value, request: gr.Request = None):
         size = whole_number(size_value or 0, "on-device size") or None
         workspace = context.workspace(workspace_id)
         result = library.export(workspace, name or workspace.current_name() or "", format_name,
                                 context.base_dir, size=size)
-        return workspace.id, [str(path) for path in result["files"]], library.export_report(result)
+        url = web_pages.public_url(request, result["page_id"]) if result.get("page_id") else None
+        return (workspace.id, [str(path) for path in result["files"]],
+                library.export_report(result, url))
 
     @user_errors
     def run_blend(workspace_id, a, b, w):
