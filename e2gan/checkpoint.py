@@ -31,6 +31,7 @@ from e2gan.checks import check_model_folder
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, atomic_write_json, sha256_file
 from e2gan.models import architecture_of, build_model, config_of, lora
+from e2gan.models.grain import GrainStatistics, blend_grain
 from e2gan.text import (LearnedConceptEncoder, TextEncoder, build_text_encoder, check_compatible,
                         concept_key)
 
@@ -216,13 +217,22 @@ class Adapter:
     def lora_tensors(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.tensors.items() if ".lora_" in k}
 
+    @property
+    def grain(self) -> GrainStatistics | None:
+        """The texture its teacher draws and the generator does not (see models.grain), if any."""
+        deficit = (self.metadata.get("grain") or {}).get("deficit", float("nan"))
+        return GrainStatistics.from_tensors(self.tensors, deficit)
+
 
 def adapter_from_model(generator: nn.Module, adapter_name: str, prompt: str, base_info: dict,
                        text_encoder: TextEncoder | None, training: dict | None = None,
-                       concept: str | None = None) -> Adapter:
+                       concept: str | None = None, grain: GrainStatistics | None = None) -> Adapter:
     """Package adapter `adapter_name` of `generator` with its metadata. `concept` is the short
-    name users call it by (default: derived from the prompt)."""
+    name users call it by (default: derived from the prompt); `grain`, the texture fitted after
+    training (models.grain), travels in the same file."""
     tensors = lora.adapter_state_dict(generator, adapter_name)
+    if grain is not None:
+        tensors.update(grain.tensors())
     ranks = lora.adapter_ranks(generator, adapter_name)
     if isinstance(text_encoder, LearnedConceptEncoder) and text_encoder.knows(prompt):
         tensors["concept_embedding"] = text_encoder.tables[concept_key(prompt)].detach().cpu()
@@ -233,10 +243,22 @@ def adapter_from_model(generator: nn.Module, adapter_name: str, prompt: str, bas
         "base_sha256": base_info["sha256"], "base_arch": base_info["arch"],
         "text_encoder": {k: v for k, v in (base_info.get("text_encoder") or {}).items()
                          if k != "concepts"},
-        "trainable_parameters": int(sum(t.numel() for t in tensors.values())),
+        "trainable_parameters": trained_parameters(tensors),
         "training": training or {},
     }
+    if grain is not None:
+        metadata["grain"] = grain_metadata(grain)
     return Adapter(metadata, tensors)
+
+
+def trained_parameters(tensors: dict[str, torch.Tensor]) -> int:
+    """Numbers learnt by gradient: the low-rank factors and concept tokens, not the fitted grain."""
+    return int(sum(t.numel() for k, t in tensors.items() if not k.startswith("grain.")))
+
+
+def grain_metadata(grain: GrainStatistics) -> dict[str, Any]:
+    return {"deficit": grain.deficit, "strength": round(grain.strength, 4),
+            "bands": int(grain.covariances.shape[0]), "kernel_size": int(grain.kernel.shape[0])}
 
 
 # Adapters are stored in half precision: it halves what a concept costs on a phone, and the
@@ -265,7 +287,12 @@ def read_adapter(path: str | os.PathLike) -> Adapter:
     _check_adapter_metadata(metadata, path)
     _check_finite(tensors, path)
     tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    return Adapter(metadata, tensors)
+    adapter = Adapter(metadata, tensors)
+    try:
+        adapter.grain  # noqa: B018 - a damaged grain is refused on reading, not on first edit
+    except E2GANError as error:
+        raise E2GANError(f"{path} is a damaged e2gan adapter: {error}") from None
+    return adapter
 
 
 def is_adapter_file(path: str | os.PathLike) -> bool:
@@ -356,9 +383,15 @@ def blend_adapters(first: Adapter, second: Adapter, weight: float = 0.5,
     if "concept_embedding" in first.tensors and "concept_embedding" in second.tensors:
         tensors["concept_embedding"] = (weight * first.tensors["concept_embedding"]
                                         + (1 - weight) * second.tensors["concept_embedding"])
+    grain = blend_grain(first.grain, second.grain, weight)
+    if grain is not None:
+        tensors.update(grain.tensors())
     prompt = prompt or f"{a['prompt']} + {b['prompt']}"
-    metadata = {**a, "concept": concept_key(prompt), "prompt": prompt, "ranks": ranks,
+    metadata = {**{k: v for k, v in a.items() if k != "grain"},
+                "concept": concept_key(prompt), "prompt": prompt, "ranks": ranks,
                 "layer_types": {k: types[k] for k in layers},
-                "trainable_parameters": int(sum(t.numel() for t in tensors.values())),
+                "trainable_parameters": trained_parameters(tensors),
                 "training": {"blend_of": [a["concept"], b["concept"]], "weight": weight}}
+    if grain is not None:
+        metadata["grain"] = grain_metadata(grain)
     return Adapter(metadata, tensors)

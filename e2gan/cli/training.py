@@ -32,7 +32,8 @@ def _settings(args: argparse.Namespace, default_lr: float | None = None,
                             augment=not args.no_augment, precision=args.precision,
                             l1_weight=args.l1_weight,
                             feature_matching_weight=args.feature_matching,
-                            concept_start=getattr(args, "concept_start", "closest"))
+                            concept_start=getattr(args, "concept_start", "closest"),
+                            grain=not getattr(args, "no_grain", False))
 
 
 def _generator_config(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -225,6 +226,9 @@ def add_parsers(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p.add_argument("--concept-start", default="closest", choices=list(CONCEPT_STARTS),
                    help="a new concept's tokens start at the base's concept whose edits of the "
                         "training pairs are closest to the teacher's, or at the mean of them all")
+    p.add_argument("--no-grain", action="store_true",
+                   help="do not fit the concept's grain (the fine texture its teacher draws at "
+                        "random and the generator averages away) into the adapter")
     _training_arguments(p, steps=600)
 
     p = add("train-pix2pix", "train the pix2pix baseline from scratch")

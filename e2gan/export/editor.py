@@ -19,15 +19,21 @@ import torch
 from torch import nn
 
 from e2gan.models import lora
+from e2gan.models.grain import Grain
 from e2gan.errors import E2GANError
 
 
 class ConceptEditor(nn.Module):
-    """image (B, 3, H, W) in [-1, 1] -> edited image (B, 3, H, W) in [-1, 1]."""
+    """image (B, 3, H, W) in [-1, 1] -> edited image (B, 3, H, W) in [-1, 1]: the generator, then
+    the concept's grain (models.grain) at the adapter's strength when it has one, as
+    `EditPipeline` runs it."""
 
-    def __init__(self, generator: nn.Module, text_tokens: torch.Tensor | None) -> None:
+    def __init__(self, generator: nn.Module, text_tokens: torch.Tensor | None,
+                 grain: Grain | None = None, grain_strength: float = 1.0) -> None:
         super().__init__()
         self.generator = generator.eval()
+        self.grain = grain
+        self.grain_strength = float(grain_strength)
         if getattr(generator, "uses_text", False):
             if text_tokens is None or text_tokens.dim() != 3 or text_tokens.shape[0] != 1:
                 raise E2GANError("a text-conditioned generator needs (1, tokens, dim) text tokens")
@@ -43,7 +49,10 @@ class ConceptEditor(nn.Module):
         text = None
         if self.text_tokens is not None:
             text = self.text_tokens.expand(image.shape[0], -1, -1)
-        return self.generator(image, text)
+        edited = self.generator(image, text)
+        if self.grain is not None:
+            edited = self.grain(edited, self.grain_strength)
+        return edited
 
 
 def deployable_editor(pipeline, prompt: str | None) -> tuple[ConceptEditor, ConceptEditor, str]:
@@ -55,8 +64,10 @@ def deployable_editor(pipeline, prompt: str | None) -> tuple[ConceptEditor, Conc
         with torch.no_grad():
             text = pipeline.text_encoder([prompt]).detach().cpu().float()
     generator = generator.cpu().eval()
-    reference = ConceptEditor(generator, text)
+    grain = copy.deepcopy(pipeline.grain).cpu() if pipeline.grain is not None else None
+    strength = pipeline.active[1]
+    reference = ConceptEditor(generator, text, grain, strength)
     plain = lora.remove_adapters(copy.deepcopy(generator), merge=True)
     for parameter in plain.parameters():
         parameter.requires_grad_(False)
-    return reference, ConceptEditor(plain, text), prompt
+    return reference, ConceptEditor(plain, text, grain, strength), prompt

@@ -20,6 +20,7 @@ from e2gan.errors import E2GANError
 from e2gan.files import check_image_pixels, to_rgb
 from e2gan.hub.adapters import resolve_adapter
 from e2gan.models import lora
+from e2gan.models.grain import Grain
 from e2gan.precision import autocast, resolve_precision
 from e2gan.text import LearnedConceptEncoder, concept_key
 
@@ -36,6 +37,11 @@ class EditPipeline:
         if self.text_encoder is not None:
             self.text_encoder.to(self.device).eval()
         self.adapters: dict[str, Adapter] = {}
+        # Each loaded adapter's grain (models.grain), added after the generator at the active
+        # adapter's strength; `use_grain=False` shows the generator's output alone.
+        self.grains: dict[str, Grain] = {}
+        self.use_grain = True
+        self.active: tuple[str | None, float] = (None, 1.0)
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "auto",
@@ -61,6 +67,11 @@ class EditPipeline:
         if self.text_encoder is not None:
             self.text_encoder.to(self.device)
         self.adapters[name] = adapter
+        statistics = adapter.grain
+        if statistics is not None:
+            self.grains[name] = Grain(statistics).to(self.device)
+        else:
+            self.grains.pop(name, None)
         self.use_adapter(name, scale)
         return name
 
@@ -68,11 +79,19 @@ class EditPipeline:
         """Switch to one loaded adapter at `scale` (None: the bare base model)."""
         if name is None:
             lora.set_active_adapters(self.generator, [])
+            self.active = (None, 1.0)
             return
         if name not in self.adapters:
             raise E2GANError(f"adapter {name!r} is not loaded (loaded: {sorted(self.adapters)})")
         lora.set_active_adapters(self.generator, [name])
         lora.set_adapter_scale(self.generator, name, scale)
+        self.active = (name, scale)
+
+    @property
+    def grain(self) -> Grain | None:
+        """The active adapter's grain, when it has one and grain is on."""
+        name = self.active[0]
+        return self.grains.get(name) if self.use_grain and name is not None else None
 
     def default_prompt(self, prompt: str | None) -> str:
         """The prompt to use when the caller gives none: the active adapter's, else an error."""
@@ -94,9 +113,10 @@ class EditPipeline:
 
     @torch.no_grad()
     def __call__(self, images: list[Image.Image], prompt: str, size: int | None = None,
-                 batch_size: int = 8) -> list[Image.Image]:
+                 batch_size: int = 8, grain_offset: tuple[int, int] = (0, 0)) -> list[Image.Image]:
         """Edit images, each coming back at exactly its own size. `size`: first resize the
-        shorter side to this many pixels; None keeps each image's size.
+        shorter side to this many pixels; None keeps each image's size. `grain_offset` shifts
+        the active adapter's grain pattern (a video moves it from frame to frame).
 
         The generator needs sides that are multiples of its `size_multiple`: each image is padded
         (mirrored) at its bottom and right up to the next multiple and the output cropped back,
@@ -121,6 +141,9 @@ class EditPipeline:
                     text = self.text_encoder([prompt] * len(indices)).to(self.device)
                 with autocast(self.precision, self.device):
                     edited = self.generator(batch, text).float()[:, :, :height, :width]
+                grain = self.grain
+                if grain is not None:
+                    edited = grain(edited, self.active[1], grain_offset)
                 if not torch.isfinite(edited).all():
                     # tensor_to_image would turn NaN into black and metrics would judge it.
                     raise E2GANError(f"the model's output has non-finite values (NaN or inf) for "

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
-from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, load_generator,
+from e2gan.checkpoint import (LoadedGenerator, adapter_from_model, grain_metadata, load_generator,
                               load_rank_table, save_adapter, save_generator)
 from e2gan.data.dataset import PairDataset
 from e2gan.data.torch_data import IDENTITY_PROMPT, IdentityPairs, PairTensorDataset
@@ -29,6 +29,7 @@ from e2gan.models import build_model, lora
 from e2gan.text import LearnedConceptEncoder, TextEncoder, concept_key
 from e2gan.training.concept_start import MEAN, closest_concept_start
 from e2gan.training.events import EventCallback
+from e2gan.training.grain_fit import fit_concept_grain
 from e2gan.training.job import StopCheck, TrainingJob, TrainingOutcome
 from e2gan.training.settings import (FULL_LEARNING_RATE, LORA_EMA_DECAY,  # noqa: F401 (re-exported)
                                      LORA_LEARNING_RATE, TEXTURE_LORA_RANKS, TrainingSettings)
@@ -203,8 +204,14 @@ def finetune_job(base_dir: str | os.PathLike, dataset: PairDataset, output: str 
     def write(summary: dict[str, Any]) -> None:
         generator.eval()
         if mode == "lora":
+            grain = None
+            if settings.grain:
+                # The texture the teacher draws at random and L1 averages away (models.grain).
+                grain = fit_concept_grain(generator, encoder, prompt, parts.dataset, trainer.precision)
+                summary["grain"] = grain_metadata(grain) if grain is not None else None
             adapter = adapter_from_model(generator, concept_key(prompt), prompt, loaded.info,
-                                         encoder, training=summary, concept=dataset.info.concept)
+                                         encoder, training=summary, concept=dataset.info.concept,
+                                         grain=grain)
             save_adapter(output, adapter)
         else:
             save_generator(output, generator, encoder, summary)

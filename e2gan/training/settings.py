@@ -43,6 +43,7 @@ class TrainingSettings:
     discriminator_learning_rate: float | None = None  # None: same as learning_rate
     l1_weight: float = 100.0
     feature_matching_weight: float = 0.0  # pix2pixHD's term on D's features; see training.losses
+    grain: bool = True  # a LoRA fine-tune fits its concept's grain when it writes (models.grain)
     seed: int = 0
     device: str = "auto"  # auto, cpu or cuda (GPUs: CUDA_VISIBLE_DEVICES / accelerate launch)
     # auto: bf16 autocast where the device multiplies bf16 in hardware (GPUs; CPUs with AMX,
