@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 from e2gan.models import lora
-from e2gan.checkpoint import load_generator
+from e2gan.checkpoint import load_generator, read_adapter
 from e2gan.checks import check_ranks
 from e2gan.limits import MAX_STUDIO_TRAINING_MINUTES
 from e2gan.errors import E2GANError
@@ -215,6 +215,7 @@ def fine_tune(workspace: Workspace, request: FinetuneRequest, base_dir, report,
         if result.reason is EndReason.STOPPED:
             return  # Stop returns now: no samples, no evaluation (Compare measures on request)
         atomic_write_json(folder.training_file, summary("running"))
+        pipeline.show_grain(read_adapter(folder.adapter_file).grain)  # fitted as it was written
         with job.trainer.averaged_weights():
             adapter = ("adapter", lambda images: pipeline(images, dataset.info.prompt))
             grid = held_out_sheet(dataset, request.size, [("teacher", None), adapter], SAMPLE_COUNT)

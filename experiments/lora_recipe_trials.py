@@ -21,7 +21,10 @@ from pathlib import Path
 
 from e2gan.bench.data import BenchData, _resized
 from e2gan.bench.settings import BenchSettings, parse_concept
-from e2gan.checkpoint import load_rank_table
+from e2gan.checkpoint import (Adapter, apply_adapter, grain_metadata, load_generator,
+                              load_rank_table, read_adapter, save_adapter)
+from e2gan.data.torch_data import PairTensorDataset
+from e2gan.training.grain_fit import fit_concept_grain
 from e2gan.data.sources import folder_source
 from e2gan.evaluation.heldout import evaluate_pairs
 from e2gan.paths import REPOSITORY
@@ -48,7 +51,12 @@ RECIPES = {
     "EMA 0.99 + FM 10 + L1 10": {"ema_decay": 0.99, "feature_matching_weight": 10.0, "l1_weight": 10.0},
     "EMA 0.99 + LoRA on stem and head": {"ema_decay": 0.99,
                                          "extra_ranks": {"stem.conv": 8, "head.1": 8}},
+    # The same adapter with its concept's grain fitted when it is written (models.grain): the
+    # weights of the recipe before it (trained once, when its adapter is there), plus the fit.
+    "EMA 0.99 + LoRA on stem and head + grain": {"ema_decay": 0.99, "grain": True,
+                                                 "extra_ranks": {"stem.conv": 8, "head.1": 8}},
 }
+GRAIN_SUFFIX = " + grain"
 
 
 class ValidationData(BenchData):
@@ -92,16 +100,42 @@ def main() -> None:
             changes = dict(changes)
             extra = changes.pop("extra_ranks", None)
             ranks = {**load_rank_table(BASE), **extra} if extra else None
+            # Rows before grain existed were trained without it: a recipe asks for it by name.
             settings = TrainingSettings(**{"size": 128, "steps": steps, "batch_size": 4,
-                                           "learning_rate": 3e-3, "checkpoint_every": 0, **changes})
-            slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-            adapter = out / "adapters" / f"{concept}_{slug}.safetensors"
-            outcome = finetune(BASE, dataset, adapter, settings, ids=ids, resume=False, ranks=ranks)
+                                           "learning_rate": 3e-3, "checkpoint_every": 0,
+                                           "grain": False, **changes})
+            adapter = _adapter_path(out, concept, name)
+            trained_without = _adapter_path(out, concept, name.removesuffix(GRAIN_SUFFIX))
+            if settings.grain and trained_without.is_file():
+                steps_done = _with_grain(trained_without, adapter, dataset, ids)
+            else:
+                outcome = finetune(BASE, dataset, adapter, settings, ids=ids, resume=False, ranks=ranks)
+                steps_done = outcome.result.steps_done
             pipeline = EditPipeline.from_pretrained(BASE, device="cpu")
             pipeline.load_adapter(adapter)
             row = evaluate_pairs(lambda images: pipeline(images, prompt), dataset, "test",
                                  size=128, fid=True)
-            _append(results, spec, name, outcome.result.steps_done, row)
+            row["grain_deficit"] = (pipeline.adapters[next(iter(pipeline.adapters))].metadata
+                                    .get("grain") or {}).get("deficit", 0.0)
+            _append(results, spec, name, steps_done, row)
+
+
+def _adapter_path(out: Path, concept: str, recipe: str) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "_", recipe.lower()).strip("_")
+    return out / "adapters" / f"{concept}_{slug}.safetensors"
+
+
+def _with_grain(trained: Path, target: Path, dataset, ids) -> int:
+    """`trained`'s adapter with the grain a fine-tune fits when it writes (same pairs, same fit)."""
+    adapter = read_adapter(trained)
+    loaded = load_generator(BASE)
+    apply_adapter(loaded, adapter)
+    pairs = PairTensorDataset(dataset, "train", 128, augment=False, ids=ids)
+    grain = fit_concept_grain(loaded.generator, loaded.text_encoder, adapter.prompt, pairs)
+    tensors = {**adapter.tensors, **(grain.tensors() if grain else {})}
+    metadata = {**adapter.metadata, "grain": grain_metadata(grain) if grain else None}
+    save_adapter(target, Adapter(metadata, tensors))
+    return adapter.metadata["training"]["steps"]
 
 
 def _append(results: Path, concept: str, recipe: str, steps: int, row: dict) -> None:

@@ -20,7 +20,7 @@ from e2gan.errors import E2GANError
 from e2gan.files import check_image_pixels, to_rgb
 from e2gan.hub.adapters import resolve_adapter
 from e2gan.models import lora
-from e2gan.models.grain import Grain
+from e2gan.models.grain import Grain, GrainStatistics
 from e2gan.precision import autocast, resolve_precision
 from e2gan.text import LearnedConceptEncoder, concept_key
 
@@ -42,6 +42,7 @@ class EditPipeline:
         self.grains: dict[str, Grain] = {}
         self.use_grain = True
         self.active: tuple[str | None, float] = (None, 1.0)
+        self.live_grain: Grain | None = None  # see show_grain
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, device: str = "auto",
@@ -87,11 +88,19 @@ class EditPipeline:
         lora.set_adapter_scale(self.generator, name, scale)
         self.active = (name, scale)
 
+    def show_grain(self, statistics: GrainStatistics | None) -> None:
+        """Add this grain to every edit at full strength (None: stop), whatever adapter is
+        active: for a fine-tune that trains its adapter in place on this pipeline's model, whose
+        grain is fitted each time the adapter is written and has no file loaded here."""
+        self.live_grain = Grain(statistics).to(self.device) if statistics is not None else None
+
     @property
     def grain(self) -> Grain | None:
-        """The active adapter's grain, when it has one and grain is on."""
+        """The grain edits get: the live one, else the active adapter's; none when grain is off."""
         name = self.active[0]
-        return self.grains.get(name) if self.use_grain and name is not None else None
+        if not self.use_grain:
+            return None
+        return self.live_grain or (self.grains.get(name) if name is not None else None)
 
     def default_prompt(self, prompt: str | None) -> str:
         """The prompt to use when the caller gives none: the active adapter's, else an error."""

@@ -1,7 +1,7 @@
 """After a fine-tune: fit the concept's grain on its training pairs (see models.grain).
 
 The generator's outputs and the teacher's edits of the same sources, at the training size, are
-all a fit needs. A few dozen pairs hold hundreds of thousands of pixels, plenty for eight 3x3
+all a fit needs. Sixteen pairs at 128 px hold a quarter of a million pixels, plenty for eight 3x3
 covariances and one spectrum, and cost a few seconds of forward passes on a CPU; the pairs are
 the training ones (the fit never sees held-out pairs, which judge the result).
 """
@@ -16,7 +16,7 @@ from e2gan.models.grain import GRAIN_KERNEL_SIZE, GrainStatistics, fit_grain
 from e2gan.precision import autocast
 from e2gan.text import TextEncoder
 
-GRAIN_FIT_PAIRS = 32
+GRAIN_FIT_PAIRS = 16
 BATCH_SIZE = 8
 
 
