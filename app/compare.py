@@ -7,6 +7,7 @@ keeps two sessions from switching one generator's adapter under each other.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -18,7 +19,10 @@ from e2gan.errors import E2GANError
 from e2gan.files import MIN_IMAGE_SIDE, to_rgb
 from e2gan.hub.adapters import hub_reference, resolve_adapter
 from e2gan.paths import default_base_dir
+from e2gan.evaluation.profiling import count_macs
 from e2gan.inference.pipeline import EditPipeline
+from e2gan.teachers import TEACHERS
+from e2gan.teachers.cost import TEACHER_ARCHITECTURES, teacher_cost
 
 from app import gpu
 from app.baseline import has_pix2pix, pix2pix_dir, pix2pix_label, pix2pix_metrics
@@ -171,6 +175,10 @@ def edit_with_every_model(workspace: Workspace, image: Image.Image, scale: float
     images["base model"], latency["base model"] = base, base_seconds
     label = f"{folder.name} (strength {scale:g})"
     images[label], latency[label] = apply_adapter(folder.adapter_file, image, scale, size, base_dir)
+    replaced = replaced_teacher_note(folder, teacher is not None, images[label].size,
+                                     latency[label], base_dir)
+    if replaced:
+        notes.append(replaced)
     if has_pix2pix(folder):
         baseline = pix2pix_label(folder)
         images[baseline], latency[baseline] = pix2pix_edit(folder, image, size)
@@ -178,6 +186,52 @@ def edit_with_every_model(workspace: Workspace, image: Image.Image, scale: float
         images[other], latency[other] = apply_adapter(other_adapter(workspace, other), image, 1.0,
                                                       size, base_dir)
     return {"images": images, "latency": latency, "notes": notes, "adapter_label": label}
+
+
+# What Compare shows a concept replaces when its own teacher is no diffusion model: the studio's
+# default diffusion editor with its default settings.
+REPLACED_TEACHER = "instruct-pix2pix"
+
+
+@functools.lru_cache(maxsize=4)
+def _generator_macs_per_pixel(model_dir: str) -> float:
+    """The generator's multiply-adds per output pixel, counted once at 256 px: its convolutions
+    scale with the pixels and its bottleneck attention is a small share."""
+    pipeline, lock = cached_pipeline(Path(model_dir))
+    with lock:
+        pipeline.use_adapter(None)
+        return count_macs(pipeline.generator, 256)["macs"] / 256**2
+
+
+def replaced_teacher_note(folder: ConceptFolder, teacher_measured: bool, size: tuple[int, int],
+                          adapter_seconds: float, base_dir) -> str | None:
+    """What a diffusion teacher would take here, estimated, when Compare did not just measure
+    one: its counted multiply-adds over the rate this device achieved on the adapter's edit."""
+    spec = folder.spec()
+    diffusion = gpu.teacher_needs_gpu(spec.teacher)
+    if diffusion and teacher_measured:
+        return None  # its time is in the list, measured
+    name = spec.teacher if diffusion else REPLACED_TEACHER
+    if name not in TEACHER_ARCHITECTURES or adapter_seconds <= 0:
+        return None
+    settings = {**TEACHERS.get(name).defaults, **(spec.teacher_params if diffusion else {})}
+    cost = teacher_cost(name, settings)
+    model_dir = str(Path(base_dir or default_base_dir()))
+    rate = _generator_macs_per_pixel(model_dir) * size[0] * size[1] / adapter_seconds
+    seconds = cost.macs / rate
+    what = "this concept's teacher" if diffusion else "a diffusion teacher"
+    return (f"{what} ({cost.describe()}) would take about {_duration(seconds)} an image on "
+            f"{SETTINGS.device_label}: an estimate, from its counted multiply-adds at the "
+            f"{rate / 1e9:.0f} G multiply-adds per second the adapter's edit just ran at; the "
+            f"adapter took {adapter_seconds * 1000:.0f} ms")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # Loading one generator (base, adapter, pix2pix) and editing one photo with it, on a GPU.

@@ -16,3 +16,11 @@ def default_base_dir() -> Path:
     if not (path / "config.json").is_file():
         raise E2GANError(f"no base model at {path}; set E2GAN_BASE or pass --base")
     return path
+
+
+def cache_root() -> Path:
+    """Where computed things are kept between runs (FID features, counted teacher costs, the web
+    runtime): $E2GAN_CACHE, else $XDG_CACHE_HOME/e2gan, else ~/.cache/e2gan."""
+    if os.environ.get("E2GAN_CACHE"):
+        return Path(os.environ["E2GAN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2gan"

@@ -22,7 +22,6 @@ import functools
 import hashlib
 import importlib.util
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from e2gan.paths import cache_root
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, to_rgb
 
@@ -129,12 +129,8 @@ def inception_features(images: list[Image.Image], batch_size: int = 32,
 # --- the feature cache ---------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    """$E2GAN_CACHE/fid, else $XDG_CACHE_HOME/e2gan/fid, else ~/.cache/e2gan/fid."""
-    if os.environ.get("E2GAN_CACHE"):
-        root = Path(os.environ["E2GAN_CACHE"])
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2gan"
-    return root / "fid"
+    """The FID feature cache: `fid` under e2gan.paths.cache_root()."""
+    return cache_root() / "fid"
 
 
 def images_key(images: list[Image.Image]) -> str:
