@@ -45,3 +45,20 @@ def test_cli_edit_writes_the_photos_own_size(tiny_base, tmp_path, capsys):
                  "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert Image.open(tmp_path / "out.png").size == ODD
+
+
+def test_an_exported_onnx_file_edits_at_the_photos_own_size_like_the_pipeline(tiny_base, tmp_path):
+    """The evaluator of exported files mirrors up to the multiple and crops back, as the pipeline
+    does, instead of resizing to a multiple and back (which resampled every pixel)."""
+    from e2gan.export import export_concept
+    from e2gan.export.formats import OnnxImageMaker
+    from e2gan.inference.pipeline import EditPipeline
+
+    export_concept(tiny_base, tmp_path, prompt="a scene at night", size=32, formats=("onnx",),
+                   repeats=1)
+    image = photo(61, 43)
+    by_onnx = OnnxImageMaker(str(next(tmp_path.glob("*_dynamic.onnx"))))([image])[0]
+    by_pipeline = EditPipeline.from_pretrained(tiny_base, device="cpu")([image], "a scene at night")[0]
+    assert by_onnx.size == (61, 43)
+    difference = np.abs(np.asarray(by_onnx, np.int16) - np.asarray(by_pipeline, np.int16))
+    assert difference.max() <= 1

@@ -207,11 +207,24 @@ def median_latency(run: Callable[[np.ndarray], np.ndarray], array: np.ndarray,
 
 # --- an exported file as an image maker -----------------------------------------------------------
 
+def _pad_to_multiple(array: np.ndarray, multiple: int) -> np.ndarray:
+    """numpy's twin of `e2gan.inference.pipeline.pad_to_multiple` (N, C, H, W): mirrored at the
+    bottom and right, the last row or column repeated where a side is shorter than its pad."""
+    height, width = array.shape[-2:]
+    pad_height, pad_width = -height % multiple, -width % multiple
+    if not pad_height and not pad_width:
+        return array
+    mode = "reflect" if pad_height < height and pad_width < width else "edge"
+    return np.pad(array, ((0, 0), (0, 0), (0, pad_height), (0, pad_width)), mode=mode)
+
+
 class OnnxImageMaker:
     """An exported ONNX editor as `evaluate_pairs`' callable: PIL images in, PIL images out.
 
     A static-size model gets each image resized to its input size and the result resized back; a
-    dynamic one gets the image rounded down to the model's size multiple (from its metadata).
+    dynamic one edits the image at its own size as `EditPipeline` does: mirrored at the bottom
+    and right up to the model's size multiple (from its metadata), the output cropped back, so no
+    pixel is resampled.
     """
 
     def __init__(self, path: str, threads: int | None = None) -> None:
@@ -228,21 +241,20 @@ class OnnxImageMaker:
         self.static_size = tuple(shape[2:]) if all(isinstance(d, int) for d in shape[2:]) else None
         self.multiple = int(json.loads(self.metadata.get("e2gan", "{}")).get("size_multiple", 8))
 
-    def _target_size(self, image: Image.Image) -> tuple[int, int]:
-        if self.static_size:
-            return self.static_size[1], self.static_size[0]
-        width, height = image.size
-        step = self.multiple
-        return max(step, width // step * step), max(step, height // step * step)
-
     def __call__(self, images: list[Image.Image]) -> list[Image.Image]:
         outputs = []
         for image in images:
             rgb = image.convert("RGB")
-            size = self._target_size(rgb)
-            resized = rgb.resize(size, Image.BICUBIC) if size != rgb.size else rgb
+            if self.static_size:
+                size = self.static_size[1], self.static_size[0]
+                resized = rgb.resize(size, Image.BICUBIC) if size != rgb.size else rgb
+            else:
+                resized = rgb
             array = np.asarray(resized, np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
-            edited = self.run(np.ascontiguousarray(array))[0]
+            height, width = array.shape[-2:]
+            if not self.static_size:
+                array = _pad_to_multiple(array, self.multiple)
+            edited = self.run(np.ascontiguousarray(array))[0][:, :height, :width]
             if not np.isfinite(edited).all():  # clip and uint8 would hide it as black
                 raise E2GANError("the ONNX model's output has non-finite values (NaN or inf): "
                                  "its weights are broken")
