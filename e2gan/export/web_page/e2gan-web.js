@@ -46,7 +46,8 @@
 
   async function createSession(bytes, providers) {
     return ort.InferenceSession.create(bytes, { executionProviders: providers,
-                                                graphOptimizationLevel: "all" });
+                                                graphOptimizationLevel: "all",
+                                                logSeverityLevel: 3 });  // errors only
   }
 
   async function init() {
@@ -63,6 +64,7 @@
     const isolated = self.crossOriginIsolated === true;
     const threads = Number(params.get("threads")) ||
       (isolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1);
+    ort.env.logLevel = "error";  // its warnings (constant folding, unused initialisers) are not the visitor's
     ort.env.wasm.numThreads = threads;
     ort.env.wasm.wasmPaths = new URL(config.runtime.folder, location.href).href;
     show(`loading the model (${(config.model_bytes / 1e6).toFixed(1)} MB)…`);
