@@ -87,11 +87,18 @@ def test_a_failure_leaves_the_previous_page_whole_and_no_temporary(page, tiny_ba
     assert sorted(p.name for p in out.iterdir()) == [folder.name]
 
 
-def test_a_failed_first_export_leaves_nothing(tiny_base, stand_in_runtime, tmp_path):
+def test_a_failed_first_export_leaves_nothing_and_a_killed_ones_leftovers_go(tiny_base,
+                                                                            stand_in_runtime, tmp_path):
+    import os
+
     out = tmp_path / "site"
+    killed, running = out / ".web-killed.tmp", out / ".web-running.tmp"
+    for folder in (killed, running):
+        (folder / "ort").mkdir(parents=True)
+    os.utime(killed, (0, 0))  # left long ago by an export that was killed
     with pytest.raises(E2GANError, match="multiple of"):
         export_web(tiny_base, out, prompt=PROMPT, size=30, repeats=1)
-    assert list(out.iterdir()) == []
+    assert [path.name for path in out.iterdir()] == [running.name]
 
 
 def test_a_missing_runtime_is_said_before_any_work_naming_the_command(tiny_base, tmp_path,

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from e2gan.errors import E2GANError
@@ -58,6 +59,19 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+STALE_SECONDS = 6 * 3600  # a staging folder this old belongs to an export that was killed
+
+
+def _remove_stale_staging(out_dir: Path) -> None:
+    """What killed exports left in `out_dir` (an export still running is younger than this)."""
+    for staging in out_dir.glob(".web-*.tmp"):
+        try:
+            if staging.is_dir() and time.time() - staging.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -109,6 +123,7 @@ def export_web(model: str | os.PathLike, out_dir: str | os.PathLike,
     _check_out_dir(out_dir)
     runtime = web_runtime.runtime_folder(fetch=True)  # missing and unreachable: said before any work
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(out_dir)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".web-", suffix=".tmp"))
     try:
         os.chmod(staging, 0o755)  # mkdtemp makes it private; a page is for any server to read
