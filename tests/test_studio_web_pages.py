@@ -72,3 +72,23 @@ def test_the_library_exports_a_web_page_and_the_studio_serves_it(winter_concept,
             assert httpx.get(base + wrong).status_code == 404, wrong
     finally:
         demo.close()
+
+
+def test_the_full_link_follows_the_address_the_visitor_used():
+    from starlette.requests import Request
+
+    from app import web_pages
+
+    def request(headers: dict[str, str], root_path: str = ""):
+        scope = {"type": "http", "method": "POST", "scheme": "http", "path": "/gradio_api/queue/join",
+                 "root_path": root_path, "query_string": b"", "server": ("10.0.0.5", 7860),
+                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        return type("GradioRequest", (), {"request": Request(scope)})()
+
+    page_id = "ab" * 16
+    assert (web_pages.public_url(request({"host": "192.168.1.20:7860"}), page_id)
+            == f"http://192.168.1.20:7860/e2gan-web/{page_id}/")
+    spaced = request({"host": "10.0.0.5:7860", "x-forwarded-host": "me-studio.hf.space",
+                      "x-forwarded-proto": "https"})
+    assert web_pages.public_url(spaced, page_id) == f"https://me-studio.hf.space/e2gan-web/{page_id}/"
+    assert web_pages.public_url(None, page_id) is None
