@@ -29,6 +29,7 @@ from pathlib import Path
 
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_json, atomic_write_text
+from e2gan.paths import cache_root
 
 VERSION = "1.31.1"
 PACKAGE = "onnxruntime-web"
@@ -70,12 +71,9 @@ SOFTWARE.
 
 
 def cache_folder() -> Path:
-    """Where the fetched runtime lives: $E2GAN_CACHE, else $XDG_CACHE_HOME/e2gan, else ~/.cache/e2gan."""
-    if os.environ.get("E2GAN_CACHE"):
-        root = Path(os.environ["E2GAN_CACHE"])
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "e2gan"
-    return root / f"{PACKAGE}-{VERSION}"
+    """Where the fetched runtime lives: under e2gan.paths.cache_root() ($E2GAN_CACHE, else
+    $XDG_CACHE_HOME/e2gan, else ~/.cache/e2gan)."""
+    return cache_root() / f"{PACKAGE}-{VERSION}"
 
 
 def tarball_url() -> str:
