@@ -93,6 +93,10 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
 
     The seed of pair i is `seed + i` over the source's order, so a pair's edit does not depend on
     which other pairs were made in the same run (resume gives identical pairs).
+
+    About `test_fraction` of the pairs are held out (split "test"): drawn image by image, except
+    from a source that holds whole photos out (`ImageSource.photo_splits`: the built-in photos),
+    whose test pairs are all crops of photos no training pair comes from.
     """
     if not 0.0 <= test_fraction < 1.0:
         raise E2GANError(f"test fraction must be in [0, 1), got {test_fraction}")
@@ -101,6 +105,11 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
     teachers = list(teacher) if isinstance(teacher, (list, tuple)) else [teacher]
     if not teachers:
         raise E2GANError("no teacher given")
+    # A source that holds whole photos out (the built-in photos) deals its images for this test
+    # fraction and splits them by photo; any other is split image by image below.
+    by_photo = source.photo_splits(test_fraction)
+    if by_photo is not None:
+        source, source_splits = by_photo
     ids = unique_pair_ids(source.ids)
     if not ids:
         raise E2GANError("the image source has no images")
@@ -111,7 +120,8 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
         raise E2GANError(f"{len(pool)} candidate edits per image need a CLIP filter to choose "
                          "between them (--clip-filter)")
     phrasings = {kind: text for kind, text in (phrasings or {}).items() if text}
-    splits = assign_splits(ids, test_fraction, seed)
+    splits = (assign_splits(ids, test_fraction, seed) if by_photo is None else
+              {pair_id: source_splits[source_id] for source_id, pair_id in zip(source.ids, ids)})
     # Each phrasing as given, and the prompt for a teacher whose phrasing was not given.
     used = {**{each.phrasing: prompt for each in teachers}, **phrasings}
     info = DatasetInfo(concept=concept or prompt, prompt=prompt,
@@ -158,7 +168,7 @@ def generate_pairs(teacher: Teacher | Sequence[Teacher], source, prompt: str,
                     rejected += 1
                     continue
                 writer.add(pair_id, image, choice.edit, seed=choice.seed, split=splits[pair_id],
-                           origin=source_id, scores=choice.scores, teacher=choice.teacher.name,
+                           origin=source.origin(source_id), scores=choice.scores, teacher=choice.teacher.name,
                            teacher_params=choice.parameters)
                 made += 1
             if on_progress:

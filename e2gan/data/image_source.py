@@ -1,6 +1,7 @@
 """An image source: a fixed, ordered list of ids plus a way to load any one of them (see
-`e2gan.data.sources` for folders, zips and built-in crops, `e2gan.data.photo_pool` for the pool),
-and the real photos that ship inside the scikit-image and scikit-learn wheels.
+`e2gan.data.sources` for folders and zips, `e2gan.data.builtin` for the built-in photos,
+`e2gan.data.photo_pool` for the pool), and the real photos that ship inside the scikit-image and
+scikit-learn wheels (the pool's).
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ class ImageSource:
         if count < 1:
             raise E2GANError(f"image count must be at least 1, got {count}")
         return ImageSource(self.ids[:count], self.loader, self.description, self.crop_size)
+
+    # A source that holds whole photos out for judging (the built-in photos) overrides these two.
+    def origin(self, source_id: str) -> str:
+        """Where the image came from, for its pair's record: the id itself unless the source
+        knows the photo it was cut from."""
+        return source_id
+
+    def photo_splits(self, test_fraction: float) -> tuple[ImageSource, dict[str, str]] | None:
+        """None: the pair maker draws each image's split on its own (`assign_splits`). A source
+        that holds whole photos out returns itself dealt for `test_fraction` and each id's split,
+        so that no test image is cut from a photo a training image comes from."""
+        return None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -1,4 +1,5 @@
-"""Where source images come from: a folder, a zip archive, or photos that ship inside packages.
+"""Where source images come from: a folder, a zip archive, the built-in photos (shipped with the
+package, some held out whole for judging: `e2gan.data.builtin`) or the photo pool.
 
 A source is a fixed, ordered list of ids plus a way to load any one of them, so building a dataset
 can be resumed by skipping the ids already done, and nothing is decoded until it is asked for.
@@ -12,16 +13,18 @@ import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from PIL import Image
 
-from e2gan.data.image_source import ImageSource, packaged_photos
+from e2gan.data.builtin import builtin_photos
+from e2gan.data.image_source import ImageSource
 from e2gan.data.photo_pool import open_pool
 from e2gan.errors import E2GANError
-from e2gan.files import IMAGE_SUFFIXES, MIN_IMAGE_SIDE, list_images, load_image, read_image
+from e2gan.files import IMAGE_SUFFIXES, list_images, load_image, read_image
 from e2gan.limits import MAX_ARCHIVE_FILES, MAX_ARCHIVE_MEMBER_BYTES
 
 DEFAULT_BUILTIN_COUNT = 200
+
+__all__ = ["DEFAULT_BUILTIN_COUNT", "builtin_photos", "folder_source", "open_source", "zip_source"]
 
 
 def _unique_ids(paths: list[str]) -> list[str]:
@@ -111,43 +114,11 @@ def zip_source(path: str | Path) -> ImageSource:
     return ImageSource(list(by_id), load, f"zip file {archive_path}")
 
 
-def _builtin_crop(index: int, size: int, seed: int) -> Image.Image:
-    photos = packaged_photos()
-    # Photos are dealt in a seed-shuffled cycle so each is used equally; the crop of image
-    # `index` depends only on (seed, index), so any single id can be loaded on its own.
-    order = np.random.default_rng(seed).permutation(len(photos))
-    photo = photos[int(order[index % len(photos)])]
-    rng = np.random.default_rng([seed, index])
-    height, width = photo.shape[:2]
-    side = max(MIN_IMAGE_SIDE, int(round(min(height, width) * rng.uniform(0.35, 1.0))))
-    top = int(rng.integers(0, height - side + 1))
-    left = int(rng.integers(0, width - side + 1))
-    crop = Image.fromarray(photo[top:top + side, left:left + side])
-    if rng.random() < 0.5:
-        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return crop.resize((size, size), Image.Resampling.LANCZOS)
-
-
-def builtin_photos(count: int, size: int = 256, seed: int = 0) -> ImageSource:
-    """`count` square crops of the packaged photos at `size` pixels, varied and reproducible."""
-    if count < 1:
-        raise E2GANError(f"image count must be at least 1, got {count}")
-    if size < MIN_IMAGE_SIDE:
-        raise E2GANError(f"image size must be at least {MIN_IMAGE_SIDE}, got {size}")
-    width = max(5, len(str(count - 1)))
-    ids = [f"builtin-{index:0{width}d}" for index in range(count)]
-
-    def load(source_id: str) -> Image.Image:
-        return _builtin_crop(int(source_id.removeprefix("builtin-")), size, seed)
-
-    return ImageSource(ids, load, f"built-in photos (seed {seed})", crop_size=size)
-
-
 def open_source(spec: str, count: int | None = None, size: int = 256, seed: int = 0) -> ImageSource:
     """'builtin', 'pool:DOMAIN[:DATA_FOLDER]', a folder or a .zip file, truncated to `count`.
 
-    `size` and `seed` shape the built-in and photo-pool crops only (see `e2gan.data.photo_pool`);
-    folder and zip images keep their own size.
+    `size` and `seed` shape the built-in and photo-pool crops only (see `e2gan.data.builtin` and
+    `e2gan.data.photo_pool`); folder and zip images keep their own size.
     """
     if count is not None and count < 1:
         raise E2GANError(f"image count must be at least 1, got {count}")
