@@ -109,6 +109,7 @@ def _network_macs(family: str, in_channels: int, latent: int,
 
 def _count_network_macs(family: str, in_channels: int, latent: int,
                         with_controlnet: bool) -> tuple[float, float, float]:
+    # Here, not at the top: diffusers takes seconds to import and only a count needs it.
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from torch.utils.flop_counter import FlopCounterMode
