@@ -31,6 +31,7 @@ from app.tabs.concept import build_concept_tab, build_pairs_tab
 from app.tabs.curate import build_curate_tab
 from app.tabs.finetune import build_finetune_tab
 from app.tabs.library import build_library_tab
+from app.tabs.live import build_live_tab
 from app.try_concept import ConceptTrier, build_try_tab
 from app import web_pages
 from app.ui import Context, visitor_of
@@ -140,7 +141,8 @@ def build_demo(base_dir: str | Path | None = None,
                     build_curate_tab(context, workspace_state),
                     build_finetune_tab(context, workspace_state, finetune_form),
                     build_compare_tab(context, workspace_state),
-                    build_library_tab(context, workspace_state)]
+                    build_library_tab(context, workspace_state),
+                    build_live_tab(context, workspace_state)]
             build_try_tab(trier)
         build_agent_endpoints(context)
 
