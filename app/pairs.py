@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from PIL import Image
 
+from e2gan.data.builtin import held_out_photos
 from e2gan.data.dataset import PairDataset
 from e2gan.data.importers import IMPORTED_TEACHER
 from e2gan.data.generate import PairsProgress, generate_pairs
@@ -70,6 +71,12 @@ def pair_sheet(dataset: PairDataset, pair_id: str) -> tuple[Image.Image, Image.I
     return dataset.load_pair(dataset.get(pair_id))
 
 
+def held_out_line(dataset: PairDataset | None) -> str:
+    """Where the held-out pairs come from, e.g. 'The 40 held-out pairs are crops of 9 photos,
+    none of which is used for training.' (built-in photos are held out whole)."""
+    return held_out_photos(dataset.records).describe() if dataset is not None else ""
+
+
 def dataset_line(folder: ConceptFolder) -> str:
     dataset = folder.dataset()
     if dataset is None:
@@ -77,7 +84,7 @@ def dataset_line(folder: ConceptFolder) -> str:
     train, test = len(dataset.split("train")), len(dataset.split("test"))
     state = "complete" if dataset.info.complete else "incomplete (generate again to resume)"
     return (f"**{folder.name}**: {len(dataset)} pairs ({train} train / {test} held out) from "
-            f"teacher `{dataset.info.teacher}`, {state}")
+            f"teacher `{dataset.info.teacher}`, {state}. {held_out_line(dataset)}")
 
 
 PAIRS_JOB = "pair generation"  # the job board's name for this kind of job

@@ -151,3 +151,18 @@ def test_open_source_builtin_defaults():
     source = open_source("builtin")
     assert isinstance(source, BuiltinPhotos) and len(source) == 200
     assert sum(split == "test" for split in source.splits.values()) == 40
+
+
+def test_the_pairs_page_says_how_many_photos_the_held_out_pairs_come_from(tmp_path):
+    from app.pairs import dataset_line, held_out_line
+    from app.workspace import ConceptSpec, Workspace
+
+    workspace = Workspace.create(tmp_path / "workspace")
+    folder = workspace.concept("night")
+    folder.save_spec(ConceptSpec(name="night", prompt="night"))
+    generate_pairs(create_teacher("builtin"), builtin_photos(20, size=32, seed=2), "night",
+                   folder.pairs_dir, concept="night", test_fraction=0.2)
+    dataset = folder.dataset()
+    photos = {record.origin for record in dataset.split("test")}
+    expected = f"The 4 held-out pairs are crops of {len(photos)} photos, none of which is used for training."
+    assert held_out_line(dataset) == expected and expected in dataset_line(folder)

@@ -100,6 +100,11 @@ def test_whole_flow_with_cancels_through_the_api(studio, tmp_path):
     resumed = PairDataset.open(concept_dir / "pairs")
     assert len(resumed) == 48 and resumed.info.complete
     assert f"{len(stopped)} kept from before" in text and f"{48 - len(stopped)} new" in text
+    # Built-in photos are held out whole, and the page says from how many the held-out pairs come.
+    held_out = {record.origin for record in resumed.split("test")}
+    assert held_out and not held_out & {record.origin for record in resumed.split("train")}
+    assert (f"The {len(resumed.split('test'))} held-out pairs are crops of {len(held_out)} photos, "
+            "none of which is used for training.") in text
 
     # Curate: k clusters, drop one pair, its cluster's next-nearest pair replaces it.
     plot, chosen, summary = c.predict(8, "cluster", "builtin", None, None, api_name="/select")

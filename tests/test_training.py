@@ -422,7 +422,9 @@ def test_recipe_with_zero_seconds_still_writes_the_model(datasets, tmp_path):
 
 @pytest.mark.parametrize("mode, learning_rate, ratio", [("lora", 1e-2, 0.9), ("full", 2e-3, 0.75)])
 def test_finetune_lowers_the_l1_loss(datasets, mode, learning_rate, ratio):
-    """A real learning check: 30 steps on one concept bring the edit closer to the teacher's."""
+    """A real learning check: 40 steps on one concept bring the edit closer to the teacher's (30
+    were enough for crops of the 7 photos the built-in source had; on the 34 training photos of
+    the shipped set LoRA's ratio after 30 is 0.90, after 40 0.87)."""
     torch.manual_seed(0)
     generator = build_model("e2gan", TINY)
     encoder = LearnedConceptEncoder(embedding_dim=16, concepts=["a black and white photo"])
@@ -435,11 +437,11 @@ def test_finetune_lowers_the_l1_loss(datasets, mode, learning_rate, ratio):
     data = PairTensorDataset(datasets["bw"], "train", 32, augment=False)
     trainer = Trainer(TrainingParts(generator, build_model("patchgan", {"num_filters": 8, "text_dim": 16}),
                                     encoder, parameters, data),
-                      TrainingSettings(size=32, steps=30, batch_size=4, learning_rate=learning_rate,
+                      TrainingSettings(size=32, steps=40, batch_size=4, learning_rate=learning_rate,
                                        device="cpu", log_every=1))
     result = trainer.run()
     l1 = [event.losses["g_l1"] for event in result.history]
-    assert len(l1) == 30 and all(math.isfinite(v) for v in l1)
+    assert len(l1) == 40 and all(math.isfinite(v) for v in l1)
     first, last = sum(l1[:5]) / 5, sum(l1[-5:]) / 5
     assert last < ratio * first, (first, last)
 

@@ -131,7 +131,7 @@ def build_concept_tab(context: Context, workspace_state: gr.State) -> dict:
         splits = {split: len(dataset.split(split)) for split in ("train", "test")}
         info = (f"Concept **{spec.name}** — prompt “{spec.prompt}”: **{len(dataset)} imported "
                 f"pairs** ({splits['train']} to train, {splits['test']} held out). "
-                f"Next: **3 · Curate**.")
+                f"{pairs.held_out_line(dataset)} Next: **3 · Curate**.")
         yield workspace.id, info, gallery
 
     def offer_weights(name):
@@ -229,10 +229,12 @@ def build_pairs_tab(context: Context, workspace_state: gr.State) -> dict:
                 case JobDone(result=summary):
                     state = ("stopped — generate again to resume" if summary["stopped_early"]
                              else "complete")
+                    dataset = folder.dataset()
                     yield (workspace.id, f"**{summary['pairs']} pairs** ({summary['made']} new, "
                            f"{summary['skipped_existing']} kept from before) in "
-                           f"{seconds_text(summary['seconds'])}: {state}. Next: **3 · Curate**.",
-                           pairs.gallery_items(folder.dataset(), limit=24))
+                           f"{seconds_text(summary['seconds'])}: {state}. "
+                           f"{pairs.held_out_line(dataset)} Next: **3 · Curate**.",
+                           pairs.gallery_items(dataset, limit=24))
                     return
                 case PairsProgress(done=done, total=total, eta_seconds=eta):
                     text = progress_line(done / max(total, 1), f"{done}/{total} pairs · "
