@@ -149,9 +149,9 @@ def shippable_examples(dataset, size: int, count: int = 4) -> tuple[list, list]:
     """(sources, the teacher's edits) for a report's pictures.
 
     The benchmark's photos may not go into the project (`../shared/data/README.md`), and a report
-    is committed: its pictures show crops of the packaged sample photos (scikit-image and
-    scikit-learn, terms that allow shipping), edited by the dataset's own teacher. The numbers
-    still come from the judging photos.
+    is committed: its pictures show crops of the built-in photos (shipped with the package, each
+    with its author and a licence that allows it: e2gan/data/photos/attribution.json), edited by
+    the dataset's own teacher. The numbers still come from the judging photos.
     """
     photos = builtin_photos(count=count, size=size, seed=1)
     sources = [image.convert("RGB") for _, image in photos]
