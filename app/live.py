@@ -41,6 +41,7 @@ SIZE_STEP = 16  # sizes move in steps the generator pads little for
 FRAME_BUDGET_SECONDS = 0.15
 SMOOTHING = 0.5  # weight of the newest frame in the smoothed edit time
 FPS_WINDOW = 12  # frames the rate is counted over
+WARM_UP_FRAMES = 2  # a stream's first edits (caches, allocations) do not change its size
 
 
 @dataclass
@@ -65,6 +66,7 @@ class LiveState:
     arrivals: deque = field(default_factory=lambda: deque(maxlen=FPS_WINDOW))
     frames: int = 0
     note: str = ""
+    error: str = ""  # the last error told, so a stream tells each one once
 
     def frames_per_second(self) -> float | None:
         if len(self.arrivals) < 2 or self.arrivals[-1] <= self.arrivals[0]:
@@ -166,14 +168,18 @@ def compose(source: Image.Image, edited: Image.Image, layout: str, split: float 
     return shown
 
 
-def adapt(state: LiveState, seconds: float) -> None:
+def adapt(state: LiveState, seconds: float, used: int | None = None) -> None:
     """Lower the size when edits run over the budget, raise it back toward the setting when they
-    are well under it (both smoothed, so one slow frame changes nothing)."""
+    are well under it (both smoothed, so one slow frame changes nothing). `used`: the short side
+    this edit ran at (a small camera's frames are never upscaled), which a lowering starts from.
+    A stream's first `WARM_UP_FRAMES` are not judged: they carry one-off costs."""
+    if state.frames <= WARM_UP_FRAMES:
+        return
     state.smoothed_seconds = (seconds if state.smoothed_seconds is None else
                               SMOOTHING * seconds + (1 - SMOOTHING) * state.smoothed_seconds)
-    smoothed = state.smoothed_seconds
-    if smoothed > FRAME_BUDGET_SECONDS and state.size > MIN_LIVE_SIZE:
-        state.size = max(MIN_LIVE_SIZE, (state.size * 3 // 4) // SIZE_STEP * SIZE_STEP)
+    smoothed, used = state.smoothed_seconds, min(used or state.size, state.size)
+    if smoothed > FRAME_BUDGET_SECONDS and used > MIN_LIVE_SIZE:
+        state.size = max(MIN_LIVE_SIZE, (used * 3 // 4) // SIZE_STEP * SIZE_STEP)
         state.smoothed_seconds = None  # judge the new size on its own frames
         state.note = (f"lowered from {state.wanted} px: frames took "
                       f"{smoothed * 1000:.0f} ms, over the {FRAME_BUDGET_SECONDS * 1000:.0f} ms budget")
@@ -204,7 +210,7 @@ def live_frame(workspace: Workspace, frame: Image.Image | None, choice: str | No
     check_adapter_scale(strength)
     wanted = check_edit_size(wanted_size) or DEFAULT_SIZE
     if state is None or state.wanted != wanted:
-        state = LiveState(size=wanted, wanted=wanted)
+        state = LiveState(size=wanted, wanted=wanted, error=state.error if state else "")
     model = live_model(workspace, choice, base_dir)
     frame = to_rgb(frame, "the camera frame")
     size = edit_size(frame.width, frame.height, state.size)
@@ -213,5 +219,5 @@ def live_frame(workspace: Workspace, frame: Image.Image | None, choice: str | No
     state.frames += 1
     text = live_text(state, edited, seconds, model.label, device)
     if adaptive:
-        adapt(state, seconds)
+        adapt(state, seconds, size)
     return compose(frame, edited, layout, split), text, state

@@ -16,7 +16,7 @@ from e2gan.errors import E2GANError
 from app import live
 from app.form import finite_number
 from app.settings import SETTINGS
-from app.ui import Context, page_error, plain_message, user_errors
+from app.ui import Context, page_error, plain_message
 
 STREAM_EVERY = 0.05  # seconds between frames at most; the edit's own time sets the real rate
 LIVE_SECONDS = 300  # one stream's length; pressing record again starts another
@@ -51,15 +51,28 @@ def build_live_tab(context: Context, workspace_state: gr.State) -> dict:
             split = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="before / after line")
         state = gr.State(None)
 
-    @user_errors
     def frame(workspace_id, picture, chosen, strength_value, size_value, layout_value,
               split_value, adaptive_value, live_state):
-        strength_value = finite_number(strength_value, "strength")
-        workspace = context.workspace(workspace_id)
-        image, text, live_state = live.live_frame(
-            workspace, picture, chosen, strength_value, size_value, layout_value,
-            float(split_value), live_state, context.base_dir, SETTINGS.device_label,
-            adaptive=bool(adaptive_value))
+        """One frame. An error does not end the stream (the camera keeps sending): it is told
+        once as a warning and stays in the line under the pictures until a frame edits again,
+        e.g. once a concept with an adapter is picked."""
+        workspace = None
+        try:
+            workspace = context.workspace(workspace_id)
+            image, text, live_state = live.live_frame(
+                workspace, picture, chosen, finite_number(strength_value, "strength"),
+                size_value, layout_value, finite_number(split_value, "before / after line"),
+                live_state, context.base_dir, SETTINGS.device_label, adaptive=bool(adaptive_value))
+        except E2GANError as error:
+            message = plain_message(str(error))
+            live_state = live_state or live.LiveState()
+            if message != live_state.error:
+                page_error(str(error))  # logged once, whole
+                gr.Warning(message)
+            live_state.error = message
+            return (workspace.id if workspace else gr.skip(), gr.skip(),
+                    f"**Not editing:** {message}", live_state)
+        live_state.error = ""
         return workspace.id, image, text, live_state
 
     def prepare(workspace_id, chosen):
