@@ -222,8 +222,7 @@ def replaced_teacher_note(folder: ConceptFolder, teacher_measured: bool, size: t
     what = "this concept's teacher" if diffusion else "a diffusion teacher"
     return (f"{what} ({cost.describe()}) would take about {_duration(seconds)} an image on "
             f"{SETTINGS.device_label}: an estimate, from its counted multiply-adds at the "
-            f"{rate / 1e9:.0f} G multiply-adds per second the adapter's edit just ran at; the "
-            f"adapter took {adapter_seconds * 1000:.0f} ms")
+            f"{rate / 1e9:.0f} G multiply-adds per second the adapter's edit just ran at")
 
 
 def _duration(seconds: float) -> str:

@@ -152,6 +152,7 @@ def test_whole_flow_with_cancels_through_the_api(studio, tmp_path):
     assert inception_calls == [held_out] * 4 and f"{held_out} outputs" in caption and "noisy" in caption
     assert [item["caption"] for item in side_by_side] == ["teacher", "base model", "winter (strength 0.8)"]
     assert latency.count(" ms") == 3
+    assert "a diffusion teacher (instruct-pix2pix, 20 denoising steps at 512 px" in latency  # estimated
     # The pix2pix baseline, trained from scratch as a job, joins the comparison and the table.
     text = c.predict(0.01, api_name="/train_pix2pix")
     assert text.startswith("**finished**: pix2pix after") and (concept_dir / "pix2pix" / "config.json").is_file()
