@@ -128,8 +128,7 @@ def fit_grain(outputs: torch.Tensor, targets: torch.Tensor, bands: int = GRAIN_B
         difference = target.T @ target / count - output.T @ output / count
         covariances[index] = _positive_part(difference)
     # The missing detail's spectrum (on brightness), as a zero-phase filter of unit energy.
-    power = lambda x: torch.fft.fft2(luminance_detail(x)).abs().pow(2).mean(0)  # noqa: E731
-    missing = (power(detail_target) - power(detail_out)).clamp(min=0)
+    missing = (_mean_power(detail_target) - _mean_power(detail_out)).clamp(min=0)
     if not float(missing.sum()) > 0:
         return None
     kernel = torch.fft.fftshift(torch.fft.ifft2(missing.sqrt()).real)
@@ -142,6 +141,11 @@ def fit_grain(outputs: torch.Tensor, targets: torch.Tensor, bands: int = GRAIN_B
 def luminance_detail(detail: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) high-passed colour -> (N, H, W) its luma part (no offset: detail is signed)."""
     return (detail * detail.new_tensor(LUMA).view(1, 3, 1, 1)).sum(1)
+
+
+def _mean_power(detail: torch.Tensor) -> torch.Tensor:
+    """The power spectrum of the detail's luma, averaged over the batch: (H, W)."""
+    return torch.fft.fft2(luminance_detail(detail)).abs().pow(2).mean(0)
 
 
 def _positive_part(matrix: torch.Tensor) -> torch.Tensor:
