@@ -14,8 +14,10 @@ UNET, CONTROLNET, VAE = 400e9, 140e9, 1800e9
 
 
 @pytest.fixture
-def fixed_networks(monkeypatch):
-    """The networks' per-pass counts as fixed numbers: these tests are about the passes."""
+def fixed_networks(monkeypatch, tmp_path):
+    """The networks' per-pass counts as fixed numbers: these tests are about the passes. A cache
+    of their own: an earlier test (the studio's Compare) may have stored real counts."""
+    monkeypatch.setenv("E2GAN_CACHE", str(tmp_path / "cache"))
     calls = []
 
     def count(family, in_channels, latent, with_controlnet):
