@@ -103,3 +103,17 @@ def tiny_instruct_pix2pix(tiny_diffusion_models, monkeypatch):
 
     monkeypatch.setattr(teacher_class, "edit", recording_edit)
     return told
+
+
+@pytest.fixture
+def stand_in_runtime(tmp_path, monkeypatch):
+    """onnxruntime-web's files as stand-ins, through E2GAN_WEB_RUNTIME: the web export copies
+    them without reading them, so tests need no download."""
+    from e2gan.export import web_runtime
+
+    folder = tmp_path / "runtime"
+    folder.mkdir()
+    for name in web_runtime.FILES:
+        (folder / name).write_bytes(f"stand-in {name}".encode())
+    monkeypatch.setenv(web_runtime.ENV_FOLDER, str(folder))
+    return folder

@@ -23,14 +23,6 @@ from e2gan.export.web import export_web
 PROMPT = "a scene at night"  # a concept the tiny base knows
 
 
-@pytest.fixture
-def stand_in_runtime(tmp_path, monkeypatch):
-    folder = tmp_path / "runtime"
-    folder.mkdir()
-    for name in web_runtime.FILES:
-        (folder / name).write_bytes(f"stand-in {name}".encode())
-    monkeypatch.setenv(web_runtime.ENV_FOLDER, str(folder))
-    return folder
 
 
 @pytest.fixture

@@ -12,17 +12,9 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from e2gan.export import web_runtime  # noqa: E402
 from test_studio_api import free_port  # noqa: E402
 
 
-@pytest.fixture
-def stand_in_runtime(tmp_path, monkeypatch):
-    folder = tmp_path / "runtime"
-    folder.mkdir()
-    for name in web_runtime.FILES:
-        (folder / name).write_bytes(f"stand-in {name}".encode())
-    monkeypatch.setenv(web_runtime.ENV_FOLDER, str(folder))
 
 
 def test_the_library_exports_a_web_page_and_the_studio_serves_it(winter_concept, tiny_base,
