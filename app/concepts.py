@@ -41,7 +41,7 @@ TEACHER_KNOBS = ("strength", "guidance_scale", "image_guidance_scale", "num_infe
 WEIGHTS_JOB = "weights download"  # the job board's name for fetching a teacher's weights
 IMPORT_JOB = "pairs import"  # importing pairs (a Hub dataset's download with it)
 
-_teacher_cache: dict[tuple, Teacher] = {}
+_teacher_cache: dict[str, Teacher] = {}  # name -> the teacher whose model is loaded
 _teacher_lock = threading.Lock()
 
 
@@ -111,16 +111,23 @@ def teacher_knobs(name: str) -> list[str]:
 
 
 def get_teacher(name: str, params: dict | None = None) -> Teacher:
-    """A teacher built once per (name, knobs): diffusion teachers take seconds to load."""
+    """A teacher with these knobs, its model loaded once per process: a diffusion teacher's weights
+    take seconds to load and gigabytes to hold, so every setting of its knobs shares the one
+    pipeline (`with_settings`). Keyed by knobs instead, each guidance value a visitor tried loaded
+    the model again and kept it for the process's life."""
     params = {key: value for key, value in (params or {}).items()
               if key in teacher_knobs(name) and value is not None}
-    key = (name, tuple(sorted(params.items())))
     with _teacher_lock:
-        if key not in _teacher_cache:
-            teacher = create_teacher(name, **params)
+        if name not in _teacher_cache:
+            teacher = create_teacher(name)
             teacher.prepare()  # loads weights now, so a missing model is a clear error here
-            _teacher_cache[key] = teacher
-        return _teacher_cache[key]
+            _teacher_cache[name] = teacher
+        loaded = _teacher_cache[name]
+    if not params:
+        return loaded
+    if hasattr(loaded, "with_settings"):  # diffusion teachers: a twin sharing the pipeline
+        return loaded.with_settings(**params)
+    return create_teacher(name, **params)  # the others hold no model: cheap to build
 
 
 def builtin_concept_choices(base_dir: Path | None = None) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ whose text width or encoder differs from the one it was trained with.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from typing import Any, Callable
 
 import torch
@@ -27,6 +28,8 @@ from torch import nn
 from e2gan.errors import E2GANError
 from e2gan.hub.download import cached_snapshot, download_snapshot, fetch_command, offline
 from e2gan.registry import Registry
+
+CACHED_PROMPTS = 256  # a frozen text model's embeddings kept (about 0.2 MB each for CLIP's 77 tokens)
 
 TEXT_ENCODERS: Registry[Callable[..., "TextEncoder"]] = Registry("text encoder")
 
@@ -113,7 +116,8 @@ class LearnedConceptEncoder(TextEncoder):
 
 class FrozenTextEncoder(TextEncoder):
     """A pretrained text model that is never trained (`clip`, `teacher-clip`): each prompt is
-    embedded once and cached. Subclasses set `model`, `model_name`, `pretrained` and
+    embedded once and cached (the last `CACHED_PROMPTS` used: a studio embeds whatever its
+    visitors type, for the process's life). Subclasses set `model`, `model_name`, `pretrained` and
     `embedding_dim`, and implement `_embed(prompts) -> (B, T, embedding_dim)`."""
 
     model_name: str
@@ -121,7 +125,7 @@ class FrozenTextEncoder(TextEncoder):
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def _embed(self, prompts: list[str]) -> torch.Tensor:
         raise NotImplementedError
@@ -129,10 +133,16 @@ class FrozenTextEncoder(TextEncoder):
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> torch.Tensor:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
-        if missing:
-            for prompt, embedding in zip(missing, self._embed(missing)):
-                self._cache[prompt] = embedding
-        return torch.stack([self._cache[p] for p in prompts])
+        found = dict(zip(missing, self._embed(missing))) if missing else {}
+        for prompt in dict.fromkeys(prompts):
+            if prompt in found:
+                self._cache[prompt] = found[prompt]
+            else:
+                found[prompt] = self._cache[prompt]
+            self._cache.move_to_end(prompt)
+        while len(self._cache) > CACHED_PROMPTS:
+            self._cache.popitem(last=False)
+        return torch.stack([found[p] for p in prompts])
 
     def _apply(self, fn, recurse=True):
         self._cache.clear()  # cached embeddings live on the old device

@@ -872,3 +872,20 @@ def test_fine_tune_progress_starts_at_the_first_step_and_its_eta_spans_the_whole
     # 60 s budget, one step done: far more than the 0.5 s slice is left
     assert first.eta_seconds == pytest.approx(first.budget - first.seconds)
     assert first.eta_seconds > 50
+
+
+def test_every_knob_setting_of_a_diffusion_teacher_shares_its_one_loaded_model(tiny_instruct_pix2pix):
+    # Visitors trying guidance values must not each load (and keep) the model again: one
+    # pipeline per teacher, each setting a twin on it.
+    from app import concepts
+    from e2gan.teachers import TEACHERS
+
+    first = concepts.get_teacher("instruct-pix2pix", {"guidance_scale": 7.0})
+    second = concepts.get_teacher("instruct-pix2pix", {"guidance_scale": 9.0,
+                                                       "image_guidance_scale": 1.2})
+    plain = concepts.get_teacher("instruct-pix2pix")
+    assert (first.settings["guidance_scale"], second.settings["guidance_scale"]) == (7.0, 9.0)
+    assert plain.settings == TEACHERS.get("instruct-pix2pix").defaults
+    assert plain._loaded.pipeline is not None
+    assert first._loaded is second._loaded is plain._loaded
+    assert list(concepts._teacher_cache) == ["instruct-pix2pix"]

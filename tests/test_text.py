@@ -67,3 +67,18 @@ def test_registry_lists_both_encoders_and_refuses_duplicates():
     assert {"learned", "clip"} <= set(TEXT_ENCODERS.names())
     with pytest.raises(ValueError, match="already registered"):
         TEXT_ENCODERS.add("learned", LearnedConceptEncoder)
+
+
+def test_a_frozen_encoder_keeps_only_its_most_recent_prompts(monkeypatch):
+    # A studio embeds whatever its visitors type, for the process's life: the cache is bounded,
+    # and a prompt that left it is embedded again, to the same tokens.
+    import e2gan.text
+
+    monkeypatch.setattr(e2gan.text, "CACHED_PROMPTS", 3)
+    encoder = OpenCLIPTextEncoder(model_name="ViT-B-32", pretrained=None, model=tiny_open_clip())
+    first = encoder(["a winter scene"])
+    for index in range(10):
+        encoder([f"prompt {index}", "a repeated prompt"])
+    assert len(encoder._cache) == 3
+    assert list(encoder._cache)[-2:] == ["prompt 9", "a repeated prompt"]
+    assert torch.allclose(encoder(["a winter scene", "prompt 9"])[0], first[0])

@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="then the whole flow this many times in a row, memory after each")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -230,6 +232,13 @@ def main() -> None:
         stop.set()
         attacker.join(300)
         wall = time.time() - started
+        rounds = []
+        for index in range(args.rounds):
+            round_report: dict = {}
+            session_flow(url, CONCEPTS[index % len(CONCEPTS)], args, photo, workspace_root,
+                         round_report)
+            rounds.append({"ok": bool(round_report.get("ok")), "error": round_report.get("error"),
+                           "server_memory_mb": round(watch.rss() / 2**20)})
         watch.done.set()
         watch.join()
     finally:
@@ -253,6 +262,8 @@ def main() -> None:
         "no_workspace_holds_two_sessions": all(len(names) <= 1 for names in by_workspace.values()),
         "server_memory_mb": {"idle": round(idle_bytes / 2**20), "peak": round(peak / 2**20),
                              "end": round(watch.samples[-1][1] / 2**20)},
+        "memory_after_each_round_mb": [r["server_memory_mb"] for r in rounds],
+        "rounds_failed": [r["error"] for r in rounds if not r["ok"]],
         "bad_input": bad_report,
         "sessions": reports,
         # User errors are messages in the page; a traceback in the server's log is a bug.
