@@ -95,6 +95,16 @@ def test_a_published_adapter_has_its_card_and_grid_and_loads_back_by_hub_id(
     source, edited = tiny_pairs["winter"].load_pair(tiny_pairs["winter"].split("test")[0])
     assert np.array_equal(np.asarray(grid.crop((32, 0, 64, 32))),
                           np.asarray(resize_and_center_crop(edited, 32)))
+    # Its photos are built-in ones under licences that ask for attribution: the card gives it.
+    from e2gan.data.builtin import shipped_photos
+
+    by_id = {photo.id: photo for photo in shipped_photos()}
+    shown = {record.origin.removeprefix("builtin:") for record in tiny_pairs["winter"].split("test")[:4]}
+    for photo_id in shown:
+        photo = by_id[photo_id]
+        assert f"“{photo.title}” by {photo.author}, [{photo.licence}]({photo.licence_url})" in readme
+    credited = readme.split("Photos in samples.png")[1].split("\n")[0]
+    assert credited.count("”") == len(shown)  # those shown, each once
 
     # Loaded back by its Hub id, it edits exactly as the local file does.
     photo = resize_and_center_crop(source, 32)
@@ -250,3 +260,14 @@ def test_the_studio_publishes_with_the_visitors_sign_in_and_compares_a_hub_adapt
                           np.asarray(result["images"][result["adapter_label"]]))
     with pytest.raises(E2GANError, match="no adapter 'nope' in this workspace"):
         comparing.compare(workspace, photo, other="nope", base_dir=tiny_base)
+
+
+def test_a_grid_without_pairs_shows_built_in_photos_and_credits_them(adapter, tiny_base):
+    from e2gan.data.builtin import shipped_photos
+    from e2gan.hub.publish import SAMPLE_ROWS, make_sample_grid
+
+    grid, credits = make_sample_grid(adapter, tiny_base, None)
+    assert grid.size == (2 * 32, SAMPLE_ROWS * 32)  # photo | E2GAN
+    assert credits and len(credits) == len(set(credits)) <= SAMPLE_ROWS
+    known = {photo.credit for photo in shipped_photos()}
+    assert set(credits) <= known

@@ -48,6 +48,13 @@ class BuiltinPhoto:
     author: str
     licence: str
     held_out: bool
+    licence_url: str = ""
+
+    @property
+    def credit(self) -> str:
+        """The attribution its licence asks for where the photo (or a crop or edit of it) is shown."""
+        licence = f"[{self.licence}]({self.licence_url})" if self.licence_url else self.licence
+        return f"“{self.title}” by {self.author}, {licence}"
 
 
 @lru_cache(maxsize=4)
@@ -57,7 +64,8 @@ def shipped_photos(folder: Path = BUILTIN_PHOTOS) -> tuple[BuiltinPhoto, ...]:
     try:
         entries = json.loads(manifest.read_text(encoding="utf-8"))["photos"]
         photos = tuple(BuiltinPhoto(entry["id"], folder / entry["file"], entry["title"],
-                                    entry["author"], entry["licence"], bool(entry["held_out"]))
+                                    entry["author"], entry["licence"], bool(entry["held_out"]),
+                                    entry.get("licence_url", ""))
                        for entry in entries)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise E2GANError(f"the built-in photos' list {manifest} is missing or damaged ({error}); "
@@ -66,6 +74,15 @@ def shipped_photos(folder: Path = BUILTIN_PHOTOS) -> tuple[BuiltinPhoto, ...]:
     if missing:
         raise E2GANError(f"built-in photos missing from {folder}: {', '.join(missing[:5])}")
     return photos
+
+
+def credits(origins: Iterable[str], folder: Path = BUILTIN_PHOTOS) -> list[str]:
+    """The credits of the built-in photos among pairs' `origins` (`builtin:<photo id>`), each once,
+    in order; other origins (a user's photos, a dataset's) name nothing to credit."""
+    by_id = {photo.id: photo for photo in shipped_photos(folder)}
+    wanted = dict.fromkeys(origin.removeprefix(ORIGIN_PREFIX) for origin in origins
+                           if origin.startswith(ORIGIN_PREFIX))
+    return [by_id[photo_id].credit for photo_id in wanted if photo_id in by_id]
 
 
 def photo_sets(folder: Path = BUILTIN_PHOTOS) -> tuple[list[BuiltinPhoto], list[BuiltinPhoto]]:

@@ -32,11 +32,16 @@ def contact_sheet(sources: list[Image.Image], edits: list[Image.Image], size: in
     return sheet
 
 
+def sheet_records(dataset: PairDataset, count: int = 4) -> list:
+    """The pairs `held_out_sheet` shows: the first `count` held-out ones, else training ones."""
+    return (dataset.split("test") or dataset.split("train"))[:count]
+
+
 def held_out_sheet(dataset: PairDataset, size: int, makers: Sequence[Column],
                    count: int = 4) -> Image.Image:
     """A contact sheet of the first `count` held-out pairs (training pairs when the dataset holds
     none out), centre-cropped to `size`: the source, then one column per maker."""
-    records = (dataset.split("test") or dataset.split("train"))[:count]
+    records = sheet_records(dataset, count)
     pairs = [dataset.load_pair(record) for record in records]
     sources = [resize_and_center_crop(source, size) for source, _ in pairs]
     edits = [resize_and_center_crop(edited, size) for _, edited in pairs]

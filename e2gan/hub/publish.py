@@ -29,7 +29,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from huggingface_hub import (CommitOperationAdd, DatasetCard, DatasetCardData, HfApi, ModelCard,
                              ModelCardData, constants, get_token)
@@ -37,6 +37,7 @@ from huggingface_hub.errors import HFValidationError, HfHubHTTPError, Repository
 from PIL import Image
 
 from e2gan.checkpoint import read_adapter
+from e2gan.data.builtin import credits
 from e2gan.data.dataset import PairDataset
 from e2gan.data.export import export_dataset
 from e2gan.data.sources import builtin_photos
@@ -46,7 +47,7 @@ from e2gan.files import sha256_file
 from e2gan.hub.download import first_line, unreachable
 from e2gan.inference.pipeline import EditPipeline
 from e2gan.paths import REPOSITORY, default_base_dir
-from e2gan.evaluation.pictures import contact_sheet, held_out_sheet
+from e2gan.evaluation.pictures import contact_sheet, held_out_sheet, sheet_records
 
 SIGN_IN = ("sign in with `hf auth login` (or set HF_TOKEN to an access token with write access), "
            "or with the studio's Sign in button")
@@ -125,9 +126,10 @@ def publish_adapter(adapter_path: str | os.PathLike, repo_id: str, token: str | 
         raise E2GANError(f"{adapter_path} was trained on base {adapter.metadata['base_sha256'][:12]}"
                          f", not on {base_dir}: give the base it was trained on")
     base_model = base_model or _hub_id_of_folder(base_dir)
+    photo_credits: list[str] = []  # a grid given by the caller is theirs to credit
     if sample_grid is None:
-        sample_grid = make_sample_grid(adapter_path, base_dir,
-                                       pairs_dataset or samples_from or _training_dataset(adapter))
+        sample_grid, photo_credits = make_sample_grid(
+            adapter_path, base_dir, pairs_dataset or samples_from or _training_dataset(adapter))
     api = HfApi(token=token)
     with _talking_to_hub(repo_id):
         if "/" not in repo_id:
@@ -138,7 +140,8 @@ def publish_adapter(adapter_path: str | os.PathLike, repo_id: str, token: str | 
             pairs_url = _publish_pairs(api, pairs_dataset, pairs_repo_id, repo_id, private, license)
         url = str(_create_repo(api, repo_id, "model", private))
         card = model_card(adapter, adapter_path, repo_id, base_dir, base_model,
-                          metrics or _recorded_metrics(adapter.metadata), pairs_repo_id, license)
+                          metrics or _recorded_metrics(adapter.metadata), pairs_repo_id, license,
+                          photo_credits)
         files = {f"{adapter.concept}.safetensors": adapter_path, "samples.png": _png(sample_grid),
                  "README.md": str(card).encode()}
         commit = _commit(api, repo_id, "model", files, f"Publish the {adapter.concept} adapter")
@@ -209,9 +212,10 @@ def _recorded_metrics(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_sample_grid(adapter_path: Path, base_dir: Path,
-                     dataset: PairDataset | None = None) -> Image.Image:
+                     dataset: PairDataset | None = None) -> tuple[Image.Image, list[str]]:
     """Rows of held-out (else training) pairs: source | teacher | E2GAN, at the adapter's training
-    size (up to 256 px); without a dataset, the packaged photos | E2GAN."""
+    size (up to 256 px); without a dataset, the packaged photos | E2GAN. With it, the credits of
+    the built-in photos it shows (their licences ask for attribution wherever they appear)."""
     settings = read_adapter(adapter_path).metadata.get("training", {}).get("settings", {})
     size = min(int(settings.get("size") or 128), SAMPLE_MAX_SIZE)
     pipeline = EditPipeline.from_pretrained(base_dir, device="cpu")
@@ -219,14 +223,20 @@ def make_sample_grid(adapter_path: Path, base_dir: Path,
     prompt = pipeline.adapters[name].prompt
     maker = ("E2GAN", lambda images: pipeline(images, prompt))
     if dataset is None or not len(dataset.split("test") or dataset.split("train")):
-        photos = [image for _, image in builtin_photos(SAMPLE_ROWS, size=max(size, 64))]
-        return contact_sheet([resize_and_center_crop(p, size) for p in photos], [], size, [maker])
-    return held_out_sheet(dataset, size, [("teacher", None), maker], SAMPLE_ROWS)
+        source = builtin_photos(SAMPLE_ROWS, size=max(size, 64))
+        photos = [resize_and_center_crop(image, size) for _, image in source]
+        return (contact_sheet(photos, [], size, [maker]),
+                credits(source.origin(source_id) for source_id in source.ids))
+    shown = sheet_records(dataset, SAMPLE_ROWS)
+    return (held_out_sheet(dataset, size, [("teacher", None), maker], SAMPLE_ROWS),
+            credits(record.origin for record in shown))
 
 
 def model_card(adapter, adapter_path: Path, repo_id: str, base_dir: Path, base_model: str | None,
-               metrics: dict[str, Any], pairs_repo_id: str | None, license: str):
-    """The README.md of a published adapter (huggingface_hub's `ModelCard`)."""
+               metrics: dict[str, Any], pairs_repo_id: str | None, license: str,
+               photo_credits: Sequence[str] = ()):
+    """The README.md of a published adapter (huggingface_hub's `ModelCard`); `photo_credits`
+    name the photos samples.png shows that ask for attribution."""
     meta, training = adapter.metadata, adapter.metadata.get("training", {})
     scores = {k: float(metrics[k]) for k in METRICS if isinstance(metrics.get(k), (int, float))
               and not isinstance(metrics[k], bool) and math.isfinite(metrics[k])}
@@ -257,6 +267,9 @@ def model_card(adapter, adapter_path: Path, repo_id: str, base_dir: Path, base_m
         "edits (E2GAN, Gong et al., ICML 2024), made with E2GAN Studio (the `e2gan` package).", "",
         "![source | teacher | E2GAN](samples.png)", "",
         "*Each row: a photo, the teacher's edit where pairs were at hand, this adapter's edit.*", ""]
+    if photo_credits:
+        lines += ["Photos in samples.png (cropped, and edited by the teacher and this adapter): "
+                  + "; ".join(photo_credits) + ".", ""]
     if scores:
         on = f" on {metrics['pairs']} held-out pairs" if held_out else " on held-out pairs"
         lines += ["## Scores against the teacher", "",
