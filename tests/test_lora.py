@@ -322,3 +322,44 @@ def test_rank_axis_matches_the_stored_weights(tiny):
     for name, kind in types.items():
         for part in ("lora_A", "lora_B"):
             assert state[f"{name}.{part}"].shape[lora.rank_axis(kind, part)] == 3, (name, part)
+
+
+@pytest.mark.parametrize("out_channels", [3, 32])  # a head-like conv (summed in training) and not
+def test_a_lora_conv_gives_peft_s_output_and_gradients_on_either_path(out_channels):
+    # LoraConv2d adds the adapter's delta to the weight where that is cheaper (editing; training
+    # convs with few outputs against the rank); it must compute what peft's two extra convs do.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, out_channels, 7, padding=3))
+    lora.add_adapter(model, "concept", {"0": 8})
+    layer = model[0]
+    assert isinstance(layer, lora.LoraConv2d)
+    nn.init.normal_(layer.lora_B["concept"].weight, std=0.05)
+    lora.set_adapter_scale(model, "concept", 0.7)
+    x = torch.randn(2, 16, 20, 20)
+
+    def run(path_of_peft: bool):
+        for parameter in layer.parameters():
+            parameter.grad = None
+        image = x.clone().requires_grad_(True)
+        forward = super(lora.LoraConv2d, layer).forward if path_of_peft else layer
+        output = forward(image)
+        (output * torch.linspace(-1, 1, output.numel()).view_as(output)).sum().backward()
+        with torch.no_grad():
+            edited = forward(x)
+        return output, edited, image.grad, [layer.lora_A["concept"].weight.grad.clone(),
+                                            layer.lora_B["concept"].weight.grad.clone()]
+
+    peft_output, peft_edit, peft_input_grad, peft_grads = run(True)
+    summed, delta_weight = [], layer.get_delta_weight
+    layer.get_delta_weight = lambda adapter: summed.append(adapter) or delta_weight(adapter)
+    output, edit, input_grad, grads = run(False)
+    # Editing always sums; training only where the outputs are few against the rank (8).
+    assert len(summed) == (2 if out_channels < 3 * 8 else 1)
+    assert torch.allclose(output, peft_output, atol=1e-5)
+    assert torch.allclose(edit, peft_edit, atol=1e-5)
+    assert torch.allclose(input_grad, peft_input_grad, atol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads, peft_grads))
+    assert not torch.allclose(edit, layer.get_base_layer()(x))  # the adapter is in it
+    # With the adapter switched off, the base conv alone.
+    lora.set_active_adapters(model, [])
+    assert torch.allclose(layer(x), layer.get_base_layer()(x))
