@@ -8,7 +8,8 @@
 #    clay_figure) and its eight "looks" (risograph, woodcut, charcoal, pointillism, cross_stitch,
 #    pop_art, stained_glass, low_poly); the identity concept ("the same photo") is learnt too.
 # 2. 400 pairs per concept from the whole training pool (`e2gan photo-pool`: BSDS500 train/val,
-#    faces 0001-1245, the photographic wallpapers of `make base-photos`, the packaged photos), made
+#    faces 0001-1245, the photographic wallpapers of `make base-photos`, the packaged photos; not
+#    the studio's held-out built-in photos), made
 #    at 256 px by the built-in teacher v2, whose concepts are one look each (pairs that agree).
 #    The pool's faces are 128 px: at 256 px they are Lanczos-upscaled crops, soft but consistent
 #    (the teacher edits the upscaled crop, so source and edit agree); the lower stages see them
@@ -38,29 +39,36 @@ mkdir -p "$work/data"
     --size 128 --hold-out "$held_out" --out "$work/selection.json" --quiet --json > /dev/null
 concepts=$(python3 -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['chosen']))" "$work/selection.json")
 
-i=0
-for concept in $concepts; do
-  i=$((i + 1))
-  $e2gan pairs --source "pool:all:$data" --count 400 --size 256 --concept "$concept" --seed $((i * 1000)) \
-      --test-fraction 0.05 --out "$work/data/$concept" --quiet --json > /dev/null
-done
-datasets=$(for concept in $concepts; do printf '%s ' "$work/data/$concept"; done)
-
+# make_pairs FOLDER: 400 pairs per concept from the pool (an existing folder is completed, not remade).
+make_pairs() {
+  local i=0
+  for concept in $concepts; do
+    i=$((i + 1))
+    $e2gan pairs --source "pool:all:$data" --count 400 --size 256 --concept "$concept" --seed $((i * 1000)) \
+        --test-fraction 0.05 --out "$1/$concept" --quiet --json > /dev/null
+  done
+}
+datasets_in() { for concept in $concepts; do printf '%s ' "$1/$concept"; done; }
+# Stage 1 keeps the pairs it began on (WORK/data); stages 2 and 3 train on pairs made from the pool
+# as it is now (WORK/data-2), which leaves out the studio's held-out built-in photos and the
+# unlicensed stereo motorcycle (`e2gan.data.photo_pool.not_for_training`; the pool held them
+# until 2026-12-07, when stage 1 was at step ~8,000).
 # A stage is done when its folder has a model and no resumable state left.
 finished() { [ -f "$1/config.json" ] && [ ! -d "$1/training_state" ]; }
 # On a fresh machine: E2GAN_RESUME_STAGE=128 E2GAN_RESUME_FROM=checkpoints/candidates/base-v3-64
 # skips the stages below 128 and starts 128 from the committed weights (fresh optimiser, step 0).
 resume_stage=${E2GAN_RESUME_STAGE:-0}
-stage() {  # stage SIZE BATCH STEPS SCHEDULE PREVIOUS
+stage() {  # stage SIZE BATCH STEPS SCHEDULE PREVIOUS PAIRS
   local out="$work/base-$1" init=$5
   [ "$1" -lt "$resume_stage" ] && return 0
   finished "$out" && return 0
   if [ "$1" = "$resume_stage" ] && [ ! -d "$out/training_state" ]; then init=${E2GAN_RESUME_FROM:?}; fi
-  $e2gan train-base --dataset $datasets --identity --out "$out" ${init:+--init-from "$init"} \
+  make_pairs "$6"
+  $e2gan train-base --dataset $(datasets_in "$6") --identity --out "$out" ${init:+--init-from "$init"} \
       --generator-config "$layout" --size "$1" --batch-size "$2" --steps "$3" --schedule "$4" \
       --ema-decay 0.999 --checkpoint-every 250 $minutes --json > "$out.json" 2> "$out.log"
   finished "$out"  # stopped by the time limit: the next stage waits for a rerun
 }
-stage 64 8 "$steps_64" constant ""
-stage 128 4 "$steps_128" linear "$work/base-64"
-stage 256 4 "$steps_256" linear "$work/base-128"
+stage 64 8 "$steps_64" constant "" "$work/data"
+stage 128 4 "$steps_128" linear "$work/base-64" "$work/data-2"
+stage 256 4 "$steps_256" linear "$work/base-128" "$work/data-2"

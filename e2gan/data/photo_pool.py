@@ -244,13 +244,18 @@ def _largest_image(folder: Path) -> Path | None:
 def wallpaper_sources(root: str | Path | None = None) -> list[tuple[PoolSource, list[PoolPhoto]]]:
     """The photographic wallpapers of each package in `_WALLPAPER_PACKAGES` found under `root`."""
     root = Path(root) if root is not None else default_wallpaper_root()
+    left_out = not_for_training()
     found = []
     for package, (prefix, upstream, wallpapers) in _WALLPAPER_PACKAGES.items():
-        photos, authors, licences = [], [], []
+        photos, authors, licences, on_disk, kept_out = [], [], [], 0, 0
         for wallpaper in wallpapers:
             location = root / wallpaper.location
             path = _largest_image(location) if not location.suffix else location
             if path is None or not path.is_file():
+                continue
+            on_disk += 1
+            if f"{prefix}-{wallpaper.stem}" in left_out:
+                kept_out += 1
                 continue
             photos.append(PoolPhoto(f"{prefix}-{wallpaper.stem}", SCENES, package, path=path))
             authors.append(f"{wallpaper.stem}: {wallpaper.author} ({wallpaper.licence})")
@@ -258,11 +263,14 @@ def wallpaper_sources(root: str | Path | None = None) -> list[tuple[PoolSource, 
         terms = ", ".join(sorted(set(licences))) or "see the package's copyright file"
         record = PoolSource(package, SCENES, len(photos), terms,
                             f"Debian package {package}: {upstream}", authors)
-        if not photos:
+        if not on_disk:
             record.note = (f"absent: package not installed under {root} "
                            f"(install with: {WALLPAPER_APT_COMMAND})")
-        elif len(photos) < len(wallpapers):
-            record.note = f"{len(wallpapers) - len(photos)} of its photos missing under {root}"
+        else:
+            notes = [f"{kept_out} held out for judging (built-in held-out photos)"] if kept_out else []
+            missing = len(wallpapers) - on_disk
+            notes += [f"{missing} of its photos missing under {root}"] if missing else []
+            record.note = "; ".join(notes)
         found.append((record, photos))
     return found
 
@@ -280,13 +288,30 @@ _PACKAGED = [  # in the order of image_source.packaged_photos
 ]
 
 
+def not_for_training() -> dict[str, str]:
+    """Pool photo ids a base may not train on, and why: the studio's built-in held-out photos
+    (its held-out pairs are scores on photos no model saw, the base included) and a photo whose
+    terms are unknown. Bases trained before 2026-12-07 had them in their pool."""
+    from e2gan.data.builtin import photo_sets  # builtin imports this module
+
+    reasons = {photo.id: "a built-in held-out photo (judging only)" for photo in photo_sets()[1]}
+    reasons["packaged-motorcycle"] = "no licence stated (Middlebury stereo benchmark)"
+    return reasons
+
+
 def packaged_source() -> tuple[PoolSource, list[PoolPhoto]]:
+    left_out = not_for_training()
+    kept = [(index, name, terms) for index, (name, terms) in enumerate(_PACKAGED)
+            if f"packaged-{name}" not in left_out]
     photos = [PoolPhoto(f"packaged-{name}", SCENES, "packaged", packaged_index=index)
-              for index, (name, _) in enumerate(_PACKAGED)]
+              for index, name, _ in kept]
+    left = [f"{name}: {left_out[f'packaged-{name}']}" for name, _ in _PACKAGED
+            if f"packaged-{name}" in left_out]
     record = PoolSource("packaged", SCENES, len(photos),
                         "public domain, CC0, CC-BY-2.0 (per photo; see authors)",
                         "scikit-image skimage.data and scikit-learn load_sample_images",
-                        [f"{name}: {terms}" for name, terms in _PACKAGED])
+                        [f"{name}: {terms}" for _, name, terms in kept],
+                        note="left out: " + "; ".join(left) if left else "")
     return record, photos
 
 
