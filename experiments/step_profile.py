@@ -26,7 +26,7 @@ import json
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -46,21 +46,16 @@ def one_step(trainer, batches, clock: dict[str, list[float]] | None = None,
     appended to `clock`, or its FLOPs added to `counter`."""
     gan = trainer.gan_step
 
+    @contextmanager
     def phase(name):
-        class Phase:
-            def __enter__(self):
-                self.flops = FlopCounterMode(display=False) if counter is not None else nullcontext()
-                self.flops.__enter__()
-                self.started = time.perf_counter()
-
-            def __exit__(self, *exc):
-                seconds = time.perf_counter() - self.started
-                self.flops.__exit__(*exc)
-                if clock is not None:
-                    clock.setdefault(name, []).append(seconds)
-                if counter is not None:
-                    counter[name] = counter.get(name, 0.0) + self.flops.get_total_flops()
-        return Phase()
+        with FlopCounterMode(display=False) if counter is not None else nullcontext() as flops:
+            started = time.perf_counter()
+            yield
+            seconds = time.perf_counter() - started
+        if clock is not None:
+            clock.setdefault(name, []).append(seconds)
+        if counter is not None:
+            counter[name] = counter.get(name, 0.0) + flops.get_total_flops()
 
     with phase("data"):
         _, batch = next(batches)
