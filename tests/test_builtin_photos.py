@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.data.builtin import (BUILTIN_PHOTOS, BuiltinPhotos, HeldOutPhotos, builtin_photos,
-                                held_out_photos, origin_photo, shipped_photos, held_out_before)
+from e2gan.data.attribution import BUILTIN_PHOTOS, shipped_photos
+from e2gan.data.builtin import (BuiltinPhotos, HeldOutPhotos, builtin_photos, held_out_photos,
+                                origin_photo, held_out_before)
 from e2gan.data.generate import generate_pairs
 from e2gan.data.pair_format import PairRecord
 from e2gan.data.sources import folder_source, open_source

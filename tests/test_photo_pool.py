@@ -224,7 +224,7 @@ def test_installed_wallpaper_packages_hold_every_curated_photo():
 def test_the_studio_s_held_out_photos_and_an_unlicensed_one_never_train_a_base(tmp_path):
     # The studio's held-out pairs are crops of its held-out built-in photos: scores on photos no
     # model saw, the base included. And a photo whose terms are unknown trains nothing shipped.
-    from e2gan.data.builtin import photo_sets
+    from e2gan.data.attribution import photo_sets
 
     root = tmp_path / "usr-share"
     (root / "backgrounds" / "mate" / "nature").mkdir(parents=True)

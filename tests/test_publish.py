@@ -96,7 +96,7 @@ def test_a_published_adapter_has_its_card_and_grid_and_loads_back_by_hub_id(
     assert np.array_equal(np.asarray(grid.crop((32, 0, 64, 32))),
                           np.asarray(resize_and_center_crop(edited, 32)))
     # Its photos are built-in ones under licences that ask for attribution: the card gives it.
-    from e2gan.data.builtin import shipped_photos
+    from e2gan.data.attribution import shipped_photos
 
     by_id = {photo.id: photo for photo in shipped_photos()}
     shown = {record.origin.removeprefix("builtin:") for record in tiny_pairs["winter"].split("test")[:4]}
@@ -263,7 +263,7 @@ def test_the_studio_publishes_with_the_visitors_sign_in_and_compares_a_hub_adapt
 
 
 def test_a_grid_without_pairs_shows_built_in_photos_and_credits_them(adapter, tiny_base):
-    from e2gan.data.builtin import shipped_photos
+    from e2gan.data.attribution import shipped_photos
     from e2gan.hub.publish import SAMPLE_ROWS, make_sample_grid
 
     grid, credits = make_sample_grid(adapter, tiny_base, None)

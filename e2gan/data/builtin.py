@@ -1,8 +1,9 @@
 """The built-in photos: 43 photos that ship inside the package, some of them held out whole.
 
 `e2gan/data/photos/` holds them, each resized from its original, with `attribution.json` (title,
-author, licence, where it came from) and the licence texts; `tools/build_builtin_photos.py`
-rebuilds the folder from the Debian packages and wheels they come from.
+author, licence, where it came from; read by `e2gan.data.attribution`) and the licence texts;
+`tools/build_builtin_photos.py` rebuilds the folder from the Debian packages and wheels they come
+from.
 
 A fixed set of them (`held_out` in attribution.json, 9 of 43) is only ever judged on: a built-in
 source deals its crops so that every test crop is cut from a held-out photo and every training
@@ -14,7 +15,6 @@ saw. The pair's record says which photo a crop came from: its origin is `builtin
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable
@@ -25,70 +25,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from e2gan.data.attribution import (ATTRIBUTION_FILE, BUILTIN_PHOTOS, ORIGIN_PREFIX, BuiltinPhoto,
+                                    photo_sets)
 from e2gan.data.image_source import ImageSource
 from e2gan.data.pair_format import PairRecord
 from e2gan.data.photo_pool import SCENES, PoolPhoto, training_crop
 from e2gan.errors import E2GANError
 from e2gan.files import MIN_IMAGE_SIDE
 
-# Package data (pyproject.toml's [tool.setuptools.package-data]), beside this module.
-BUILTIN_PHOTOS = Path(__file__).resolve().parent / "photos"
-ATTRIBUTION_FILE = "attribution.json"
-ORIGIN_PREFIX = "builtin:"
 DEFAULT_TEST_FRACTION = 0.2  # the pair maker's default (`generate_pairs`, `e2gan pairs`)
-
-
-@dataclass(frozen=True)
-class BuiltinPhoto:
-    """One shipped photo and what attribution.json says about it."""
-
-    id: str
-    path: Path
-    title: str
-    author: str
-    licence: str
-    held_out: bool
-    licence_url: str = ""
-
-    @property
-    def credit(self) -> str:
-        """The attribution its licence asks for where the photo (or a crop or edit of it) is shown."""
-        licence = f"[{self.licence}]({self.licence_url})" if self.licence_url else self.licence
-        return f"“{self.title}” by {self.author}, {licence}"
-
-
-@lru_cache(maxsize=4)
-def shipped_photos(folder: Path = BUILTIN_PHOTOS) -> tuple[BuiltinPhoto, ...]:
-    """Every photo listed in `folder`'s attribution.json, in its order."""
-    manifest = folder / ATTRIBUTION_FILE
-    try:
-        entries = json.loads(manifest.read_text(encoding="utf-8"))["photos"]
-        photos = tuple(BuiltinPhoto(entry["id"], folder / entry["file"], entry["title"],
-                                    entry["author"], entry["licence"], bool(entry["held_out"]),
-                                    entry.get("licence_url", ""))
-                       for entry in entries)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise E2GANError(f"the built-in photos' list {manifest} is missing or damaged ({error}); "
-                         "reinstall the package") from None
-    missing = [photo.path.name for photo in photos if not photo.path.is_file()]
-    if missing:
-        raise E2GANError(f"built-in photos missing from {folder}: {', '.join(missing[:5])}")
-    return photos
-
-
-def credits(origins: Iterable[str], folder: Path = BUILTIN_PHOTOS) -> list[str]:
-    """The credits of the built-in photos among pairs' `origins` (`builtin:<photo id>`), each once,
-    in order; other origins (a user's photos, a dataset's) name nothing to credit."""
-    by_id = {photo.id: photo for photo in shipped_photos(folder)}
-    wanted = dict.fromkeys(origin.removeprefix(ORIGIN_PREFIX) for origin in origins
-                           if origin.startswith(ORIGIN_PREFIX))
-    return [by_id[photo_id].credit for photo_id in wanted if photo_id in by_id]
-
-
-def photo_sets(folder: Path = BUILTIN_PHOTOS) -> tuple[list[BuiltinPhoto], list[BuiltinPhoto]]:
-    """(training photos, held-out photos)."""
-    photos = shipped_photos(folder)
-    return [p for p in photos if not p.held_out], [p for p in photos if p.held_out]
 
 
 def held_out_before(index: int, test_fraction: float) -> int:

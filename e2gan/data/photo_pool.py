@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from e2gan.data.attribution import photo_sets
 from e2gan.data.image_source import ImageSource, packaged_photos
 from e2gan.errors import E2GANError
 from e2gan.files import IMAGE_READ_ERRORS, IMAGE_SUFFIXES, MIN_IMAGE_SIDE, open_image, to_rgb
@@ -292,8 +293,6 @@ def not_for_training() -> dict[str, str]:
     """Pool photo ids a base may not train on, and why: the studio's built-in held-out photos
     (its held-out pairs are scores on photos no model saw, the base included) and a photo whose
     terms are unknown. Bases trained before 2026-12-07 had them in their pool."""
-    from e2gan.data.builtin import photo_sets  # builtin imports this module
-
     reasons = {photo.id: "a built-in held-out photo (judging only)" for photo in photo_sets()[1]}
     reasons["packaged-motorcycle"] = "no licence stated (Middlebury stereo benchmark)"
     return reasons

@@ -37,7 +37,7 @@ from huggingface_hub.errors import HFValidationError, HfHubHTTPError, Repository
 from PIL import Image
 
 from e2gan.checkpoint import read_adapter
-from e2gan.data.builtin import credits
+from e2gan.data.attribution import credits
 from e2gan.data.dataset import PairDataset
 from e2gan.data.export import export_dataset
 from e2gan.data.sources import builtin_photos
