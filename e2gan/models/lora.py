@@ -118,7 +118,7 @@ class LoraConv2d(PeftLoraConv2d):
     strength slider and training see it at once. Its cost moves to the backward pass, which must
     form the full weight's gradient to reach A and B; so it is taken where that is cheaper:
     always without gradients (editing), and in training where the conv's outputs are few against
-    the rank (`out_channels < 3 r`: the output head, 3 channels at rank 8, measured 2.5x faster
+    the rank (`out_channels < 3 r`: the output head, 3 channels at rank 8, measured 1.7x faster
     forward and backward; experiments/step_profile.py). Several active adapters, dropout or DoRA
     take peft's own path.
     """
