@@ -17,6 +17,7 @@ from e2gan.errors import E2GANError
 from e2gan.models import build_model
 from e2gan.teachers import BuiltinTeacher
 from e2gan.text import LearnedConceptEncoder
+from e2gan.training.ema import WeightAverage
 from e2gan.training.events import CheckpointSaved, EndReason, RunEnded, StepsLogged
 from e2gan.training.recipes import (TrainingSettings, finetune, train_base, train_pix2pix,
                                     uniform_ranks)
@@ -359,6 +360,42 @@ def test_ema_weights_are_used_inside_averaged_weights_only():
         averaged = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     assert any(not torch.equal(live[k], averaged[k]) for k in live)
     assert all(torch.equal(v, live[k]) for k, v in trainer.generator.state_dict().items())
+
+
+def test_the_weight_average_is_diffusers_ema_model_and_resumes_from_its_state():
+    # Saved training states hold diffusers' EMAModel state (the trainer used it until 2026-12-07).
+    from diffusers.training_utils import EMAModel
+
+    torch.manual_seed(0)
+    trained, frozen = torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(5),
+                                                                                  requires_grad=False)
+    theirs, ours = EMAModel([trained, frozen], decay=0.7), WeightAverage([trained, frozen], decay=0.7)
+    for step in range(30):
+        if step == 12:  # a resume: each takes up the other's saved state
+            ours, theirs_state = WeightAverage([trained, frozen], 0.7), ours.state_dict()
+            ours.load_state_dict(theirs.state_dict())
+            theirs = EMAModel([trained, frozen], decay=0.7)
+            theirs.load_state_dict(theirs_state)
+        with torch.no_grad():
+            trained.add_(torch.randn(4, 3))
+            frozen.add_(1.0)
+        theirs.step([trained, frozen])
+        ours.step([trained, frozen])
+        assert all(torch.equal(a, b) for a, b in zip(ours.averages, theirs.shadow_params))
+    assert ours.current_decay() == pytest.approx(0.7)  # warmed up to the cap (at update 21)
+    assert not torch.equal(ours.averages[0], trained)
+    assert torch.equal(ours.averages[1], frozen)  # frozen weights are copied, not averaged
+
+    live = trained.detach().clone()
+    ours.store([trained])
+    ours.copy_to([trained])
+    assert torch.equal(trained, ours.averages[0])
+    ours.restore([trained])
+    assert torch.equal(trained, live)
+    with pytest.raises(ValueError, match="does not match"):
+        ours.load_state_dict({**ours.state_dict(), "shadow_params": [torch.zeros(2)]})
+    with pytest.raises(ValueError, match="does not use"):
+        ours.load_state_dict({**ours.state_dict(), "use_ema_warmup": True})
 
 
 @pytest.mark.parametrize("name, expected", [

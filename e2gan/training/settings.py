@@ -55,7 +55,7 @@ class TrainingSettings:
     augment: bool = True
     schedule: str = "constant"  # constant, linear (pix2pix's), cosine; see training.schedules
     warmup_steps: int = 0
-    ema_decay: float = 0.0  # 0: off; else the EMA's top decay (diffusers' EMAModel warm-up below it)
+    ema_decay: float = 0.0  # 0: off; else the EMA's top decay (warming up below it: training/ema.py)
     max_grad_norm: float | None = None  # None: no clipping
     report_to: str = "none"  # none, tensorboard or trackio (through Accelerate's trackers)
     log_every: int = 10

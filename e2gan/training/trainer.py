@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from e2gan.errors import E2GANError
 from e2gan.files import atomic_write_bytes, replace_folder
 from e2gan.precision import resolve_precision
+from e2gan.training.ema import WeightAverage
 from e2gan.training.events import (CheckpointSaved, EndReason, EventCallback, RunEnded, RunSummary,
                                    StepsLogged)
 from e2gan.training.gan import ConditionedGenerator, GANHyperparameters, PairedGANStep
@@ -179,9 +180,7 @@ class Trainer:
                                       self.precision)
         self.ema = None
         if settings.ema_decay:
-            from diffusers.training_utils import EMAModel
-
-            self.ema = EMAModel(self.trainable, decay=settings.ema_decay)
+            self.ema = WeightAverage(self.trainable, decay=settings.ema_decay)
         self.step = 0
         self._saved_step: int | None = None  # the step the state on disk holds, when known
         self._stop = threading.Event()
