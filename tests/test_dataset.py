@@ -334,6 +334,26 @@ def test_flip_is_identical_for_both_images_and_decoding_is_cached(tmp_path, monk
     assert torch.equal(PairTensorDataset(dataset, None, 24, augment=False)[0]["source"], plain)
 
 
+def test_preloading_on_threads_decodes_each_pair_once_to_what_lazy_reading_gives(tmp_path, monkeypatch):
+    writer = PairDatasetWriter(tmp_path / "ds", make_info())
+    for index in range(9):
+        writer.add(f"{index}", random_image(index), random_image(20 + index))
+    dataset = writer.finalize()
+    lazy = [PairTensorDataset(dataset, None, 16, augment=False)[i] for i in range(9)]
+
+    loads = []
+    real_load_pair = PairDataset.load_pair
+    monkeypatch.setattr(PairDataset, "load_pair", lambda self, record: loads.append(record.id) or real_load_pair(self, record))
+    preloaded = PairTensorDataset(dataset, None, 16, augment=False)
+    preloaded.preload(threads=4)
+    assert sorted(loads) == [str(i) for i in range(9)]  # every pair, once, before any is read
+    for index, item in enumerate(lazy):
+        again = preloaded[index]
+        assert again["id"] == item["id"]
+        assert torch.equal(again["source"], item["source"]) and torch.equal(again["edited"], item["edited"])
+    assert len(loads) == 9  # reading decodes nothing more
+
+
 def test_edited_of_another_size_is_aligned_to_the_source(tmp_path):
     # A horizontal ramp: cropping a different region of it shows up as a different mean.
     ramp = np.tile(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], (20, 1, 3))

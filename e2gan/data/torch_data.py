@@ -7,6 +7,8 @@ a DataLoader, use ``num_workers=0`` or each worker process builds its own cache.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from PIL import Image
@@ -108,10 +110,17 @@ class PairTensorDataset(Dataset):
             self._cache[index] = cached
         return cached
 
-    def preload(self) -> None:
-        """Decode every pair now (surfaces a bad image before training starts, not mid-epoch)."""
-        for index in range(len(self)):
-            self._decoded(index)
+    def preload(self, threads: int = 1) -> None:
+        """Decode every pair now, on `threads` threads: a bad image surfaces before training
+        starts, and a large dataset's first epoch is not spent decoding on the training thread
+        (a base's 12,800 pairs at 256 px are 25,600 PNG decodes). PIL decodes and resizes with
+        the GIL released, so threads scale."""
+        if threads <= 1:
+            for index in range(len(self)):
+                self._decoded(index)
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(self._decoded, range(len(self))))
 
     def __getitem__(self, index: int) -> dict[str, object]:
         source, edited = self._decoded(index)

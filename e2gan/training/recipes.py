@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
@@ -40,6 +41,8 @@ def _tensor_dataset(datasets: list[PairDataset], settings: TrainingSettings,
                     ids: list[str] | None = None) -> Dataset:
     # augment=False: the trainer flips pairs itself, from (seed, step) (see training.trainer).
     parts = [PairTensorDataset(d, "train", settings.size, augment=False, ids=ids) for d in datasets]
+    for part in parts:  # on as many threads as the job may use (OMP_NUM_THREADS=1 keeps it to one)
+        part.preload(threads=torch.get_num_threads())
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
