@@ -62,6 +62,21 @@ def e2gan(*arguments: str, log: Path | None = None, threads: int | None = None) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def host() -> dict:
+    """What ran the job: the accelerator and the library versions (the host's, not this repo's pins)."""
+    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+             "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    for package in ("torch", "accelerate", "peft", "transformers", "numpy", "pillow"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
 def check_pool(pool: Path) -> dict:
     os.environ["E2GAN_PHOTO_DATA"] = str(pool / "data")
     os.environ["E2GAN_WALLPAPER_ROOT"] = str(pool / "wallpapers")
@@ -133,8 +148,8 @@ def main() -> None:
     logs = args.work / "logs"
     shutil.rmtree(args.work, ignore_errors=True)
     logs.mkdir(parents=True)
-    report: dict = {"device": args.device, "minutes": args.minutes, "pool": check_pool(args.pool),
-                    "stages": []}
+    report: dict = {"device": args.device, "minutes": args.minutes, "host": host(),
+                    "pool": check_pool(args.pool), "stages": []}
     concepts = json.loads((CANDIDATE / "selection.json").read_text())["chosen"][:args.concepts]
     report["pairs_seconds"] = round(make_pairs(concepts, args.pool, args.work, args.pairs, logs), 1)
     print(f"pairs: {len(concepts)} concepts x {args.pairs} in {report['pairs_seconds']} s", flush=True)
