@@ -5,6 +5,7 @@ weights that load (tools/pack_photo_pool.py, tools/base_on_gpu.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
@@ -77,3 +79,17 @@ def test_the_packed_pool_lists_the_same_photos_and_the_gpu_job_trains_every_stag
     assert base.generator.config.downsample_padding == "reflect"
     assert base.generator.config.noise_channels == 0
     assert base.info["training"]["settings"]["size"] == 256
+
+
+def test_a_probe_s_rate_leaves_out_the_start_up_of_its_first_steps(tmp_path):
+    spec = importlib.util.spec_from_file_location("base_on_gpu", REPOSITORY / "tools" / "base_on_gpu.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    # Batch 16: 10 steps in 2.0 s (1.5 s of it warm-up), then 10 more in 0.5 s.
+    log = tmp_path / "probe.log"
+    log.write_text("[train-base] step 10/20 d_real=0.1 g_l1=0.2 lr 2.00e-04 80.0 img/s eta 1s\n"
+                   "[train-base] state saved at step 20\n"
+                   "[train-base] step 20/20 d_real=0.1 g_l1=0.2 lr 2.00e-04 128.0 img/s eta 0s\n")
+    assert job.steady_rate(log, 16, {"images_per_second": 128.0}) == pytest.approx(320.0)
+    log.write_text("[train-base] step 1/1 d_real=0.1 lr 2.00e-04 3.0 img/s eta 0s\n")
+    assert job.steady_rate(log, 16, {"images_per_second": 3.0}) == 3.0  # one point: the average

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,6 +123,33 @@ def train(size: int, batch: int, steps: int, schedule: str, init: Path, out: Pat
     return e2gan(*arguments, log=logs / f"{out.name}.log")
 
 
+LOGGED_STEP = re.compile(r"\] step (\d+)/\d+ .* ([\d.]+) img/s")
+
+
+def steady_rate(log: Path, batch: int, summary: dict) -> float:
+    """Images/s after start-up, from a run's last two progress lines (each gives the rate since
+    the run began, so their step and time differences give the rate between them): the first
+    steps of a GPU run carry its warm-up (kernel choice, allocation), which would halve a
+    20-step average and so the steps planned."""
+    points = [(int(step), int(step) * batch / float(rate))
+              for step, rate in LOGGED_STEP.findall(log.read_text()) if float(rate) > 0]
+    if len(points) >= 2 and points[-1][1] > points[-2][1]:
+        (first_step, first_time), (last_step, last_time) = points[-2:]
+        return (last_step - first_step) * batch / (last_time - first_time)
+    return summary["images_per_second"]
+
+
+def store(work: Path, out: Path, size: int, whole: bool) -> None:
+    """A stage's weights in fp16 under OUT (the generator only, unless `whole`): written as each
+    stage ends, so a call cut off by its time limit still brings back the stages done."""
+    subprocess.run([sys.executable, str(REPOSITORY / "tools" / "store_half.py"),
+                    str(work / f"base-{size}"), str(out / f"base-{size}")],
+                   check=True, stdout=subprocess.DEVNULL)
+    if not whole:
+        for name in ("discriminator.safetensors", "discriminator.json"):
+            (out / f"base-{size}" / name).unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", type=Path, required=True, help="a folder from tools/pack_photo_pool.py")
@@ -160,35 +188,34 @@ def main() -> None:
     for index, ((size, share, schedule), batch) in enumerate(zip(STAGES, batches)):
         probe = train(size, batch, args.probe_steps, "constant", init, args.work / f"probe-{size}",
                       datasets[:1], args.device, None, logs)
+        rate = steady_rate(logs / f"probe-{size}.log", batch, probe)
         # This stage's part of the time left (the probes' start-up comes out of it).
         shares_left = sum(stage[1] for stage in STAGES[index:])
         seconds = max(0.0, deadline - time.perf_counter()) * share / shares_left
-        steps = max(1, int(seconds * probe["images_per_second"] / batch))
-        print(f"{size} px: probe {probe['images_per_second']:.0f} images/s -> {steps} steps of "
-              f"{batch} in about {seconds:.0f} s", flush=True)
+        steps = max(1, int(seconds * rate / batch))
+        print(f"{size} px: probe {rate:.0f} images/s -> {steps} steps of {batch} in about "
+              f"{seconds:.0f} s", flush=True)
         out = args.work / f"base-{size}"
+        # The guard: a quarter over the share, but never far past the whole job's deadline.
+        guard = min(seconds * 1.25, max(seconds, deadline - time.perf_counter() + 15))
         summary = train(size, batch, steps, schedule, init, out, datasets, args.device,
-                        max(seconds * 1.25, 1.0) / 60, logs)
+                        max(guard, 1.0) / 60, logs)
         report["stages"].append({"size": size, "batch": batch, "steps_planned": steps,
-                                 "probe_images_per_second": probe["images_per_second"],
+                                 "probe_images_per_second": round(rate, 1),
                                  **{key: summary.get(key) for key in (
                                      "steps", "end_reason", "seconds", "images_per_second",
                                      "precision", "hardware", "final_losses", "pairs")}})
         print(f"{size} px: {summary.get('steps')} steps, {summary.get('end_reason')}, "
               f"{summary.get('seconds')} s, losses {summary.get('final_losses')}", flush=True)
         init = out
+        if size >= 128:  # the 256 px stage whole, the 128 px one's generator as a fallback
+            store(args.work, args.out, size, whole=size == STAGES[-1][0])
+        report["images"] = sum(stage["steps"] * stage["batch"] for stage in report["stages"])
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        (args.out / "run.json").write_text(json.dumps(report, indent=1) + "\n")
 
-    # At most 8 files come back from the GPU host: the 256 px stage whole, the 128 px one's
-    # generator (a fallback should the last stage go wrong), the report and the logs.
-    for size in (128, 256):
-        subprocess.run([sys.executable, str(REPOSITORY / "tools" / "store_half.py"),
-                        str(args.work / f"base-{size}"), str(args.out / f"base-{size}")],
-                       check=True, stdout=subprocess.DEVNULL)
-    for name in ("discriminator.safetensors", "discriminator.json"):
-        (args.out / "base-128" / name).unlink()
-    report["images"] = sum(stage["steps"] * stage["batch"] for stage in report["stages"])
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    (args.out / "run.json").write_text(json.dumps(report, indent=1) + "\n")
+    # At most 8 files come back from the GPU host: base-256 (4), base-128's generator (2), the
+    # report and the logs.
     with tarfile.open(args.out / "logs.tar.gz", "w:gz") as archive:
         archive.add(logs, arcname="logs")
     print(json.dumps({key: report[key] for key in ("images", "seconds", "pairs_seconds")}))
