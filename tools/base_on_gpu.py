@@ -70,6 +70,14 @@ def host() -> dict:
 
     found = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
              "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    # The host CPU's matrix units (issue 28 wants a CPU with bf16/AMX to measure on).
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    flags = set(re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.MULTILINE).group(1).split()
+                if "flags" in cpuinfo else [])
+    found["cpu"] = model.group(1) if model else None
+    found["cpu_matrix_flags"] = sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx512_bf16",
+                                                "amx_bf16", "amx_int8", "amx_tile"})
     for package in ("torch", "accelerate", "peft", "transformers", "numpy", "pillow"):
         try:
             found[package] = version(package)
