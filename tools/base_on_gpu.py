@@ -86,7 +86,8 @@ def host() -> dict:
     return found
 
 
-def check_pool(pool: Path) -> dict:
+def use_packed_pool(pool: Path) -> dict:
+    """Point this process and its children at the packed pool, once it lists the packed photos."""
     os.environ["E2GAN_PHOTO_DATA"] = str(pool / "data")
     os.environ["E2GAN_WALLPAPER_ROOT"] = str(pool / "wallpapers")
     sys.path.insert(0, str(REPOSITORY))
@@ -185,7 +186,7 @@ def main() -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     logs.mkdir(parents=True)
     report: dict = {"device": args.device, "minutes": args.minutes, "host": host(),
-                    "pool": check_pool(args.pool), "stages": []}
+                    "pool": use_packed_pool(args.pool), "stages": []}
     concepts = json.loads((CANDIDATE / "selection.json").read_text())["chosen"][:args.concepts]
     report["pairs_seconds"] = round(make_pairs(concepts, args.pool, args.work, args.pairs, logs), 1)
     print(f"pairs: {len(concepts)} concepts x {args.pairs} in {report['pairs_seconds']} s", flush=True)
