@@ -62,9 +62,15 @@ def test_the_packed_pool_lists_the_same_photos_and_the_gpu_job_trains_every_stag
 
     out = tmp_path / "out"
     report = _run("tools/base_on_gpu.py", "--pool", str(pool), "--out", str(out),
-                  "--work", str(tmp_path / "work"), "--device", "cpu", "--concepts", "1",
+                  "--work", str(tmp_path / "work"), "--device", "cpu", "--concepts", "2",
                   "--pairs", "4", "--batches", "2,2,2", "--probe-steps", "1", "--minutes", "1")
     run = json.loads((out / "run.json").read_text())
+    # Each concept's pairs are seeded as in train_base.sh (the n-th concept: n x 1000).
+    for number, concept in enumerate(json.loads((REPOSITORY / "checkpoints" / "candidates" / "base-v3-64"
+                                                 / "selection.json").read_text())["chosen"][:2], 1):
+        first = json.loads((tmp_path / "work" / "data" / concept / "metadata.jsonl").read_text()
+                           .splitlines()[0])
+        assert first["seed"] == number * 1000, (concept, first)
     assert [stage["size"] for stage in run["stages"]] == [64, 128, 256]
     assert all(stage["steps"] >= 1 and stage["pairs"] >= 3 for stage in run["stages"])
     assert report["images"] == run["images"] == sum(s["steps"] * s["batch"] for s in run["stages"])

@@ -102,18 +102,22 @@ def use_packed_pool(pool: Path) -> dict:
     return {"photos": len(here), "counts": packed["photos"]}
 
 
-def make_pairs(concepts: list[str], pool: Path, work: Path, count: int, logs: Path) -> float:
+def make_pairs(numbered: list[tuple[int, str]], pool: Path, work: Path, count: int,
+               logs: Path) -> float:
+    """Each (number, concept)'s pairs, seeded number x 1000 as in `train_base.sh`."""
     started = time.perf_counter()
+    if not numbered:
+        return 0.0
 
-    def one(numbered: tuple[int, str]) -> dict:
-        number, concept = numbered
+    def one(number_and_concept: tuple[int, str]) -> dict:
+        number, concept = number_and_concept
         return e2gan("pairs", "--source", f"pool:all:{pool / 'data'}", "--count", str(count),
                      "--size", "256", "--concept", concept, "--seed", str(number * 1000),
                      "--test-fraction", "0.05", "--out", str(work / "data" / concept), "--quiet",
                      log=logs / f"pairs-{concept}.log", threads=1)
 
-    with ThreadPoolExecutor(max(1, min(len(concepts), os.cpu_count() or 1))) as pool_of_runs:
-        made = list(pool_of_runs.map(one, enumerate(concepts, start=1)))
+    with ThreadPoolExecutor(max(1, min(len(numbered), os.cpu_count() or 1))) as pool_of_runs:
+        made = list(pool_of_runs.map(one, numbered))
     if not all(result.get("complete") for result in made):
         raise SystemExit("some concepts' pairs are incomplete: see the pairs-*.log files")
     return time.perf_counter() - started
@@ -188,15 +192,24 @@ def main() -> None:
     report: dict = {"device": args.device, "minutes": args.minutes, "host": host(),
                     "pool": use_packed_pool(args.pool), "stages": []}
     concepts = json.loads((CANDIDATE / "selection.json").read_text())["chosen"][:args.concepts]
-    report["pairs_seconds"] = round(make_pairs(concepts, args.pool, args.work, args.pairs, logs), 1)
-    print(f"pairs: {len(concepts)} concepts x {args.pairs} in {report['pairs_seconds']} s", flush=True)
     datasets = [args.work / "data" / concept for concept in concepts]
+    # The first concept's pairs, then the first probe: a trainer that fails on this host fails
+    # within a minute, not after all the pairs.
+    numbered = list(enumerate(concepts, start=1))
+    seconds = make_pairs(numbered[:1], args.pool, args.work, args.pairs, logs)
+    probes = {STAGES[0][0]: train(STAGES[0][0], batches[0], args.probe_steps, "constant", CANDIDATE,
+                                  args.work / f"probe-{STAGES[0][0]}", datasets[:1], args.device,
+                                  None, logs)}
+    seconds += make_pairs(numbered[1:], args.pool, args.work, args.pairs, logs)
+    report["pairs_seconds"] = round(seconds, 1)
+    print(f"pairs: {len(concepts)} concepts x {args.pairs} in {report['pairs_seconds']} s", flush=True)
 
     deadline = started + args.minutes * 60 - 30  # 30 s kept for storing the weights
     init = CANDIDATE
     for index, ((size, share, schedule), batch) in enumerate(zip(STAGES, batches)):
-        probe = train(size, batch, args.probe_steps, "constant", init, args.work / f"probe-{size}",
-                      datasets[:1], args.device, None, logs)
+        probe = probes.get(size) or train(size, batch, args.probe_steps, "constant", init,
+                                          args.work / f"probe-{size}", datasets[:1], args.device,
+                                          None, logs)
         rate = steady_rate(logs / f"probe-{size}.log", batch, probe)
         # This stage's part of the time left (the probes' start-up comes out of it).
         shares_left = sum(stage[1] for stage in STAGES[index:])
